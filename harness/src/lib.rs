@@ -1,0 +1,18 @@
+//! The vmtest harness: runs installer test configs through install → poweroff → boot →
+//! collect → verify on the builtin microVM or on qemu.
+
+pub mod cli;
+pub mod cmd_doctor;
+pub mod cmd_vm;
+
+/// Which virtual machine monitor runs the guests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum VmmChoice {
+    /// Builtin unless the test needs what the microVM cannot serve (UEFI, NVMe, SCSI,
+    /// multipath) or the host's KVM is emulated; then qemu, with the reason printed.
+    Auto,
+    /// The builtin KVM microVM (this project's `vmm` crate).
+    Builtin,
+    /// qemu-system-x86_64 (KVM when it is real, TCG otherwise).
+    Qemu,
+}

@@ -1,0 +1,49 @@
+use clap::{Parser, Subcommand};
+use harness::{VmmChoice, cli, cmd_doctor, cmd_vm};
+
+/// OS-installer testing on a built-in KVM microVM (or qemu).
+#[derive(Debug, Parser)]
+#[command(name = "vmtest", version)]
+struct Cli {
+    /// Virtual machine monitor to use.
+    #[arg(long, global = true, value_enum, default_value_t = VmmChoice::Auto, env = "VMTEST_VMM")]
+    vmm: VmmChoice,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Boot one VM from a kernel (and initrd) directly; the exit code tells how it ended.
+    Vm(cmd_vm::VmArgs),
+    /// Check this host: /dev/kvm access, whether KVM is real or emulated, guest speed.
+    Doctor(cmd_doctor::DoctorArgs),
+    /// Build, list, sync and prune ephemeral install images.
+    Images(images::cli::ImagesArgs),
+    #[command(flatten)]
+    Harness(cli::HarnessCommand),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VMTEST_LOG_LEVEL")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Vm(args) => cmd_vm::run(args),
+        Command::Doctor(args) => cmd_doctor::run(args),
+        Command::Images(args) => images::cli::run(args).map(|()| 0),
+        Command::Harness(cmd) => cli::run(cmd, cli.vmm),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("vmtest: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
