@@ -14,6 +14,7 @@ pub mod pci_conf1;
 pub mod power;
 pub mod pvpanic;
 pub mod serial;
+pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError};
 pub use interrupt::InterruptLine;
