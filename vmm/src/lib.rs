@@ -1,1 +1,35 @@
-//! VMM.
+//! A small KVM microVMM for x86-64: boots a kernel directly (bzImage through the Linux boot
+//! protocol, or an ELF through PVH) with an initrd and a command line, describes the machine
+//! with ACPI, runs 1..N vCPUs on their own threads and reports how the guest ended.
+//!
+//! ```no_run
+//! let config = vmm::VmConfig::new("/boot/vmlinuz").memory_mib(512).cmdline("console=ttyS0");
+//! match vmm::run(&config)? {
+//!     vmm::ExitReason::PowerOff => println!("guest powered off"),
+//!     other => println!("guest ended: {other}"),
+//! }
+//! # Ok::<(), vmm::Error>(())
+//! ```
+//!
+//! The crate knows nothing of installers or tests: the harness builds a [`VmConfig`] and
+//! reads the [`ExitReason`].
+
+mod acpi;
+mod config;
+mod cpu;
+mod error;
+mod exit;
+pub mod host;
+mod kick;
+mod layout;
+mod loader;
+mod memory;
+mod vcpu;
+mod vm;
+
+pub use acpi::build_tables_for_inspection;
+pub use config::{CpuFeature, SerialConfig, VmConfig};
+pub use devices::ResetSource;
+pub use error::Error;
+pub use exit::{CrashReport, ExitReason};
+pub use vm::run;

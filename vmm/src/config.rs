@@ -1,0 +1,283 @@
+use std::io::Write;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// Everything needed to boot one VM.
+#[derive(Clone)]
+pub struct VmConfig {
+    /// bzImage (Linux boot protocol) or ELF with a PVH entry note.
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: String,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    pub serial: SerialConfig,
+    /// The watchdog: the VM is stopped with [`crate::ExitReason::Timeout`] when it expires.
+    pub timeout: Option<Duration>,
+    /// CPUID features hidden from the guest on top of what KVM cannot offer.
+    pub cpuid_mask: Vec<CpuFeature>,
+}
+
+impl VmConfig {
+    pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        Self {
+            kernel: kernel.into(),
+            initrd: None,
+            cmdline: String::new(),
+            memory_mib: 512,
+            vcpus: 1,
+            serial: SerialConfig::default(),
+            timeout: None,
+            cpuid_mask: Vec::new(),
+        }
+    }
+    pub fn initrd(mut self, path: impl Into<PathBuf>) -> Self {
+        self.initrd = Some(path.into());
+        self
+    }
+    pub fn cmdline(mut self, cmdline: impl Into<String>) -> Self {
+        self.cmdline = cmdline.into();
+        self
+    }
+    pub fn memory_mib(mut self, mib: u64) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+    pub fn vcpus(mut self, n: u32) -> Self {
+        self.vcpus = n;
+        self
+    }
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+    pub fn serial(mut self, serial: SerialConfig) -> Self {
+        self.serial = serial;
+        self
+    }
+    pub fn mask_cpu_feature(mut self, f: CpuFeature) -> Self {
+        self.cpuid_mask.push(f);
+        self
+    }
+}
+
+/// Where COM1's output goes. Any combination; with none, output is discarded.
+#[derive(Clone, Default)]
+pub struct SerialConfig {
+    /// A log file. It must not exist yet unless `overwrite_log` is set: a previous run's
+    /// log is never replaced unasked.
+    pub log_file: Option<PathBuf>,
+    pub overwrite_log: bool,
+    /// Copy output to this process's stdout (the interactive console).
+    pub stdout: bool,
+    /// Further writers, e.g. an in-memory capture for tests or a line watcher.
+    pub writers: Vec<Arc<Mutex<dyn Write + Send>>>,
+}
+
+impl SerialConfig {
+    /// Adds an in-memory capture and returns it.
+    pub fn capture(&mut self) -> Arc<Mutex<Vec<u8>>> {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        self.writers.push(buf.clone());
+        buf
+    }
+}
+
+/// One CPUID feature bit (or a named group of bits) to hide from the guest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuFeature {
+    pub name: String,
+    pub bits: Vec<CpuidBit>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuidBit {
+    pub leaf: u32,
+    /// `None`: every subleaf.
+    pub subleaf: Option<u32>,
+    pub reg: CpuidReg,
+    pub bit: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuidReg {
+    Eax,
+    Ebx,
+    Ecx,
+    Edx,
+}
+
+const fn b(leaf: u32, subleaf: u32, reg: CpuidReg, bit: u8) -> CpuidBit {
+    CpuidBit {
+        leaf,
+        subleaf: Some(subleaf),
+        reg,
+        bit,
+    }
+}
+
+use CpuidReg::{Ebx, Ecx, Edx};
+
+/// Named features. Groups hide everything that depends on the named bit, so a guest never
+/// sees e.g. AVX without XSAVE.
+const NAMED: &[(&str, &[CpuidBit])] = &[
+    (
+        "xsave",
+        &[
+            b(1, 0, Ecx, 26), // XSAVE
+            b(1, 0, Ecx, 27), // OSXSAVE
+            b(1, 0, Ecx, 28), // AVX
+            b(1, 0, Ecx, 12), // FMA
+            b(1, 0, Ecx, 29), // F16C
+            b(7, 0, Ebx, 5),  // AVX2
+            b(7, 0, Ebx, 16), // AVX512F and friends
+            b(7, 0, Ebx, 17),
+            b(7, 0, Ebx, 21),
+            b(7, 0, Ebx, 26),
+            b(7, 0, Ebx, 27),
+            b(7, 0, Ebx, 28),
+            b(7, 0, Ebx, 30),
+            b(7, 0, Ebx, 31),
+            b(7, 0, Ecx, 1),
+            b(7, 0, Ecx, 6),
+            b(7, 0, Ecx, 11),
+            b(7, 0, Ecx, 12),
+            b(7, 0, Ecx, 14),
+            b(7, 0, Edx, 2),
+            b(7, 0, Edx, 3),
+            b(7, 0, Edx, 8),
+            b(7, 0, Edx, 23),
+            b(0xd, 1, CpuidReg::Eax, 0), // XSAVEOPT
+            b(0xd, 1, CpuidReg::Eax, 1), // XSAVEC
+            b(0xd, 1, CpuidReg::Eax, 3), // XSAVES
+        ],
+    ),
+    (
+        "avx",
+        &[
+            b(1, 0, Ecx, 28),
+            b(1, 0, Ecx, 12),
+            b(1, 0, Ecx, 29),
+            b(7, 0, Ebx, 5),
+        ],
+    ),
+    (
+        "avx512",
+        &[
+            b(7, 0, Ebx, 16),
+            b(7, 0, Ebx, 17),
+            b(7, 0, Ebx, 21),
+            b(7, 0, Ebx, 26),
+            b(7, 0, Ebx, 27),
+            b(7, 0, Ebx, 28),
+            b(7, 0, Ebx, 30),
+            b(7, 0, Ebx, 31),
+        ],
+    ),
+    ("cx16", &[b(1, 0, Ecx, 13)]),
+    ("x2apic", &[b(1, 0, Ecx, 21)]),
+    ("tsc-deadline", &[b(1, 0, Ecx, 24)]),
+    ("pcid", &[b(1, 0, Ecx, 17)]),
+    ("movbe", &[b(1, 0, Ecx, 22)]),
+    ("aes", &[b(1, 0, Ecx, 25)]),
+    ("rdrand", &[b(1, 0, Ecx, 30)]),
+    ("rdseed", &[b(7, 0, Ebx, 18)]),
+    ("smep", &[b(7, 0, Ebx, 7)]),
+    ("smap", &[b(7, 0, Ebx, 20)]),
+    ("la57", &[b(7, 0, Ecx, 16)]),
+    ("pku", &[b(7, 0, Ecx, 3)]),
+    ("umip", &[b(7, 0, Ecx, 2)]),
+    ("fsgsbase", &[b(7, 0, Ebx, 0)]),
+    ("pdpe1gb", &[b(0x8000_0001, 0, Edx, 26)]),
+    ("rdtscp", &[b(0x8000_0001, 0, Edx, 27)]),
+];
+
+impl FromStr for CpuFeature {
+    type Err = Error;
+
+    /// A known name (`xsave`, `cx16`, ... see [`CpuFeature::known_names`]) or a raw bit as
+    /// `LEAF[.SUBLEAF]:REG:BIT`, e.g. `0x1:ecx:13`.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let name = s.trim().to_ascii_lowercase();
+        if let Some((_, bits)) = NAMED.iter().find(|(n, _)| *n == name) {
+            return Ok(CpuFeature {
+                name,
+                bits: bits.to_vec(),
+            });
+        }
+        parse_raw(&name)
+            .map(|bit| CpuFeature {
+                name: name.clone(),
+                bits: vec![bit],
+            })
+            .ok_or_else(|| Error::UnknownCpuFeature(s.to_string(), Self::known_names()))
+    }
+}
+
+impl CpuFeature {
+    pub fn known_names() -> String {
+        let mut names: Vec<&str> = NAMED.iter().map(|(n, _)| *n).collect();
+        names.push("or LEAF[.SUBLEAF]:REG:BIT");
+        names.join(", ")
+    }
+}
+
+fn parse_num(s: &str) -> Option<u32> {
+    match s.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+fn parse_raw(s: &str) -> Option<CpuidBit> {
+    let mut parts = s.split(':');
+    let (leaf_part, reg, bit) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let (leaf, subleaf) = match leaf_part.split_once('.') {
+        Some((l, sl)) => (parse_num(l)?, Some(parse_num(sl)?)),
+        None => (parse_num(leaf_part)?, None),
+    };
+    let reg = match reg {
+        "eax" => CpuidReg::Eax,
+        "ebx" => CpuidReg::Ebx,
+        "ecx" => CpuidReg::Ecx,
+        "edx" => CpuidReg::Edx,
+        _ => return None,
+    };
+    let bit: u8 = bit.parse().ok().filter(|b| *b < 32)?;
+    Some(CpuidBit {
+        leaf,
+        subleaf,
+        reg,
+        bit,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_and_raw_features_parse() {
+        let x: CpuFeature = "XSAVE".parse().unwrap();
+        assert!(x.bits.contains(&b(1, 0, Ecx, 26)));
+        let raw: CpuFeature = "0x7.0:ebx:5".parse().unwrap();
+        assert_eq!(raw.bits, vec![b(7, 0, Ebx, 5)]);
+        let any_sub: CpuFeature = "1:ecx:13".parse().unwrap();
+        assert_eq!(any_sub.bits[0].subleaf, None);
+    }
+
+    #[test]
+    fn bad_features_are_rejected_with_the_known_list() {
+        for bad in ["nope", "1:ecx", "1:exx:3", "1:ecx:32", "z:ecx:1"] {
+            let e = bad.parse::<CpuFeature>().unwrap_err().to_string();
+            assert!(e.contains("cx16"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,75 @@
+use std::path::PathBuf;
+
+/// Why a VM could not be started or kept running. Every variant names the thing at fault
+/// and, where there is one, what to do about it: the CLI prints it as a single line.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open /dev/kvm: {0} (is KVM enabled, and is this user in the 'kvm' group?)")]
+    KvmOpen(#[source] kvm_ioctls::Error),
+    #[error("KVM API version {0} is not supported (need 12)")]
+    KvmApiVersion(i32),
+    #[error("this KVM lacks {0}, which the VMM needs")]
+    KvmCapability(&'static str),
+    #[error("KVM: {what} failed: {source}")]
+    Kvm {
+        what: &'static str,
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    #[error("cannot read kernel {path}: {source}")]
+    KernelRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a kernel this VMM can boot: {detail} (expected a bzImage such as /boot/vmlinuz-*, or an ELF with a PVH entry note)"
+    )]
+    KernelFormat { path: PathBuf, detail: String },
+    #[error("cannot read initrd {path}: {source}")]
+    InitrdRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "initrd {path} ({size} bytes) does not fit in guest memory below {limit:#x} after the kernel; give the VM more memory (--memory)"
+    )]
+    InitrdTooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    #[error("guest memory of {mib} MiB is too small: at least {min} MiB is needed")]
+    MemoryTooSmall { mib: u64, min: u64 },
+    #[error("guest memory of {mib} MiB is more than this VMM supports ({max} MiB)")]
+    MemoryTooLarge { mib: u64, max: u64 },
+    #[error("cannot allocate {mib} MiB of guest memory: {detail}")]
+    MemoryAlloc { mib: u64, detail: String },
+    #[error("{0} vCPUs requested: must be between 1 and {1}")]
+    VcpuCount(u32, u32),
+    #[error(
+        "kernel command line is {len} bytes, longer than the {max} the kernel accepts; shorten --append"
+    )]
+    CmdlineTooLong { len: usize, max: usize },
+    #[error("kernel command line contains a NUL byte or non-ASCII text")]
+    CmdlineInvalid,
+    #[error("cannot open serial log {path}: {source}")]
+    SerialLog {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unknown CPU feature '{0}' (known: {1})")]
+    UnknownCpuFeature(String, String),
+    #[error("building the VM: {0}")]
+    Setup(String),
+    #[error("cannot start vCPU thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+impl Error {
+    pub(crate) fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
+        move |source| Error::Kvm { what, source }
+    }
+}

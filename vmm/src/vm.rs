@@ -1,0 +1,394 @@
+//! Assembling and running a VM: KVM set-up, platform devices, vCPU threads, the watchdog,
+//! and a clean end (every thread joined) whatever the exit reason.
+
+use std::fs::OpenOptions;
+use std::os::unix::thread::JoinHandleExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use acpi_tables::Aml;
+use devices::acpi_pm::{ACPI_PM_LEN, ACPI_PM_PORT, AcpiPmDevice};
+use devices::bus::SharedDevice;
+use devices::i8042::{I8042_DATA_PORT, I8042Device};
+use devices::interrupt::{EventFdInterrupt, InterruptLine};
+use devices::pci_conf1::{PCI_CONF1_LEN, PCI_CONF1_PORT, PciConf1Absent};
+use devices::pvpanic::{PVPANIC_LEN, PVPANIC_PORT, PvPanicDevice};
+use devices::serial::{COM1_GSI, COM1_LEN, COM1_PORT, FanOut, SerialDevice};
+use devices::{Bus, PowerEvent, PowerEventSink};
+use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
+use kvm_ioctls::{Cap, Kvm, VmFd};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::acpi::AcpiTables;
+use crate::config::VmConfig;
+use crate::error::Error;
+use crate::exit::{CrashReport, ExitReason};
+use crate::layout::*;
+use crate::vcpu::Vcpu;
+use crate::{cpu, kick, loader, memory};
+
+/// Most vCPUs a VM may have: APIC ids are 8 bits in the MADT entries we emit, and the
+/// IOAPIC takes the id after the last vCPU.
+pub const MAX_VCPUS: u32 = 254;
+
+/// The first exit reason wins; later ones (e.g. other vCPUs seeing the kick) are ignored.
+#[derive(Default)]
+pub struct ExitState {
+    reason: Mutex<Option<ExitReason>>,
+    changed: Condvar,
+    set_flag: AtomicBool,
+}
+
+impl ExitState {
+    pub fn set(&self, reason: ExitReason) {
+        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if r.is_none() {
+            tracing::debug!(%reason, "VM exit");
+            *r = Some(reason);
+            self.set_flag.store(true, Ordering::SeqCst);
+            self.changed.notify_all();
+        }
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.set_flag.load(Ordering::SeqCst)
+    }
+
+    /// Waits for a reason until `deadline`; `None` when the deadline passed first.
+    fn wait(&self, deadline: Option<Instant>) -> Option<ExitReason> {
+        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(reason) = r.clone() {
+                return Some(reason);
+            }
+            r = match deadline {
+                None => self.changed.wait(r).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return None;
+                    }
+                    self.changed
+                        .wait_timeout(r, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    fn take(&self) -> Option<ExitReason> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl PowerEventSink for ExitState {
+    fn power_event(&self, event: PowerEvent) {
+        self.set(match event {
+            PowerEvent::PowerOff => ExitReason::PowerOff,
+            PowerEvent::Reboot(src) => ExitReason::Reboot(src),
+            PowerEvent::GuestPanic => ExitReason::Crash(CrashReport {
+                reason: "the guest kernel panicked (reported through pvpanic)".into(),
+                vcpu: None,
+                registers: None,
+            }),
+        });
+    }
+}
+
+/// The legacy platform: COM1, the ACPI sleep/reset registers, the i8042 reset line,
+/// pvpanic, and an absent PCI conf1.
+pub struct PlatformDevices {
+    serial: Arc<Mutex<SerialDevice>>,
+    pvpanic: Arc<Mutex<PvPanicDevice>>,
+    io: Vec<(SharedDevice, u16, u64)>,
+}
+
+impl PlatformDevices {
+    pub fn new(
+        sink: Arc<dyn PowerEventSink>,
+        serial_irq: Arc<dyn InterruptLine>,
+        out: FanOut,
+    ) -> Self {
+        let serial = Arc::new(Mutex::new(SerialDevice::new(serial_irq, COM1_GSI, out)));
+        let pvpanic = Arc::new(Mutex::new(PvPanicDevice::new(sink.clone())));
+        let io: Vec<(SharedDevice, u16, u64)> = vec![
+            (serial.clone(), COM1_PORT, COM1_LEN),
+            (
+                Arc::new(Mutex::new(AcpiPmDevice::new(sink.clone()))),
+                ACPI_PM_PORT,
+                ACPI_PM_LEN,
+            ),
+            // Data port 0x60 through command/status port 0x64.
+            (
+                Arc::new(Mutex::new(I8042Device::new(sink))),
+                I8042_DATA_PORT,
+                5,
+            ),
+            (
+                Arc::new(Mutex::new(PciConf1Absent)),
+                PCI_CONF1_PORT,
+                PCI_CONF1_LEN,
+            ),
+            (pvpanic.clone(), PVPANIC_PORT, PVPANIC_LEN),
+        ];
+        Self {
+            serial,
+            pvpanic,
+            io,
+        }
+    }
+
+    /// The same devices with nowhere to send events: for looking at their ACPI description.
+    pub fn new_detached() -> Self {
+        Self::new(
+            Arc::new(ExitState::default()),
+            Arc::new(devices::interrupt::CountingInterrupt::default()),
+            FanOut::new(),
+        )
+    }
+
+    /// Each device's AML, in DSDT order.
+    pub fn aml(&self) -> Vec<Vec<u8>> {
+        let mut serial = Vec::new();
+        self.serial.lock().unwrap().to_aml_bytes(&mut serial);
+        let mut pvpanic = Vec::new();
+        self.pvpanic.lock().unwrap().to_aml_bytes(&mut pvpanic);
+        vec![serial, pvpanic]
+    }
+
+    fn attach(&self, io_bus: &mut Bus) -> Result<(), Error> {
+        for (dev, port, len) in &self.io {
+            io_bus
+                .insert(dev.clone(), u64::from(*port), *len)
+                .map_err(|e| Error::Setup(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+fn check_caps(kvm: &Kvm) -> Result<(), Error> {
+    let v = kvm.get_api_version();
+    if v != 12 {
+        return Err(Error::KvmApiVersion(v));
+    }
+    for (cap, name) in [
+        (Cap::Irqchip, "an in-kernel irqchip (KVM_CAP_IRQCHIP)"),
+        (Cap::UserMemory, "user memory regions (KVM_CAP_USER_MEMORY)"),
+        (Cap::Irqfd, "irqfd (KVM_CAP_IRQFD)"),
+        (Cap::Ioeventfd, "ioeventfd (KVM_CAP_IOEVENTFD)"),
+        (Cap::Pit2, "the in-kernel PIT (KVM_CAP_PIT2)"),
+        (
+            Cap::ImmediateExit,
+            "immediate exit (KVM_CAP_IMMEDIATE_EXIT)",
+        ),
+    ] {
+        if !kvm.check_extension(cap) {
+            return Err(Error::KvmCapability(name));
+        }
+    }
+    Ok(())
+}
+
+fn create_vm(kvm: &Kvm) -> Result<VmFd, Error> {
+    let vm = kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?;
+    vm.set_tss_address(KVM_TSS_ADDR as usize)
+        .map_err(Error::kvm("KVM_SET_TSS_ADDR"))?;
+    vm.set_identity_map_address(KVM_IDENTITY_MAP_ADDR)
+        .map_err(Error::kvm("KVM_SET_IDENTITY_MAP_ADDR"))?;
+    // The irqchip must exist before any vCPU.
+    vm.create_irq_chip()
+        .map_err(Error::kvm("KVM_CREATE_IRQCHIP"))?;
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    vm.create_pit2(pit).map_err(Error::kvm("KVM_CREATE_PIT2"))?;
+    Ok(vm)
+}
+
+fn serial_output(config: &VmConfig) -> Result<FanOut, Error> {
+    let mut out = FanOut::new();
+    if let Some(path) = &config.serial.log_file {
+        let mut opts = OpenOptions::new();
+        opts.write(true);
+        if config.serial.overwrite_log {
+            opts.create(true).truncate(true);
+        } else {
+            opts.create_new(true);
+        }
+        let file = opts.open(path).map_err(|source| Error::SerialLog {
+            path: path.clone(),
+            source,
+        })?;
+        out.push(Box::new(std::io::LineWriter::new(file)));
+    }
+    if config.serial.stdout {
+        out.push(Box::new(std::io::stdout()));
+    }
+    for w in &config.serial.writers {
+        out.push(Box::new(SharedWriter(w.clone())));
+    }
+    Ok(out)
+}
+
+struct SharedWriter(Arc<Mutex<dyn std::io::Write + Send>>);
+
+impl std::io::Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).flush()
+    }
+}
+
+/// Boots the VM described by `config` and blocks until it ends. Input errors are reported
+/// before anything is written to disk (the serial log is created last).
+pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
+    if config.vcpus == 0 || config.vcpus > MAX_VCPUS {
+        return Err(Error::VcpuCount(config.vcpus, MAX_VCPUS));
+    }
+    // Cheap file checks first, so a typo is reported as such even without KVM.
+    loader::detect(&config.kernel)?;
+    if let Some(initrd) = &config.initrd {
+        std::fs::File::open(initrd).map_err(|source| Error::InitrdRead {
+            path: initrd.clone(),
+            source,
+        })?;
+    }
+    let kvm = Kvm::new().map_err(Error::KvmOpen)?;
+    check_caps(&kvm)?;
+    let max = kvm.get_max_vcpus().min(MAX_VCPUS as usize) as u32;
+    if config.vcpus > max {
+        return Err(Error::VcpuCount(config.vcpus, max));
+    }
+    kick::install().map_err(Error::Setup)?;
+
+    let mem = memory::create(config.memory_mib)?;
+    let kernel = loader::load_kernel(&mem, &config.kernel)?;
+    loader::check_cmdline(&config.cmdline, kernel.cmdline_max())?;
+    let initrd = match &config.initrd {
+        Some(path) => Some(loader::load_initrd(&mem, &kernel, path)?),
+        None => None,
+    };
+    loader::write_cmdline(&mem, &config.cmdline)?;
+
+    let exit = Arc::new(ExitState::default());
+    let serial_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::Setup(e.to_string()))?;
+    let serial_irq = EventFdInterrupt::new(serial_evt);
+    // Everything the caller could have got wrong is checked by now: create the log.
+    let out = serial_output(config)?;
+    let platform = PlatformDevices::new(exit.clone(), Arc::new(serial_irq.clone()), out);
+
+    let tables = AcpiTables::build(config.vcpus, &platform.aml());
+    let rsdp = tables.write(&mem)?;
+    match kernel.entry {
+        loader::Entry::Linux64 { .. } => {
+            loader::write_zero_page(&mem, &kernel, config.cmdline.len(), initrd, rsdp)?
+        }
+        loader::Entry::Pvh { .. } => loader::write_pvh_info(&mem, initrd, rsdp)?,
+    }
+
+    let vm = create_vm(&kvm)?;
+    memory::register(&vm, &mem)?;
+    vm.register_irqfd(serial_irq.eventfd(), COM1_GSI)
+        .map_err(Error::kvm("KVM_IRQFD"))?;
+
+    let mut io_bus = Bus::new();
+    platform.attach(&mut io_bus)?;
+    let io_bus = Arc::new(io_bus);
+    let mmio_bus = Arc::new(Bus::new());
+
+    let base_cpuid = cpu::base_cpuid(&kvm, &config.cpuid_mask)?;
+    let mut vcpus = Vec::new();
+    for id in 0..config.vcpus {
+        let fd = vm
+            .create_vcpu(u64::from(id))
+            .map_err(Error::kvm("KVM_CREATE_VCPU"))?;
+        fd.set_cpuid2(&cpu::cpuid_for(&base_cpuid, id, config.vcpus))
+            .map_err(Error::kvm("KVM_SET_CPUID2"))?;
+        cpu::set_msrs(&fd)?;
+        cpu::set_fpu(&fd)?;
+        cpu::set_lint(&fd)?;
+        if id == 0 {
+            cpu::setup_boot_vcpu(&fd, &mem, kernel.entry)?;
+        }
+        // Other vCPUs stay in wait-for-SIPI until the guest starts them.
+        vcpus.push(Vcpu {
+            id,
+            fd,
+            io_bus: io_bus.clone(),
+            mmio_bus: mmio_bus.clone(),
+            exit: exit.clone(),
+            finished: Arc::new(AtomicBool::new(false)),
+        });
+    }
+
+    let started = Instant::now();
+    let deadline = config.timeout.map(|t| started + t);
+    let mut threads = Vec::new();
+    for vcpu in vcpus {
+        let finished = vcpu.finished.clone();
+        let name = format!("vcpu{}", vcpu.id);
+        match std::thread::Builder::new()
+            .name(name)
+            .spawn(move || vcpu.run())
+        {
+            Ok(handle) => threads.push((handle, finished)),
+            Err(e) => {
+                exit.set(ExitReason::Crash(CrashReport {
+                    reason: format!("cannot start vCPU thread: {e}"),
+                    vcpu: None,
+                    registers: None,
+                }));
+                stop_vcpus(threads);
+                return Err(Error::Thread(e));
+            }
+        }
+    }
+
+    if exit.wait(deadline).is_none() {
+        exit.set(ExitReason::Timeout);
+    }
+    stop_vcpus(threads);
+    platform
+        .serial
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .flush();
+    let reason = exit
+        .take()
+        .expect("an exit reason is set before vCPUs stop");
+    tracing::info!(%reason, elapsed = ?started.elapsed(), "VM ended");
+    // `vm`, `mem` and the devices drop here, after every vCPU thread is gone.
+    drop(vm);
+    Ok(reason)
+}
+
+/// Kicks every vCPU thread out of KVM_RUN until it has left its loop, then joins it.
+/// A kick can race with a thread just about to enter KVM_RUN, so it is repeated.
+fn stop_vcpus(threads: Vec<(std::thread::JoinHandle<()>, Arc<AtomicBool>)>) {
+    let signal = kick::kick_signal();
+    loop {
+        let mut pending = false;
+        for (handle, finished) in &threads {
+            if !finished.load(Ordering::SeqCst) {
+                pending = true;
+                // SAFETY: the thread is alive (not joined), so its pthread_t is valid.
+                unsafe { libc::pthread_kill(handle.as_pthread_t(), signal) };
+            }
+        }
+        if !pending {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for (handle, _) in threads {
+        let _ = handle.join();
+    }
+}
