@@ -73,7 +73,8 @@ pub struct Report {
 impl Report {
     pub fn parse(serial: &str) -> Option<Report> {
         let mut report = Report::default();
-        let line = serial.lines().find(|l| l.starts_with("PROBE entry="))?;
+        // Firmware may print on the same line before the probe starts (SeaBIOS does).
+        let line = serial.lines().find_map(|l| l.find("PROBE entry=").map(|i| &l[i..]))?;
         let mut rest = line.trim_start_matches("PROBE ").trim_end();
         while !rest.is_empty() {
             let (key, after) = rest.split_once('=')?;
@@ -131,7 +132,7 @@ mod tests {
     #[test]
     fn report_parses() {
         let r = Report::parse(
-            "noise\nPROBE entry=pvh cmdline=\"action=poweroff cpus=2\" lapics=2 hids=PNP0501,QEMU0001\nPROBE RESULT PASS\n",
+            "noise\nBooting from ROM..PROBE entry=pvh cmdline=\"action=poweroff cpus=2\" lapics=2 hids=PNP0501,QEMU0001\nPROBE RESULT PASS\n",
         )
         .unwrap();
         assert_eq!(r.get("entry"), Some("pvh"));
