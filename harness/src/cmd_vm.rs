@@ -1,8 +1,138 @@
-//! `vmtest vm`: boot one VM on the builtin VMM.
+//! `vmtest vm`: boot one VM on the builtin VMM; the exit code tells how it ended.
 
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use vmm::{CpuFeature, ExitReason, SerialConfig, VmConfig};
+
+/// Exit codes: 0 power-off, 2 reboot, 3 crash, 4 timeout, 1 bad input or VMM error.
 #[derive(Debug, clap::Args)]
-pub struct VmArgs {}
+pub struct VmArgs {
+    /// Kernel: a bzImage (e.g. /boot/vmlinuz-*) or an ELF with a PVH entry note.
+    #[arg(long)]
+    pub kernel: PathBuf,
+    #[arg(long)]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, default_value = "")]
+    pub append: String,
+    /// Guest memory: a number of MiB, or with a unit (512M, 2G).
+    #[arg(long, default_value = "512M", value_parser = parse_memory)]
+    pub memory: u64,
+    #[arg(long, default_value_t = 1)]
+    pub cpus: u32,
+    /// Also write the serial console to this file (must not exist, see --overwrite-log).
+    #[arg(long)]
+    pub serial_log: Option<PathBuf>,
+    /// Allow --serial-log to replace an existing file.
+    #[arg(long)]
+    pub overwrite_log: bool,
+    /// Do not copy the serial console to stdout.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Stop the VM after this long: seconds, or with a unit (90s, 5m).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Hide CPUID features from the guest (comma list: xsave, cx16, avx, ... or
+    /// LEAF[.SUBLEAF]:REG:BIT).
+    #[arg(long, value_delimiter = ',')]
+    pub cpuid_mask: Vec<String>,
+}
 
-pub fn run(_args: VmArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("not built yet")
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let (num, mult) = if let Some(n) = lower.strip_suffix("gib").or(lower.strip_suffix('g')) {
+        (n, 1024)
+    } else if let Some(n) = lower.strip_suffix("mib").or(lower.strip_suffix('m')) {
+        (n, 1)
+    } else {
+        (lower.as_str(), 1)
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("'{s}' is not a memory size (examples: 512, 512M, 2G)"))
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    num.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .map(|v| Duration::from_secs_f64(v * mult))
+        .ok_or_else(|| format!("'{s}' is not a duration (examples: 30, 90s, 5m)"))
+}
+
+pub fn run(args: VmArgs) -> anyhow::Result<i32> {
+    let cpuid_mask = args
+        .cpuid_mask
+        .iter()
+        .map(|f| f.parse::<CpuFeature>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = VmConfig {
+        kernel: args.kernel,
+        initrd: args.initrd,
+        cmdline: args.append,
+        memory_mib: args.memory,
+        vcpus: args.cpus,
+        serial: SerialConfig {
+            log_file: args.serial_log,
+            overwrite_log: args.overwrite_log,
+            stdout: !args.quiet,
+            writers: Vec::new(),
+        },
+        timeout: args.timeout,
+        cpuid_mask,
+    };
+    let start = Instant::now();
+    let reason = vmm::run(&config).context("cannot boot the VM")?;
+    eprintln!(
+        "vmtest: guest ended: {reason} after {:.3} s",
+        start.elapsed().as_secs_f64()
+    );
+    if let ExitReason::Crash(c) = &reason {
+        if let Some(regs) = &c.registers {
+            eprint!("{regs}");
+        }
+    }
+    Ok(reason.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("512"), Ok(512));
+        assert_eq!(parse_memory("512M"), Ok(512));
+        assert_eq!(parse_memory("2G"), Ok(2048));
+        assert_eq!(parse_memory("1GiB"), Ok(1024));
+        assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("0").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
 }
