@@ -16,3 +16,4 @@ pub enum VmmChoice {
     /// qemu-system-x86_64 (KVM when it is real, TCG otherwise).
     Qemu,
 }
+pub mod config;
