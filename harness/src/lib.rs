@@ -17,3 +17,6 @@ pub enum VmmChoice {
     Qemu,
 }
 pub mod config;
+pub mod collect;
+pub mod settings;
+pub mod workdir;
