@@ -48,6 +48,33 @@ impl Drop for EndGuard {
 }
 
 impl Vcpu {
+    fn port_io(&mut self) -> Next {
+        let run = self.fd.get_kvm_run();
+        // SAFETY: the exit reason is KVM_EXIT_IO, so `io` is the valid union member.
+        let io = unsafe { run.__bindgen_anon_1.io };
+        let (size, count) = (usize::from(io.size), io.count as usize);
+        if !matches!(size, 1 | 2 | 4) || count == 0 {
+            return Next::Crash(format!("KVM reported port I/O of size {size} x {count}"));
+        }
+        // SAFETY: KVM places `count * size` bytes at `data_offset` inside the kvm_run
+        // mapping (which spans the whole run area, not just the struct) for this exit.
+        let data = unsafe {
+            let base = (run as *mut kvm_bindings::kvm_run).cast::<u8>();
+            std::slice::from_raw_parts_mut(base.add(io.data_offset as usize), size * count)
+        };
+        let port = u64::from(io.port);
+        for access in data.chunks_mut(size) {
+            if u32::from(io.direction) == kvm_bindings::KVM_EXIT_IO_IN {
+                if !self.io_bus.read(port, access) {
+                    access.fill(0xff); // nothing there: the bus floats high
+                }
+            } else if !self.io_bus.write(port, access) {
+                tracing::trace!(port, "write to an unclaimed port");
+            }
+        }
+        Next::Continue
+    }
+
     pub fn run(mut self) {
         let _guard = EndGuard {
             id: self.id,
@@ -86,18 +113,9 @@ impl Vcpu {
             Err(e) => return Next::Crash(format!("KVM_RUN failed: {e}")),
         };
         match exit {
-            VcpuExit::IoIn(port, data) => {
-                if !self.io_bus.read(u64::from(port), data) {
-                    data.fill(0xff); // nothing there: the bus floats high
-                }
-                Next::Continue
-            }
-            VcpuExit::IoOut(port, data) => {
-                if !self.io_bus.write(u64::from(port), data) {
-                    tracing::trace!(port, ?data, "write to an unclaimed port");
-                }
-                Next::Continue
-            }
+            // String I/O (`rep outsb` and friends) arrives as one exit carrying `count`
+            // accesses of `size` bytes; the exit's slice hides the size, so read kvm_run.
+            VcpuExit::IoIn(..) | VcpuExit::IoOut(..) => self.port_io(),
             VcpuExit::MmioRead(addr, data) => {
                 if !self.mmio_bus.read(addr, data) {
                     data.fill(0xff);

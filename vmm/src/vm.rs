@@ -250,6 +250,7 @@ impl std::io::Write for SharedWriter {
 /// Boots the VM described by `config` and blocks until it ends. Input errors are reported
 /// before anything is written to disk (the serial log is created last).
 pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
+    let t0 = Instant::now();
     if config.vcpus == 0 || config.vcpus > MAX_VCPUS {
         return Err(Error::VcpuCount(config.vcpus, MAX_VCPUS));
     }
@@ -330,6 +331,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     }
 
     let started = Instant::now();
+    tracing::debug!(setup = ?started - t0, "VM built");
     let deadline = config.timeout.map(|t| started + t);
     let mut threads = Vec::new();
     for vcpu in vcpus {
@@ -355,7 +357,9 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     if exit.wait(deadline).is_none() {
         exit.set(ExitReason::Timeout);
     }
+    let exited = Instant::now();
     stop_vcpus(threads);
+    tracing::debug!(guest = ?exited - started, stop = ?exited.elapsed(), "vCPUs stopped");
     platform
         .serial
         .lock()
