@@ -22,8 +22,9 @@ startup_64:
         mov     $__bss_start, %rdi
         mov     $__bss_end, %rcx
         sub     %rdi, %rcx
+        shr     $3, %rcx
         xor     %eax, %eax
-        rep stosb
+        rep stosq
         mov     $stack_top, %rsp
         mov     %r12, %rsi
         mov     $2, %edi                    /* BOOT_LINUX64 */
@@ -32,7 +33,7 @@ startup_64:
         hlt
         jmp     1b
 
-        .section .bss
+        .section .noinit, "aw", @nobits
         .balign 4096
         .skip 16384
 stack_top:
