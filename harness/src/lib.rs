@@ -20,3 +20,4 @@ pub mod config;
 pub mod collect;
 pub mod settings;
 pub mod workdir;
+pub mod http;
