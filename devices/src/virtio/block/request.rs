@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 
+use smallvec::SmallVec;
 use virtio_queue::DescriptorChain;
 use virtio_queue::desc::split::Descriptor;
 use vm_memory::{Address, GuestAddress, GuestMemoryBackend, VolatileSlice};
@@ -37,6 +38,9 @@ const HEADER_LEN: usize = 16;
 const SEGMENT_LEN: usize = 16;
 
 type Slice<'a> = VolatileSlice<'a, ()>;
+/// Lists of guest buffers; Linux sends one data descriptor per page or segment, so a few
+/// inline entries avoid heap allocations on the hot path.
+pub type Slices<'a> = SmallVec<[Slice<'a>; 4]>;
 
 /// Why a chain could not be turned into a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -58,16 +62,19 @@ pub struct Request<'a> {
     pub kind: u32,
     pub sector: u64,
     /// Device-readable bytes after the header (write data, discard segments).
-    pub readable: Vec<Slice<'a>>,
+    pub readable: Slices<'a>,
     pub readable_len: u64,
     /// Device-writable bytes before the status byte (read data, GET_ID buffer).
-    pub writable: Vec<Slice<'a>>,
+    pub writable: Slices<'a>,
     pub writable_len: u64,
     pub status: Slice<'a>,
 }
 
 /// Outcome of a parse: a request, or an error plus the status byte if one could be found so
 /// the guest still gets IOERR for a malformed request it can identify.
+// Returned by value once per request; boxing the large variant would put a heap
+// allocation on the hot path for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Parsed<'a> {
     Ok(Request<'a>),
     Bad(ParseError, Option<Slice<'a>>),
@@ -77,7 +84,7 @@ fn slices_of<'a>(
     mem: &'a GuestMemoryMmap,
     addr: GuestAddress,
     len: u64,
-    out: &mut Vec<Slice<'a>>,
+    out: &mut Slices<'a>,
 ) -> Result<(), ParseError> {
     if len == 0 {
         return Ok(());
@@ -104,8 +111,8 @@ fn gather(slices: &[Slice<'_>], buf: &mut [u8]) -> usize {
 }
 
 /// Drops the first `n` bytes of `slices`.
-fn skip_front<'a>(slices: Vec<Slice<'a>>, mut n: usize) -> Vec<Slice<'a>> {
-    let mut out = Vec::with_capacity(slices.len());
+fn skip_front<'a>(slices: Slices<'a>, mut n: usize) -> Slices<'a> {
+    let mut out = Slices::new();
     for s in slices {
         if n >= s.len() {
             n -= s.len();
@@ -140,8 +147,8 @@ pub fn parse<'a>(
     };
     let bad = |e| Parsed::Bad(e, Some(status));
 
-    let mut readable = Vec::new();
-    let mut writable = Vec::new();
+    let mut readable = Slices::new();
+    let mut writable = Slices::new();
     let (mut rlen, mut wlen) = (0u64, 0u64);
     let n = descs.len();
     let mut seen_writable = false;
@@ -213,7 +220,7 @@ fn disk_range(disk: &DiskImage, sector: u64, len: u64) -> Option<u64> {
 
 /// preadv/pwritev the whole of `slices` at `offset`, resuming after short transfers.
 fn transfer(file: &File, slices: &[Slice<'_>], mut offset: u64, write: bool) -> io::Result<()> {
-    let mut iovs: Vec<libc::iovec> = slices
+    let mut iovs: SmallVec<[libc::iovec; 4]> = slices
         .iter()
         .filter(|s| !s.is_empty())
         .map(|s| libc::iovec {
@@ -228,7 +235,14 @@ fn transfer(file: &File, slices: &[Slice<'_>], mut offset: u64, write: bool) -> 
         // SAFETY: every iovec points into a guest memory mapping that outlives this call
         // (`slices` borrows it) and was bounds-checked when the request was parsed.
         let r = unsafe {
-            if write {
+            if batch.len() == 1 {
+                // The common single-buffer case: plain pread/pwrite skip the iovec copy-in.
+                if write {
+                    libc::pwrite(file.as_raw_fd(), batch[0].iov_base, batch[0].iov_len, off)
+                } else {
+                    libc::pread(file.as_raw_fd(), batch[0].iov_base, batch[0].iov_len, off)
+                }
+            } else if write {
                 libc::pwritev(file.as_raw_fd(), batch.as_ptr(), batch.len() as i32, off)
             } else {
                 libc::preadv(file.as_raw_fd(), batch.as_ptr(), batch.len() as i32, off)
@@ -327,7 +341,10 @@ pub fn execute(disk: &DiskImage, req: &Request<'_>) -> Outcome {
             }
         }
         VIRTIO_BLK_T_OUT => {
-            if disk.read_only || req.writable_len != 0 || !req.readable_len.is_multiple_of(SECTOR_SIZE) {
+            if disk.read_only
+                || req.writable_len != 0
+                || !req.readable_len.is_multiple_of(SECTOR_SIZE)
+            {
                 return Outcome::status(VIRTIO_BLK_S_IOERR);
             }
             let Some(off) = disk_range(disk, req.sector, req.readable_len) else {

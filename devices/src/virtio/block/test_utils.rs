@@ -90,14 +90,17 @@ impl TestQueue {
         q
     }
 
-    /// Reserves `len` bytes of buffer space (4 KiB aligned); wraps to the start of the data
-    /// area when memory runs out, which is fine for tests that complete requests in order.
+    /// Reserves `len` bytes of buffer space, aligned to its size rounded up to a power of two
+    /// (at least 16 bytes, at most 4 KiB), as a driver's allocator would; wraps to the start
+    /// of the data area when memory runs out, which is fine for tests that complete requests
+    /// in order.
     pub fn alloc(&mut self, len: u64) -> u64 {
-        if self.data_next + len > self.mem_size {
-            self.data_next = self.data_start;
+        let align = len.next_power_of_two().clamp(16, 4096);
+        let mut a = self.data_next.next_multiple_of(align);
+        if a + len > self.mem_size {
+            a = self.data_start;
         }
-        let a = self.data_next;
-        self.data_next = (a + len).next_multiple_of(4096);
+        self.data_next = a + len;
         a
     }
 
