@@ -21,3 +21,6 @@ pub mod collect;
 pub mod settings;
 pub mod workdir;
 pub mod http;
+pub mod pack;
+pub mod plan;
+pub mod userdata;

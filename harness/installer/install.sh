@@ -1,0 +1,265 @@
+#!/bin/sh
+# vmtest script installer: installs the running ephemeral root onto the disks described by
+# a plan (written by the harness from the test's curtin storage config), well enough for
+# the installed system to boot through grub and be verified. Runs as root inside the
+# install VM, from the packed archive: `sh installer/install.sh config/plan config/install-cfg.yaml`.
+#
+# Plan lines (fields are checked by the harness: ids, serials and paths hold no blanks):
+#   disk    ID SERIAL PTABLE(msdos|gpt|none) GRUB(0|1)
+#   part    ID DISK NUMBER SIZE_BYTES FLAG(-|boot|bios_grub|swap|lvm|esp|...)
+#   vg      ID NAME DEVICE_ID...
+#   lv      ID NAME VG_ID SIZE_BYTES(0 = rest)
+#   format  ID VOLUME_ID FSTYPE LABEL(- = none)
+#   mount   ID FORMAT_ID PATH OPTIONS(- = defaults)
+set -eu
+
+PLAN=${1:?usage: install.sh PLAN [CONFIG]}
+CONFIG=${2:-}
+TARGET=${TARGET:-/target}
+SOURCE=${SOURCE:-/media/root-ro}
+STATE=$(mktemp -d /tmp/vmtest-install.XXXXXX)
+
+log() { echo "vmtest-installer: $*"; }
+# To stderr: fail may run inside $(...), whose stdout is captured.
+fail() {
+    echo "vmtest-installer: ERROR: $*" >&2
+    echo "curtin: Installation failed: $*" >&2
+    exit 1
+}
+trap 'rc=$?; [ $rc -eq 0 ] || echo "curtin: Installation failed (exit $rc)"' EXIT
+
+# id -> device path, kept as files so any id works as a key.
+setdev() { echo "$2" >"$STATE/dev.$1"; }
+getdev() { [ -f "$STATE/dev.$1" ] || fail "no device for storage id $1"; cat "$STATE/dev.$1"; }
+
+[ -d "$SOURCE/usr" ] || fail "install source $SOURCE is not a root filesystem"
+udevadm settle || true
+
+# --- disks and partitions -------------------------------------------------------------
+partdev() { # disk-device number
+    case "$1" in
+        *[0-9]) echo "${1}p$2" ;;
+        *) echo "$1$2" ;;
+    esac
+}
+
+GRUB_DISKS=""
+while read -r kind id serial ptable grub; do
+    [ "$kind" = disk ] || continue
+    link=/dev/disk/by-id/virtio-$serial
+    i=0
+    while [ ! -e "$link" ] && [ $i -lt 30 ]; do sleep 1; udevadm settle || true; i=$((i + 1)); done
+    [ -e "$link" ] || fail "disk $id: $link does not exist (serial $serial)"
+    dev=$(readlink -f "$link")
+    setdev "$id" "$dev"
+    log "disk $id is $dev ($ptable)"
+    wipefs -a -q "$dev" >/dev/null 2>&1 || true
+    dd if=/dev/zero of="$dev" bs=1M count=2 conv=fsync 2>/dev/null
+    [ "$grub" = 1 ] && GRUB_DISKS="$GRUB_DISKS $dev"
+    [ "$ptable" = none ] && continue
+    case "$ptable" in
+        msdos | dos) label=dos ;;
+        gpt) label=gpt ;;
+        *) fail "disk $id: ptable $ptable is not supported (msdos, gpt)" ;;
+    esac
+    {
+        echo "label: $label"
+        # Partitions in number order; sfdisk numbers them 1, 2, ... in the order given.
+        grep "^part [^ ]* $id " "$PLAN" | sort -k4,4n | while read -r _ pid _ num size flag; do
+            t=""
+            case "$label:$flag" in
+                dos:boot) t=", bootable" ;;
+                dos:swap) t=", type=82" ;;
+                dos:lvm) t=", type=8e" ;;
+                dos:raid) t=", type=fd" ;;
+                dos:esp) t=", type=ef" ;;
+                gpt:bios_grub) t=", type=21686148-6248-6F6E-6F6E-744E656564454649" ;;
+                gpt:swap) t=", type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F" ;;
+                gpt:lvm) t=", type=E6D6D379-F507-44C2-A23C-238F2A3DF928" ;;
+                gpt:raid) t=", type=A19D880F-05FC-4D3B-A006-743F0F84911E" ;;
+                gpt:esp | gpt:boot) t=", type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B" ;;
+            esac
+            echo "size=$((size / 1024))KiB$t"
+        done
+    } >"$STATE/sfdisk.$id"
+    sfdisk -q --wipe always "$dev" <"$STATE/sfdisk.$id" || fail "disk $id: sfdisk failed"
+    udevadm settle || true
+    grep "^part [^ ]* $id " "$PLAN" | sort -k4,4n | {
+        n=0
+        while read -r _ pid _ num size flag; do
+            n=$((n + 1))
+            [ "$n" = "$num" ] || fail "partition $pid: number $num leaves a gap (partitions are numbered 1, 2, ...)"
+            p=$(partdev "$dev" "$n")
+            i=0
+            while [ ! -b "$p" ] && [ $i -lt 10 ]; do sleep 1; i=$((i + 1)); done
+            [ -b "$p" ] || fail "partition $pid: $p did not appear"
+            wipefs -a -q "$p" >/dev/null 2>&1 || true
+            setdev "$pid" "$p"
+        done
+    }
+done <"$PLAN"
+
+# --- LVM ------------------------------------------------------------------------------
+while read -r kind id name rest; do
+    [ "$kind" = vg ] || continue
+    pvs=""
+    for d in $rest; do
+        p=$(getdev "$d")
+        pvcreate -ff -y -q "$p" >/dev/null || fail "pvcreate $p failed"
+        pvs="$pvs $p"
+    done
+    # shellcheck disable=SC2086
+    vgcreate -q "$name" $pvs >/dev/null || fail "vgcreate $name failed"
+    setdev "$id" "$name"
+done <"$PLAN"
+while read -r kind id name vg size; do
+    [ "$kind" = lv ] || continue
+    vgname=$(getdev "$vg")
+    if [ "$size" = 0 ]; then
+        lvcreate -q -y -n "$name" -l 100%FREE "$vgname" >/dev/null || fail "lvcreate $name failed"
+    else
+        lvcreate -q -y -n "$name" -L "$((size / 1048576))M" "$vgname" >/dev/null || fail "lvcreate $name failed"
+    fi
+    setdev "$id" "/dev/$vgname/$name"
+done <"$PLAN"
+udevadm settle || true
+
+# --- filesystems ----------------------------------------------------------------------
+while read -r kind id vol fstype label; do
+    [ "$kind" = format ] || continue
+    dev=$(getdev "$vol")
+    l=""
+    case "$fstype" in
+        ext2 | ext3 | ext4)
+            [ "$label" = - ] || l="-L $label"
+            # shellcheck disable=SC2086
+            mkfs."$fstype" -q -F $l "$dev" || fail "mkfs.$fstype $dev failed" ;;
+        xfs | btrfs)
+            [ "$label" = - ] || l="-L $label"
+            # shellcheck disable=SC2086
+            mkfs."$fstype" -q -f $l "$dev" >/dev/null || fail "mkfs.$fstype $dev failed" ;;
+        fat | fat32 | vfat)
+            [ "$label" = - ] || l="-n $label"
+            # shellcheck disable=SC2086
+            mkfs.vfat -F 32 $l "$dev" >/dev/null || fail "mkfs.vfat $dev failed"
+            fstype=vfat ;;
+        swap)
+            [ "$label" = - ] || l="-L $label"
+            # shellcheck disable=SC2086
+            mkswap $l "$dev" >/dev/null || fail "mkswap $dev failed" ;;
+        *) fail "format $id: fstype $fstype is not supported by the script installer" ;;
+    esac
+    setdev "$id" "$dev"
+    echo "$fstype" >"$STATE/fstype.$id"
+    log "formatted $dev as $fstype"
+done <"$PLAN"
+udevadm settle || true
+
+# --- mounts, in path order so parents come first ---------------------------------------
+grep '^mount ' "$PLAN" | awk '{print length($4), $0}' | sort -n | cut -d' ' -f2- >"$STATE/mounts"
+grep -q '^mount [^ ]* [^ ]* / ' "$STATE/mounts" || fail "no mount with path / in the storage config"
+: >"$STATE/fstab"
+while read -r _ id fmt path opts; do
+    dev=$(getdev "$fmt")
+    fstype=$(cat "$STATE/fstype.$fmt")
+    [ "$opts" = - ] && opts=defaults
+    uuid=$(blkid -s UUID -o value "$dev")
+    [ -n "$uuid" ] || fail "mount $id: $dev has no filesystem UUID"
+    if [ "$fstype" = swap ]; then
+        continue
+    fi
+    mkdir -p "$TARGET$path"
+    mount -t "$fstype" -o "$opts" "$dev" "$TARGET$path" || fail "mount $dev on $TARGET$path failed"
+    pass=2
+    [ "$path" = / ] && pass=1
+    [ "$fstype" = vfat ] && pass=0
+    echo "UUID=$uuid $path $fstype $opts 0 $pass" >>"$STATE/fstab"
+    log "mounted $dev on $path"
+done <"$STATE/mounts"
+# Every swap format is used, whether or not a mount entry names it (curtin's way).
+while read -r kind id vol fstype label; do
+    [ "$kind" = format ] && [ "$fstype" = swap ] || continue
+    uuid=$(blkid -s UUID -o value "$(getdev "$id")")
+    echo "UUID=$uuid none swap sw 0 0" >>"$STATE/fstab"
+done <"$PLAN"
+
+# --- copy the ephemeral root ------------------------------------------------------------
+log "copying $SOURCE to $TARGET"
+rsync -aHAXx --numeric-ids "$SOURCE"/ "$TARGET"/ || fail "copying the root failed"
+{
+    echo "# written by the vmtest script installer"
+    cat "$STATE/fstab"
+} >"$TARGET/etc/fstab"
+echo "vmtest-installed" >"$TARGET/etc/hostname"
+if [ -n "$CONFIG" ] && [ -f "$CONFIG" ]; then
+    mkdir -p "$TARGET/root"
+    cp "$CONFIG" "$TARGET/root/curtin-install-cfg.yaml"
+fi
+
+# --- kernel, initrd, grub ---------------------------------------------------------------
+for d in dev proc sys run; do mount --bind "/$d" "$TARGET/$d"; done
+cleanup_binds() { for d in run sys proc dev; do umount "$TARGET/$d" 2>/dev/null || true; done; }
+krel=$(ls "$TARGET/lib/modules" | sort -V | tail -n 1)
+[ -n "$krel" ] && [ -f "$TARGET/boot/vmlinuz-$krel" ] || fail "no kernel in the copied root (/boot/vmlinuz-*)"
+if [ ! -f "$TARGET/boot/initrd.img-$krel" ]; then
+    log "building the target's initramfs for $krel"
+    chroot "$TARGET" update-initramfs -c -k "$krel" >/dev/null || fail "update-initramfs failed"
+fi
+
+rootdev=$(findmnt -n -o SOURCE "$TARGET")
+case "$rootdev" in
+    /dev/mapper/* | /dev/dm-*) rootspec=$rootdev ;;
+    *) rootspec="UUID=$(blkid -s UUID -o value "$rootdev")" ;;
+esac
+bootdir=$TARGET/boot
+bootdev=$(findmnt -n -o SOURCE --target "$bootdir")
+bootuuid=$(blkid -s UUID -o value "$bootdev")
+prefix=/boot
+[ "$(findmnt -n -o TARGET --target "$bootdir")" = "$TARGET/boot" ] && prefix=""
+cmdline="root=$rootspec ro console=ttyS0"
+
+mkdir -p "$TARGET/etc/default"
+cat >"$TARGET/etc/default/grub" <<GRUB
+GRUB_DEFAULT=0
+GRUB_TIMEOUT=0
+GRUB_DISTRIBUTOR=Debian
+GRUB_CMDLINE_LINUX_DEFAULT=""
+GRUB_CMDLINE_LINUX="console=ttyS0"
+GRUB_TERMINAL="serial console"
+GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
+GRUB
+mkdir -p "$bootdir/grub"
+cat >"$bootdir/grub/grub.cfg" <<GRUB
+# written by the vmtest script installer
+serial --unit=0 --speed=115200
+terminal_input serial console
+terminal_output serial console
+set timeout=0
+set default=0
+insmod part_msdos
+insmod part_gpt
+insmod ext2
+insmod lvm
+search --no-floppy --fs-uuid --set=root $bootuuid
+menuentry 'Debian GNU/Linux ($krel)' {
+	linux $prefix/vmlinuz-$krel $cmdline
+	initrd $prefix/initrd.img-$krel
+}
+GRUB
+[ -n "$GRUB_DISKS" ] || GRUB_DISKS=$(getdev "$(awk '$1 == "disk" {print $2; exit}' "$PLAN")")
+for d in $GRUB_DISKS; do
+    log "grub-install on $d"
+    chroot "$TARGET" grub-install --target=i386-pc --recheck "$d" >/dev/null 2>&1 ||
+        fail "grub-install on $d failed"
+done
+# The handoff for direct kernel boot (no firmware): what grub would boot.
+printf 'kernel=%s\ninitrd=%s\ncmdline=%s\n' "/boot/vmlinuz-$krel" "/boot/initrd.img-$krel" "$cmdline" \
+    >"$TARGET/boot/vmtest-boot.conf"
+cleanup_binds
+sync
+grep -v '^#' "$TARGET/etc/fstab" | sed 's/^/vmtest-installer: fstab: /'
+umount -R "$TARGET" 2>/dev/null || true
+vgchange -a n >/dev/null 2>&1 || true
+sync
+log "done"
+echo "curtin: Installation finished."

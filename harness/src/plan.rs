@@ -1,0 +1,196 @@
+//! The script installer's plan: the test's curtin storage config flattened into the
+//! line format `harness/installer/install.sh` reads (one action per line, blank-separated
+//! fields). Translating here, in Rust, keeps YAML parsing out of the shell script and
+//! rejects what the script cannot do before any VM starts.
+
+use crate::config::{StorageItem, TestConfig};
+
+/// Ids, serials and paths end up as shell words: allow only characters that need no quoting.
+fn word(kind: &str, s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.:+@/,=-".contains(c))
+    {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{kind} `{s}` holds characters the script installer does not accept (letters, digits, _.:+@/,=- only)"
+        ))
+    }
+}
+
+/// Builds the plan for `test`, or says which part of its storage config the script
+/// installer cannot install (use `installer: curtin` for those).
+pub fn build_plan(test: &TestConfig) -> Result<String, String> {
+    let mut out = String::new();
+    let mut have_root = false;
+    if test.storage.is_empty() {
+        return Err(
+            "the script installer needs a storage config (storage: {version: 1, config: [...]})"
+                .into(),
+        );
+    }
+    for item in &test.storage {
+        let line = match item {
+            StorageItem::Disk(d) => {
+                let serial = d
+                    .serial
+                    .as_ref()
+                    .or(d.wwn.as_ref())
+                    .ok_or_else(|| format!("disk {}: no serial", d.id))?;
+                let ptable = d.ptable.as_deref().unwrap_or("none");
+                if !matches!(ptable, "msdos" | "dos" | "gpt" | "none") {
+                    return Err(format!(
+                        "disk {}: ptable `{ptable}` is not supported (msdos, gpt)",
+                        d.id
+                    ));
+                }
+                format!(
+                    "disk {} {} {} {}",
+                    word("id", &d.id)?,
+                    word("serial", serial)?,
+                    ptable,
+                    u8::from(d.grub_device == Some(true))
+                )
+            }
+            StorageItem::Partition(p) => {
+                let number = p
+                    .number
+                    .ok_or_else(|| format!("partition {}: needs a `number`", p.id))?;
+                if p.size < 1 << 20 {
+                    return Err(format!("partition {}: size {} is under 1M", p.id, p.size));
+                }
+                format!(
+                    "part {} {} {} {} {}",
+                    word("id", &p.id)?,
+                    word("id", &p.device)?,
+                    number,
+                    p.size,
+                    p.flag
+                        .as_deref()
+                        .map(|f| word("flag", f))
+                        .transpose()?
+                        .unwrap_or_else(|| "-".into())
+                )
+            }
+            StorageItem::LvmVolgroup(g) => {
+                let devs: Result<Vec<String>, String> =
+                    g.devices.iter().map(|d| word("id", d)).collect();
+                format!(
+                    "vg {} {} {}",
+                    word("id", &g.id)?,
+                    word("name", &g.name)?,
+                    devs?.join(" ")
+                )
+            }
+            StorageItem::LvmPartition(l) => format!(
+                "lv {} {} {} {}",
+                word("id", &l.id)?,
+                word("name", &l.name)?,
+                word("id", &l.volgroup)?,
+                l.size.unwrap_or(0)
+            ),
+            StorageItem::Format(f) => {
+                if !matches!(
+                    f.fstype.as_str(),
+                    "ext2" | "ext3" | "ext4" | "xfs" | "btrfs" | "fat" | "fat32" | "vfat" | "swap"
+                ) {
+                    return Err(format!(
+                        "format {}: fstype `{}` is not supported by the script installer",
+                        f.id, f.fstype
+                    ));
+                }
+                format!(
+                    "format {} {} {} {}",
+                    word("id", &f.id)?,
+                    word("id", &f.volume)?,
+                    f.fstype,
+                    f.label
+                        .as_deref()
+                        .map(|l| word("label", l))
+                        .transpose()?
+                        .unwrap_or_else(|| "-".into())
+                )
+            }
+            StorageItem::Mount(m) => {
+                let Some(path) = m.path.as_deref() else {
+                    continue;
+                };
+                if path == "none" {
+                    continue; // swap: used from its format entry
+                }
+                if !path.starts_with('/') {
+                    return Err(format!("mount {}: path `{path}` is not absolute", m.id));
+                }
+                let dev = m
+                    .device
+                    .as_deref()
+                    .ok_or_else(|| format!("mount {}: needs a `device`", m.id))?;
+                have_root |= path == "/";
+                format!(
+                    "mount {} {} {} {}",
+                    word("id", &m.id)?,
+                    word("id", dev)?,
+                    word("path", path)?,
+                    m.options
+                        .as_deref()
+                        .map(|o| word("options", o))
+                        .transpose()?
+                        .unwrap_or_else(|| "-".into())
+                )
+            }
+            other => {
+                let kind = format!("{other:?}");
+                let kind = kind.split('(').next().unwrap_or("?");
+                return Err(format!(
+                    "storage type {kind} (id `{}`) is not supported by the script installer; use `vmtest: {{installer: curtin}}`",
+                    other.id().unwrap_or("?")
+                ));
+            }
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if !have_root {
+        return Err("the storage config mounts nothing at /".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn basic_plan() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tests/basic.yaml");
+        let t = TestConfig::load(&p).unwrap();
+        let plan = build_plan(&t).unwrap();
+        assert!(plan.contains("disk sda disk-a msdos 1\n"), "{plan}");
+        assert!(plan.contains("part sda1 sda 1 3221225472 boot\n"), "{plan}");
+        assert!(plan.contains("format sda3_swap sda3 swap -\n"), "{plan}");
+        assert!(
+            plan.contains("mount sda2_mount sda2_home /home -\n"),
+            "{plan}"
+        );
+        assert!(plan.contains("disk sdb disk-b gpt 0\n"), "{plan}");
+    }
+
+    #[test]
+    fn refuses_what_the_script_cannot_do() {
+        let base = "vmtest: {release: r}\nstorage:\n  version: 1\n  config:\n    - {id: d, type: disk, serial: s, ptable: msdos}\n";
+        let t = |extra: &str| {
+            TestConfig::parse("t", Path::new("t.yaml"), &format!("{base}{extra}")).unwrap()
+        };
+        let e = build_plan(&t(
+            "    - {id: r, type: raid, name: md0, raidlevel: 1, devices: [d]}\n",
+        ))
+        .unwrap_err();
+        assert!(e.contains("raid") || e.contains("Raid"), "{e}");
+        let e = build_plan(&t("")).unwrap_err();
+        assert!(e.contains("nothing at /"), "{e}");
+        let e = build_plan(&t("    - {id: p, type: partition, device: d, number: 1, size: 1G}\n    - {id: f, type: format, volume: p, fstype: ext4, label: \"a b\"}\n    - {id: m, type: mount, device: f, path: /}\n")).unwrap_err();
+        assert!(e.contains("a b"), "{e}");
+    }
+}
