@@ -38,6 +38,10 @@ pub struct VmArgs {
     /// LEAF[.SUBLEAF]:REG:BIT).
     #[arg(long, value_delimiter = ',')]
     pub cpuid_mask: Vec<String>,
+    /// How to enter the kernel: auto (bzImage: Linux 64-bit entry; ELF: PVH), linux64, or
+    /// pvh (for a bzImage: decompress its vmlinux on the host and enter through PVH).
+    #[arg(long, default_value = "auto")]
+    pub boot: vmm::BootPath,
 }
 
 pub fn parse_memory(s: &str) -> Result<u64, String> {
@@ -98,6 +102,7 @@ pub fn run(args: VmArgs) -> anyhow::Result<i32> {
         },
         timeout: args.timeout,
         cpuid_mask,
+        boot_path: args.boot,
     };
     let start = Instant::now();
     let reason = vmm::run(&config).context("cannot boot the VM")?;

@@ -20,6 +20,32 @@ pub struct VmConfig {
     pub timeout: Option<Duration>,
     /// CPUID features hidden from the guest on top of what KVM cannot offer.
     pub cpuid_mask: Vec<CpuFeature>,
+    pub boot_path: BootPath,
+}
+
+/// How a kernel is entered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BootPath {
+    /// bzImage through the Linux boot protocol, ELF through PVH.
+    #[default]
+    Auto,
+    /// The Linux boot protocol's 64-bit entry (bzImage only).
+    Linux64,
+    /// PVH. For a bzImage the vmlinux inside is decompressed on the host and entered
+    /// through its PVH note, skipping the guest-side decompressor.
+    Pvh,
+}
+
+impl FromStr for BootPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(BootPath::Auto),
+            "linux64" | "bzimage" => Ok(BootPath::Linux64),
+            "pvh" => Ok(BootPath::Pvh),
+            _ => Err(format!("unknown boot path '{s}' (auto, linux64, pvh)")),
+        }
+    }
 }
 
 impl VmConfig {
@@ -33,7 +59,12 @@ impl VmConfig {
             serial: SerialConfig::default(),
             timeout: None,
             cpuid_mask: Vec::new(),
+            boot_path: BootPath::Auto,
         }
+    }
+    pub fn boot_path(mut self, path: BootPath) -> Self {
+        self.boot_path = path;
+        self
     }
     pub fn initrd(mut self, path: impl Into<PathBuf>) -> Self {
         self.initrd = Some(path.into());

@@ -26,9 +26,10 @@ mod loader;
 mod memory;
 mod vcpu;
 mod vm;
+mod vmlinux;
 
 pub use acpi::build_tables_for_inspection;
-pub use config::{CpuFeature, SerialConfig, VmConfig};
+pub use config::{BootPath, CpuFeature, SerialConfig, VmConfig};
 pub use devices::ResetSource;
 pub use error::Error;
 pub use exit::{CrashReport, ExitReason};

@@ -19,6 +19,7 @@ use linux_loader::loader::elf::start_info::{
 use linux_loader::loader::{BzImage, Elf, KernelLoader, PvhBootCapability};
 use vm_memory::{Bytes, GuestAddress};
 
+use crate::config::BootPath;
 use crate::error::Error;
 use crate::layout::*;
 use crate::memory::{self, GuestMemoryMmap};
@@ -94,8 +95,22 @@ fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, Error> {
+pub fn load_kernel(
+    mem: &GuestMemoryMmap,
+    path: &Path,
+    boot: BootPath,
+) -> Result<LoadedKernel, Error> {
     let format = detect(path)?;
+    match (format, boot) {
+        (KernelFormat::Elf, BootPath::Linux64) => {
+            return Err(Error::KernelFormat {
+                path: path.to_path_buf(),
+                detail: "the Linux 64-bit entry needs a bzImage, this is an ELF".into(),
+            });
+        }
+        (KernelFormat::BzImage, BootPath::Pvh) => return load_bzimage_as_pvh(mem, path),
+        _ => {}
+    }
     let mut f = File::open(path).map_err(|source| Error::KernelRead {
         path: path.to_path_buf(),
         source,
@@ -149,6 +164,51 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, E
                 )),
             }
         }
+    }
+}
+
+/// Decompresses the vmlinux inside a bzImage on the host and loads it for PVH entry. The
+/// bzImage's setup header still governs the command line and initrd limits.
+fn load_bzimage_as_pvh(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, Error> {
+    let bad = |detail: String| Error::KernelFormat {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let image = std::fs::read(path).map_err(|source| Error::KernelRead {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let elf = crate::vmlinux::extract(&image)
+        .map_err(|e| bad(format!("cannot extract vmlinux for PVH: {e}")))?;
+    let mut header = setup_header::default();
+    let hdr_bytes = &image[0x1f1..(0x1f1 + std::mem::size_of::<setup_header>()).min(image.len())];
+    // SAFETY: setup_header is plain old data; we copy at most its size.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            hdr_bytes.as_ptr(),
+            (&mut header as *mut setup_header).cast::<u8>(),
+            hdr_bytes.len(),
+        );
+    }
+    let r = Elf::load(
+        mem,
+        None,
+        &mut std::io::Cursor::new(&elf),
+        Some(GuestAddress(HIMEM_START)),
+    )
+    .map_err(|e| bad(format!("extracted vmlinux: {e}")))?;
+    match r.pvh_boot_cap {
+        PvhBootCapability::PvhEntryPresent(addr) => Ok(LoadedKernel {
+            entry: Entry::Pvh { rip: addr.0 },
+            // The kernel's early allocations run past the ELF's end: honour init_size.
+            end: r
+                .kernel_end
+                .max(u64::from(header.pref_address as u32) + u64::from(header.init_size)),
+            header: Some(header),
+        }),
+        _ => Err(bad(
+            "its vmlinux has no PVH entry note (kernel built without CONFIG_PVH)".into(),
+        )),
     }
 }
 
@@ -370,7 +430,7 @@ mod tests {
         let t = temp(&head);
         let mem = memory::create(64).unwrap();
         assert!(matches!(
-            load_kernel(&mem, &t.0),
+            load_kernel(&mem, &t.0, BootPath::Auto),
             Err(Error::KernelFormat { .. })
         ));
     }
@@ -378,9 +438,13 @@ mod tests {
     #[test]
     fn probes_load_through_both_paths() {
         let mem = memory::create(64).unwrap();
-        let k = load_kernel(&mem, probes::pvh_elf()).unwrap();
+        let k = load_kernel(&mem, probes::pvh_elf(), BootPath::Auto).unwrap();
         assert!(matches!(k.entry, Entry::Pvh { .. }));
-        let k = load_kernel(&mem, probes::bzimage()).unwrap();
+        assert!(matches!(
+            load_kernel(&mem, probes::pvh_elf(), BootPath::Linux64),
+            Err(Error::KernelFormat { .. })
+        ));
+        let k = load_kernel(&mem, probes::bzimage(), BootPath::Auto).unwrap();
         assert_eq!(k.entry, Entry::Linux64 { rip: 0x100200 });
         assert_eq!(k.cmdline_max(), 2047);
     }
@@ -388,7 +452,7 @@ mod tests {
     #[test]
     fn initrd_goes_high_and_too_large_is_refused() {
         let mem = memory::create(16).unwrap();
-        let k = load_kernel(&mem, probes::pvh_elf()).unwrap();
+        let k = load_kernel(&mem, probes::pvh_elf(), BootPath::Auto).unwrap();
         let small = temp(&[7u8; 5000]);
         let p = load_initrd(&mem, &k, &small.0).unwrap();
         assert_eq!(p.addr % 4096, 0);

@@ -271,7 +271,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     kick::install().map_err(Error::Setup)?;
 
     let mem = memory::create(config.memory_mib)?;
-    let kernel = loader::load_kernel(&mem, &config.kernel)?;
+    let kernel = loader::load_kernel(&mem, &config.kernel, config.boot_path)?;
     loader::check_cmdline(&config.cmdline, kernel.cmdline_max())?;
     let initrd = match &config.initrd {
         Some(path) => Some(loader::load_initrd(&mem, &kernel, path)?),
