@@ -1,0 +1,43 @@
+# vmtest: OS-installer testing on a built-in KVM microVM.
+# `make test` is what CI runs (.ci/run); `make vmtest-deps vmtest` is the main job.
+
+CARGO ?= cargo
+VMTEST = target/release/vmtest
+# Last-resort bound on a whole test run; every VM-booting test has its own, far smaller one.
+TEST_TIMEOUT ?= 3600
+
+.PHONY: all build deps test lint check bench-boot test-linux doctor vmtest-deps vmtest
+
+all: build
+
+build:
+	$(CARGO) build --release --workspace
+
+deps:
+	scripts/install-deps.sh test
+
+## The test suite: installs what it needs, then every crate's tests (unit, probe boots on
+## the builtin VMM, the same probe under qemu, CLI bad-input checks, ACPI via iasl).
+test: deps
+	timeout --kill-after=60 $(TEST_TIMEOUT) $(CARGO) test --workspace --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+check: lint test
+
+## Side-by-side boot times: builtin vs qemu microvm vs qemu pc (same probe, medians).
+bench-boot: deps
+	$(CARGO) bench -p harness --bench boot
+
+## Opt-in and slow here: boot Debian's cloud kernel + a busybox initramfs on the builtin
+## VMM (KVM is emulated on these hosts; see the README).
+test-linux:
+	scripts/install-deps.sh linux
+	scripts/linux-guest.sh target/linux-guest
+	LINUX_GUEST_DIR=$(CURDIR)/target/linux-guest timeout --kill-after=60 3600 \
+		$(CARGO) test --release -p vmm --test linux -- --ignored --nocapture
+
+doctor: build
+	$(VMTEST) doctor

@@ -1,0 +1,49 @@
+#!/bin/bash
+# Installs what building and testing vmtest needs on a fresh Debian machine, and nothing
+# when it is all there already (so `make test` stays quick on a prepared machine).
+# Usage: scripts/install-deps.sh [test|vmtest|linux]   (default: test)
+set -euo pipefail
+
+need_root() {
+    if [ "$(id -u)" != 0 ]; then
+        echo "install-deps: installing packages needs root (apt-get); run as root or with sudo" >&2
+        exit 1
+    fi
+}
+
+# Package -> why (the README repeats these).
+common=(
+    gcc binutils make
+    pkg-config libslirp-dev libglib2.0-dev
+    qemu-system-x86
+    acpica-tools
+    util-linux
+)
+images=(
+    mmdebstrap squashfs-tools busybox-static cpio zstd xz-utils kmod dosfstools
+)
+
+case "${1:-test}" in
+    test) pkgs=("${common[@]}" "${images[@]}") ;;
+    vmtest) pkgs=("${common[@]}" "${images[@]}") ;;
+    linux) pkgs=("${common[@]}" busybox-static cpio kmod xz-utils zstd) ;;
+    *) echo "install-deps: unknown set '$1' (test, vmtest, linux)" >&2; exit 1 ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+    case "$p" in \#*) continue ;; esac
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    need_root
+    echo "install-deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "install-deps: cargo is missing: install the Rust toolchain (rustup, or Debian's cargo)" >&2
+    exit 1
+fi
