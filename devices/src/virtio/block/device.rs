@@ -105,7 +105,9 @@ impl Block {
             if queue.disable_notification(mem).is_err() {
                 break;
             }
+            let mut popped = 0;
             while let Some(chain) = queue.pop_descriptor_chain(mem) {
+                popped += 1;
                 let head = chain.head_index();
                 let used_len = match request::parse(mem, chain) {
                     Parsed::Ok(req) => {
@@ -148,7 +150,16 @@ impl Block {
                 done += 1;
             }
             match queue.enable_notification(mem) {
-                Ok(true) => continue,
+                Ok(true) if popped > 0 => continue,
+                // "More available" yet nothing could be popped: the guest's avail index is
+                // more than a queue size ahead. Looping would spin forever.
+                Ok(true) => {
+                    tracing::warn!(
+                        "virtio-blk {}: guest avail index is invalid; ignoring the queue until the next notification",
+                        self.disk.path.display()
+                    );
+                    break;
+                }
                 _ => break,
             }
         }

@@ -506,3 +506,19 @@ fn activation_checks_queue_count() {
             .is_err()
     );
 }
+
+#[test]
+fn bogus_avail_index_does_not_spin() {
+    let mut f = fixture(false, None);
+    let mem = f.mem.clone();
+    let vq = MockSplitQueue::new(&mem, 16);
+    vq.add_desc_chains(&read_req(512), 0).unwrap();
+    // The guest claims 1000 new entries in a 16-entry ring.
+    vq.avail().idx().store(1000);
+    let q: Queue = vq.create_queue().unwrap();
+    f.block
+        .activate(f.mem.clone(), TestQueue::interrupt(), vec![q])
+        .unwrap();
+    assert_eq!(f.block.process_queue(), 0);
+    assert_eq!(vq.used().idx().load(), 0);
+}
