@@ -24,3 +24,6 @@ pub mod http;
 pub mod pack;
 pub mod plan;
 pub mod userdata;
+pub mod backend;
+pub mod runner;
+pub mod verdict;

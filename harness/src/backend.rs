@@ -1,0 +1,161 @@
+//! Backends run one phase of a test in a VM: boot (a kernel directly, or through
+//! firmware from the first disk), attach disks and NICs, log the serial console, and tell
+//! how the guest ended. The runner knows nothing of how; `qemu` drives
+//! qemu-system-x86_64, `builtin` will drive this project's `vmm` crate.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub mod qemu;
+
+/// How the guest starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Boot {
+    /// Load a kernel (and initrd) with this command line: no firmware.
+    Direct {
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+        cmdline: String,
+    },
+    /// Boot the first disk through firmware (SeaBIOS, or OVMF when `uefi`), so the
+    /// installed boot loader itself runs.
+    Firmware { uefi: bool },
+}
+
+/// A disk attached to the guest (virtio-blk unless the backend is told otherwise).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disk {
+    pub path: PathBuf,
+    /// What the guest reads as the serial (`/dev/disk/by-id/virtio-<serial>`).
+    pub serial: String,
+    /// Logical = physical block size.
+    pub block_size: u32,
+    pub read_only: bool,
+}
+
+/// A NIC on user-mode networking; the guest reaches the host's loopback as 10.0.2.2.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nic {
+    pub mac: String,
+}
+
+/// One phase of a test.
+#[derive(Debug, Clone)]
+pub struct PhaseSpec {
+    /// `install` or `boot` (used in logs and file names).
+    pub name: String,
+    pub boot: Boot,
+    pub disks: Vec<Disk>,
+    pub nics: Vec<Nic>,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    /// The serial console is written here.
+    pub serial_log: PathBuf,
+    /// Directory for the backend's own logs (e.g. qemu's stderr).
+    pub log_dir: PathBuf,
+    /// The VM is killed after this long.
+    pub timeout: Duration,
+    /// Also show the serial console on this terminal and take keyboard input (debugging).
+    pub interactive: bool,
+}
+
+/// How a phase ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    PowerOff,
+    Reboot,
+    /// The guest panicked or the VMM failed; the text says which.
+    Crash(String),
+    /// The phase timed out and the VM was killed.
+    Timeout,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::PowerOff => write!(f, "powered off"),
+            Outcome::Reboot => write!(f, "rebooted"),
+            Outcome::Crash(why) => write!(f, "crashed: {why}"),
+            Outcome::Timeout => write!(f, "timed out"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PhaseResult {
+    pub outcome: Outcome,
+    /// Wall time from VM start to exit.
+    pub wall: Duration,
+}
+
+pub trait Backend: Send + Sync {
+    /// Short name shown in progress and the summary (`qemu-tcg`, `builtin`, ...).
+    fn name(&self) -> String;
+    /// Runs one phase to its end. An `Err` means the VM could not run at all
+    /// (missing program, bad disk), not that the guest failed.
+    fn run_phase(&self, spec: &PhaseSpec) -> anyhow::Result<PhaseResult>;
+}
+
+/// The builtin microVM. Its boot, serial console and exits exist, but virtio disks and
+/// NICs do not yet, and a test cannot run without them: say so instead of pretending.
+pub struct BuiltinBackend;
+
+impl Backend for BuiltinBackend {
+    fn name(&self) -> String {
+        "builtin".into()
+    }
+
+    fn run_phase(&self, spec: &PhaseSpec) -> anyhow::Result<PhaseResult> {
+        anyhow::bail!(
+            "the builtin VMM cannot run the {} phase yet: it has no virtio-blk disks or virtio-net NICs \
+             (this phase needs {} disk(s) and {} NIC(s)); use --vmm qemu",
+            spec.name,
+            spec.disks.len(),
+            spec.nics.len()
+        )
+    }
+}
+
+/// A backend whose phases are a closure: for tests of the runner (failure paths without
+/// VMs). The closure plays the guest: it writes the serial log, the output disk, ...
+#[derive(Clone)]
+pub struct FakeBackend {
+    #[allow(clippy::type_complexity)]
+    pub phase: Arc<dyn Fn(&PhaseSpec) -> anyhow::Result<PhaseResult> + Send + Sync>,
+}
+
+impl FakeBackend {
+    pub fn new(
+        f: impl Fn(&PhaseSpec) -> anyhow::Result<PhaseResult> + Send + Sync + 'static,
+    ) -> Self {
+        FakeBackend { phase: Arc::new(f) }
+    }
+}
+
+impl Backend for FakeBackend {
+    fn name(&self) -> String {
+        "fake".into()
+    }
+    fn run_phase(&self, spec: &PhaseSpec) -> anyhow::Result<PhaseResult> {
+        (self.phase)(spec)
+    }
+}
+
+/// Whether /dev/kvm is real hardware virtualisation. PVM (`kvm_pvm`, nested KVM that
+/// runs guests in the instruction emulator) opens fine but is ~1000x slower and cannot run
+/// Debian's kernel, so it counts as emulated.
+pub fn kvm_status() -> Result<(), String> {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return Err("/dev/kvm cannot be opened".into());
+    }
+    if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+        return Err("this host's KVM is PVM (kvm_pvm): guests run in KVM's emulator".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,687 @@
+//! The run flow of one test, in-process: work dir, disks, seed, HTTP server, packed
+//! installer, install phase, install verdict, boot phase with the output disk, collect,
+//! expectations, verdict files, keep-data; and running many tests (serially or in
+//! parallel) with progress, a summary table and JUnit XML.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::backend::{Backend, Boot, Disk, Nic, Outcome, PhaseSpec};
+use crate::config::TestConfig;
+use crate::http::{Content, HttpServer};
+use crate::settings::Settings;
+use crate::userdata::{self, OUTPUT_DISK_SERIAL};
+use crate::verdict;
+use crate::workdir::{WorkDir, create_sparse_disk};
+
+/// Size of the output disk the collect scripts tar onto (curtin used 10 MiB; larger
+/// costs nothing while sparse).
+pub const OUTPUT_DISK_SIZE: u64 = 64 << 20;
+/// Most that collect/ may receive from the guest.
+pub const COLLECT_BUDGET: u64 = OUTPUT_DISK_SIZE;
+
+/// The files of an install image, and whatever keeps them from being removed meanwhile.
+pub struct ImageFiles {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub squashfs: PathBuf,
+    pub version: String,
+    pub _guard: Option<Box<dyn std::any::Any + Send>>,
+}
+
+pub trait ImageProvider: Send + Sync {
+    fn find(&self, release: &str, arch: &str) -> anyhow::Result<ImageFiles>;
+}
+
+/// Images from the image store (IMAGE_DIR): the newest valid one, locked while in use.
+pub struct StoreImages {
+    pub dir: PathBuf,
+}
+
+impl ImageProvider for StoreImages {
+    fn find(&self, release: &str, arch: &str) -> anyhow::Result<ImageFiles> {
+        let store = images::ImageStore::open(&self.dir)?;
+        let img = store.find_newest(release, arch)?;
+        Ok(ImageFiles {
+            kernel: img.kernel.clone(),
+            initrd: img.initrd.clone(),
+            squashfs: img.squashfs.clone(),
+            version: img.version.clone(),
+            _guard: Some(Box::new(img)),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Pass,
+    /// The guest or the checks failed.
+    Fail,
+    /// The harness could not run the test (missing image, qemu, bad config, ...).
+    Error,
+}
+
+#[derive(Debug, Clone)]
+pub struct TestResult {
+    pub name: String,
+    pub backend: String,
+    pub status: Status,
+    /// What went wrong, one item per problem.
+    pub errors: Vec<String>,
+    /// Wall time per VM phase.
+    pub phases: Vec<(String, Duration)>,
+    /// Harness work outside the VMs, per step.
+    pub steps: Vec<(String, Duration)>,
+    pub total: Duration,
+    pub workdir: PathBuf,
+}
+
+impl TestResult {
+    pub fn overhead(&self) -> Duration {
+        self.steps.iter().map(|(_, d)| *d).sum()
+    }
+}
+
+/// Where progress goes: stderr and the extended log (CURTIN_VMTEST_LOG).
+#[derive(Clone)]
+pub struct Progress {
+    log: Arc<Mutex<Option<std::fs::File>>>,
+    start: Instant,
+    quiet: bool,
+}
+
+impl Progress {
+    pub fn new(log: Option<&Path>, quiet: bool) -> Progress {
+        let f = log.and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+        });
+        Progress {
+            log: Arc::new(Mutex::new(f)),
+            start: Instant::now(),
+            quiet,
+        }
+    }
+
+    pub fn say(&self, test: &str, msg: &str) {
+        let line = format!(
+            "[{:>7.1}s] {test}: {msg}",
+            self.start.elapsed().as_secs_f64()
+        );
+        if !self.quiet {
+            eprintln!("{line}");
+        }
+        if let Some(f) = self.log.lock().unwrap().as_mut() {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+/// Everything a test run needs besides the test.
+pub struct RunContext<'a> {
+    pub settings: &'a Settings,
+    pub backend: &'a dyn Backend,
+    pub images: &'a dyn ImageProvider,
+    pub curtin_src: Option<&'a Path>,
+    pub progress: Progress,
+    /// Attach the serial console of this phase (`install` / `boot`) to the terminal.
+    pub console: Option<String>,
+}
+
+struct Timer {
+    steps: Vec<(String, Duration)>,
+    t: Instant,
+}
+
+impl Timer {
+    fn new() -> Timer {
+        Timer {
+            steps: Vec::new(),
+            t: Instant::now(),
+        }
+    }
+    fn lap(&mut self, name: &str) {
+        self.steps.push((name.into(), self.t.elapsed()));
+        self.t = Instant::now();
+    }
+    /// Restart without recording (time spent in a VM).
+    fn skip(&mut self) {
+        self.t = Instant::now();
+    }
+}
+
+fn fail(mut r: TestResult, status: Status, errs: Vec<String>) -> TestResult {
+    r.status = status;
+    r.errors.extend(errs);
+    r
+}
+
+/// Runs one test end to end; never panics on guest or config problems.
+pub fn run_test(test: &TestConfig, ctx: &RunContext) -> TestResult {
+    let start = Instant::now();
+    let s = ctx.settings;
+    let mut r = TestResult {
+        name: test.name.clone(),
+        backend: ctx.backend.name(),
+        status: Status::Pass,
+        errors: Vec::new(),
+        phases: Vec::new(),
+        steps: Vec::new(),
+        total: Duration::ZERO,
+        workdir: s.topdir.join(&test.name),
+    };
+    let mut r = if s.reuse_topdir {
+        let w = WorkDir::existing(&s.topdir, &test.name);
+        ctx.progress.say(
+            &test.name,
+            "re-verifying kept data (CURTIN_VMTEST_REUSE_TOPDIR)",
+        );
+        let mut timer = Timer::new();
+        if !w.collect().is_dir() {
+            r = fail(
+                r,
+                Status::Error,
+                vec![format!(
+                    "{} has no kept collect/ to re-verify",
+                    w.root.display()
+                )],
+            );
+        } else {
+            let fails = verdict::check_expectations(&w.collect(), &test.vmtest.expect);
+            timer.lap("verify");
+            r.steps = timer.steps;
+            if !fails.is_empty() {
+                r = fail(r, Status::Fail, fails);
+            }
+        }
+        r
+    } else {
+        run_phases(test, ctx, r)
+    };
+    r.total = start.elapsed();
+    if !s.reuse_topdir {
+        finish(test, ctx, &mut r);
+    }
+    let verdict = match r.status {
+        Status::Pass => "PASS".to_string(),
+        Status::Fail => format!("FAIL: {}", r.errors.first().cloned().unwrap_or_default()),
+        Status::Error => format!("ERROR: {}", r.errors.first().cloned().unwrap_or_default()),
+    };
+    ctx.progress.say(
+        &test.name,
+        &format!(
+            "{verdict} ({:.1}s, harness overhead {:.0} ms)",
+            r.total.as_secs_f64(),
+            r.overhead().as_secs_f64() * 1000.0
+        ),
+    );
+    r
+}
+
+/// Writes logs/success or logs/errors.json and applies KEEP_DATA_PASS/FAIL.
+fn finish(test: &TestConfig, ctx: &RunContext, r: &mut TestResult) {
+    let w = WorkDir {
+        root: r.workdir.clone(),
+    };
+    if !w.root.is_dir() {
+        return;
+    }
+    let _ = std::fs::create_dir_all(w.logs());
+    let phases: serde_json::Map<String, serde_json::Value> = r
+        .phases
+        .iter()
+        .map(|(n, d)| (n.clone(), serde_json::json!(d.as_secs_f64())))
+        .collect();
+    let steps: serde_json::Map<String, serde_json::Value> = r
+        .steps
+        .iter()
+        .map(|(n, d)| (n.clone(), serde_json::json!(d.as_secs_f64() * 1000.0)))
+        .collect();
+    let record = serde_json::json!({
+        "test": test.name, "backend": r.backend,
+        "status": format!("{:?}", r.status).to_lowercase(),
+        "errors": r.errors, "phases_s": phases, "harness_steps_ms": steps,
+        "total_s": r.total.as_secs_f64(),
+    });
+    let _ = match r.status {
+        Status::Pass => std::fs::write(
+            w.logs().join("success"),
+            serde_json::to_string_pretty(&record).unwrap_or_default(),
+        ),
+        _ => std::fs::write(
+            w.logs().join("errors.json"),
+            serde_json::to_string_pretty(&record).unwrap_or_default(),
+        ),
+    };
+    let keep = if r.status == Status::Pass {
+        ctx.settings.keep_pass
+    } else {
+        ctx.settings.keep_fail
+    };
+    if let Err(e) = w.apply_keep(keep) {
+        r.errors
+            .push(format!("could not remove data not kept: {e}"));
+    }
+}
+
+fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult) -> TestResult {
+    let s = ctx.settings;
+    let v = &test.vmtest;
+    let say = |m: &str| ctx.progress.say(&test.name, m);
+    let mut timer = Timer::new();
+    macro_rules! try_or {
+        ($e:expr, $status:expr, $what:expr) => {
+            match $e {
+                Ok(x) => x,
+                Err(e) => {
+                    r.steps = std::mem::take(&mut timer.steps);
+                    return fail(r, $status, vec![format!("{}: {e:#}", $what)]);
+                }
+            }
+        };
+    }
+    let w = try_or!(
+        WorkDir::create(&s.topdir, &test.name),
+        Status::Error,
+        "work dir"
+    );
+    for d in &test.disks {
+        try_or!(
+            create_sparse_disk(&w.disks().join(&d.file_name), d.size),
+            Status::Error,
+            format!("disk {}", d.file_name)
+        );
+    }
+    timer.lap("disks");
+    let image = try_or!(ctx.images.find(&v.release, &v.arch), Status::Error, "image");
+    timer.lap("image lookup");
+
+    // HTTP: seed and squashfs for the install phase, webhook events into logs/.
+    let http = try_or!(HttpServer::start(), Status::Error, "http server");
+    let _ = http.log_posts_to(w.logs().join("webhooks-events.json"));
+    let webhook = format!("http://{}:{}/webhook", userdata::HOST_IP, http.port());
+    let pack = try_or!(
+        userdata::pack_installer(test, ctx.curtin_src, &webhook),
+        Status::Error,
+        "installer"
+    );
+    let packed = try_or!(pack.render(), Status::Error, "installer");
+    timer.lap("pack");
+    let user_data = userdata::install_user_data(&packed, s.apt_proxy.as_deref());
+    let meta = userdata::meta_data(&test.name, "install");
+    try_or!(
+        std::fs::write(w.install().join("user-data"), &user_data),
+        Status::Error,
+        "install/user-data"
+    );
+    try_or!(
+        std::fs::write(w.install().join("meta-data"), &meta),
+        Status::Error,
+        "install/meta-data"
+    );
+    http.serve(
+        "/user-data",
+        Content::Bytes(Arc::new(user_data.into_bytes())),
+    );
+    http.serve("/meta-data", Content::Bytes(Arc::new(meta.into_bytes())));
+    http.serve("/vendor-data", Content::Bytes(Arc::new(Vec::new())));
+    http.serve("/root/squashfs", Content::File(image.squashfs.clone()));
+    timer.lap("seed+http");
+
+    let memory_mib = v.memory_mib.unwrap_or(s.vmram_mib);
+    let vcpus = v.cpus.unwrap_or(s.nr_cpus);
+    let nics: Vec<Nic> = test.macs.iter().map(|m| Nic { mac: m.clone() }).collect();
+    let install_disks: Vec<Disk> = test
+        .disks
+        .iter()
+        .map(|d| Disk {
+            path: w.disks().join(&d.file_name),
+            serial: d.serial.clone(),
+            block_size: d.block_size,
+            read_only: false,
+        })
+        .collect();
+    let install = PhaseSpec {
+        name: "install".into(),
+        boot: Boot::Direct {
+            kernel: image.kernel.clone(),
+            initrd: Some(image.initrd.clone()),
+            cmdline: userdata::install_cmdline(http.port(), &test.macs[0], &v.extra_kernel_args),
+        },
+        disks: install_disks.clone(),
+        nics: nics.clone(),
+        memory_mib,
+        vcpus,
+        serial_log: w.logs().join("install-serial.log"),
+        log_dir: w.logs(),
+        timeout: v
+            .timeouts
+            .install
+            .map(Duration::from_secs)
+            .unwrap_or(s.install_timeout),
+        interactive: ctx.console.as_deref() == Some("install"),
+    };
+    say(&format!(
+        "install: starting ({}, image {}, {} MiB, {} vCPU, timeout {}s)",
+        r.backend,
+        image.version,
+        memory_mib,
+        vcpus,
+        install.timeout.as_secs()
+    ));
+    timer.lap("prepare install");
+    let res = try_or!(
+        ctx.backend.run_phase(&install),
+        Status::Error,
+        "install phase"
+    );
+    timer.skip();
+    r.phases.push(("install".into(), res.wall));
+    say(&format!(
+        "install: {} after {:.1}s (served {} MiB in {} requests)",
+        res.outcome,
+        res.wall.as_secs_f64(),
+        http.bytes_sent() >> 20,
+        http.requests()
+    ));
+    drop(http);
+    let serial = String::from_utf8_lossy(&std::fs::read(&install.serial_log).unwrap_or_default())
+        .into_owned();
+    let tail = || {
+        format!(
+            "install serial log tail:\n{}",
+            crate::backend::qemu::tail(&install.serial_log, 25)
+        )
+    };
+    match &res.outcome {
+        Outcome::PowerOff => {}
+        other => {
+            r.steps = timer.steps;
+            let mut errs = vec![format!("install phase {other}")];
+            if let Err(e) = verdict::install_verdict(&serial) {
+                errs.extend(e);
+            }
+            errs.push(tail());
+            return fail(r, Status::Fail, errs);
+        }
+    }
+    if let Err(mut e) = verdict::install_verdict(&serial) {
+        r.steps = timer.steps;
+        e.push(tail());
+        return fail(r, Status::Fail, e);
+    }
+    timer.lap("install verdict");
+
+    // Boot phase: installed disks, output disk second, extra disks, read-only seed.
+    let output = w.boot().join("output_disk.img");
+    try_or!(
+        create_sparse_disk(&output, OUTPUT_DISK_SIZE),
+        Status::Error,
+        "output disk"
+    );
+    let seed_path = w.boot().join("seed.img");
+    let boot_ud = userdata::boot_user_data(test);
+    let boot_meta = userdata::meta_data(&test.name, "boot");
+    try_or!(
+        std::fs::write(w.boot().join("user-data"), &boot_ud),
+        Status::Error,
+        "boot/user-data"
+    );
+    try_or!(
+        seed::SeedImage::new()
+            .file("user-data", boot_ud.into_bytes())
+            .file("meta-data", boot_meta.into_bytes())
+            .write_vfat(&seed_path),
+        Status::Error,
+        "boot seed"
+    );
+    let n_storage = test
+        .disks
+        .iter()
+        .filter(|d| !d.id.starts_with("extra_disk_"))
+        .count();
+    let mut boot_disks: Vec<Disk> = install_disks[..n_storage].to_vec();
+    boot_disks.push(Disk {
+        path: output.clone(),
+        serial: OUTPUT_DISK_SERIAL.into(),
+        block_size: 512,
+        read_only: false,
+    });
+    boot_disks.extend(install_disks[n_storage..].iter().cloned());
+    boot_disks.push(Disk {
+        path: seed_path,
+        serial: "seed".into(),
+        block_size: 512,
+        read_only: true,
+    });
+    let boot = PhaseSpec {
+        name: "boot".into(),
+        boot: Boot::Firmware { uefi: v.uefi },
+        disks: boot_disks,
+        nics,
+        memory_mib,
+        vcpus,
+        serial_log: w.logs().join("boot-serial.log"),
+        log_dir: w.logs(),
+        timeout: v
+            .timeouts
+            .boot
+            .map(Duration::from_secs)
+            .unwrap_or(s.boot_timeout),
+        interactive: ctx.console.as_deref() == Some("boot"),
+    };
+    timer.lap("prepare boot");
+    say(&format!(
+        "boot: starting (timeout {}s)",
+        boot.timeout.as_secs()
+    ));
+    let res = try_or!(ctx.backend.run_phase(&boot), Status::Error, "boot phase");
+    timer.skip();
+    r.phases.push(("boot".into(), res.wall));
+    say(&format!(
+        "boot: {} after {:.1}s",
+        res.outcome,
+        res.wall.as_secs_f64()
+    ));
+    if res.outcome != Outcome::PowerOff {
+        r.steps = timer.steps;
+        let errs = vec![
+            format!("boot phase {}", res.outcome),
+            format!(
+                "boot serial log tail:\n{}",
+                crate::backend::qemu::tail(&boot.serial_log, 25)
+            ),
+        ];
+        return fail(r, Status::Fail, errs);
+    }
+    let rep = try_or!(
+        crate::collect::extract_output_disk(&output, &w.collect(), COLLECT_BUDGET),
+        Status::Fail,
+        "collect"
+    );
+    if !rep.rejected.is_empty() {
+        let lines: Vec<String> = rep
+            .rejected
+            .iter()
+            .map(|(n, why)| format!("{n}\t{why}"))
+            .collect();
+        let _ = std::fs::write(
+            w.logs().join("collect-rejected.txt"),
+            lines.join("\n") + "\n",
+        );
+        say(&format!(
+            "collect: rejected {} entries (see logs/collect-rejected.txt)",
+            rep.rejected.len()
+        ));
+    }
+    timer.lap("collect");
+    let mut fails = Vec::new();
+    if rep.files == 0 {
+        fails.push(format!("the output disk held no files (collect scripts did not run?); boot serial log tail:\n{}", crate::backend::qemu::tail(&boot.serial_log, 25)));
+    }
+    fails.extend(verdict::check_expectations(&w.collect(), &v.expect));
+    timer.lap("verify");
+    r.steps = timer.steps;
+    say(&format!(
+        "collect: {} files, {} KiB; {} expectations, {} failed",
+        rep.files,
+        rep.bytes >> 10,
+        v.expect.len(),
+        fails.len()
+    ));
+    if fails.is_empty() {
+        r
+    } else {
+        fail(r, Status::Fail, fails)
+    }
+}
+
+/// Runs tests, `settings.parallel` at a time; results in the order given.
+pub fn run_all(tests: &[TestConfig], ctx: &RunContext) -> Vec<TestResult> {
+    let n = ctx.settings.parallel.max(1).min(tests.len().max(1));
+    if n <= 1 {
+        return tests.iter().map(|t| run_test(t, ctx)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<TestResult>>> = Mutex::new(vec![None; tests.len()]);
+    std::thread::scope(|sc| {
+        for _ in 0..n {
+            sc.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if i >= tests.len() {
+                        break;
+                    }
+                    let r = run_test(&tests[i], ctx);
+                    results.lock().unwrap()[i] = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The summary table printed at the end of a run.
+pub fn summary_table(results: &[TestResult]) -> String {
+    let mut s = String::new();
+    let w = results
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    s.push_str(&format!(
+        "{:<w$}  {:<6}  {:<9}  {:>9}  {:>9}  {:>9}  {:>8}\n",
+        "test", "result", "backend", "install", "boot", "total", "harness"
+    ));
+    for r in results {
+        let phase = |n: &str| {
+            r.phases
+                .iter()
+                .find(|(p, _)| p == n)
+                .map(|(_, d)| format!("{:.1}s", d.as_secs_f64()))
+                .unwrap_or_else(|| "-".into())
+        };
+        let st = match r.status {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Error => "ERROR",
+        };
+        s.push_str(&format!(
+            "{:<w$}  {:<6}  {:<9}  {:>9}  {:>9}  {:>8.1}s  {:>6.0}ms\n",
+            r.name,
+            st,
+            r.backend,
+            phase("install"),
+            phase("boot"),
+            r.total.as_secs_f64(),
+            r.overhead().as_secs_f64() * 1000.0
+        ));
+    }
+    let pass = results.iter().filter(|r| r.status == Status::Pass).count();
+    s.push_str(&format!(
+        "{} passed, {} failed\n",
+        pass,
+        results.len() - pass
+    ));
+    s
+}
+
+fn xml_escape(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .map(|c| match c {
+            '&' => "&amp;".into(),
+            '<' => "&lt;".into(),
+            '>' => "&gt;".into(),
+            '"' => "&quot;".into(),
+            '\'' => "&apos;".into(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// JUnit XML for CI.
+pub fn junit_xml(results: &[TestResult]) -> String {
+    let failures = results.iter().filter(|r| r.status == Status::Fail).count();
+    let errors = results.iter().filter(|r| r.status == Status::Error).count();
+    let total: f64 = results.iter().map(|r| r.total.as_secs_f64()).sum();
+    let mut s = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"vmtest\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{total:.3}\">\n",
+        results.len()
+    );
+    for r in results {
+        s.push_str(&format!(
+            "  <testcase classname=\"vmtest.{}\" name=\"{}\" time=\"{:.3}\">\n",
+            xml_escape(&r.backend),
+            xml_escape(&r.name),
+            r.total.as_secs_f64()
+        ));
+        let body = xml_escape(&r.errors.join("\n"));
+        match r.status {
+            Status::Pass => {}
+            Status::Fail => s.push_str(&format!(
+                "    <failure message=\"{}\">{body}</failure>\n",
+                xml_escape(
+                    r.errors
+                        .first()
+                        .map(|e| e.lines().next().unwrap_or(""))
+                        .unwrap_or("")
+                )
+            )),
+            Status::Error => s.push_str(&format!(
+                "    <error message=\"{}\">{body}</error>\n",
+                xml_escape(
+                    r.errors
+                        .first()
+                        .map(|e| e.lines().next().unwrap_or(""))
+                        .unwrap_or("")
+                )
+            )),
+        }
+        let phases: Vec<String> = r
+            .phases
+            .iter()
+            .map(|(n, d)| format!("{n}={:.1}s", d.as_secs_f64()))
+            .collect();
+        s.push_str(&format!(
+            "    <system-out>work dir: {}\nphases: {}\nharness overhead: {:.0} ms</system-out>\n",
+            xml_escape(&r.workdir.display().to_string()),
+            phases.join(" "),
+            r.overhead().as_secs_f64() * 1000.0
+        ));
+        s.push_str("  </testcase>\n");
+    }
+    s.push_str("</testsuite>\n</testsuites>\n");
+    s
+}
