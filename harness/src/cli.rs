@@ -1,21 +1,376 @@
-//! Subcommands of the test harness proper (run, list, ...).
+//! Subcommands of the test harness proper: list, run, console.
 
-use clap::Subcommand;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
 
 use crate::VmmChoice;
+use crate::backend::qemu::QemuBackend;
+use crate::backend::{Backend, BuiltinBackend};
+use crate::config::{TestConfig, discover};
+use crate::runner::{self, Progress, RunContext, StoreImages, TestResult};
+use crate::settings::Settings;
 
 #[derive(Debug, Subcommand)]
 pub enum HarnessCommand {
     /// List the test configs found under examples/tests (or --tests-dir).
-    List,
+    List(ListArgs),
     /// Run tests: install → poweroff → boot → collect → verify.
-    Run,
+    Run(RunArgs),
+    /// Run one test with a phase's serial console attached to this terminal (debugging).
+    Console(ConsoleArgs),
 }
 
-pub fn run(cmd: HarnessCommand, _vmm: VmmChoice) -> anyhow::Result<i32> {
-    match cmd {
-        HarnessCommand::List | HarnessCommand::Run => {
-            anyhow::bail!("the test runner is not built yet (issue 5)")
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// Directory holding the test configs (*.yaml).
+    #[arg(long, env = "VMTEST_TESTS_DIR")]
+    pub tests_dir: Option<PathBuf>,
+    /// Tests to select: names, globs (basic*, *lvm*) or regexes (^basic$); all when none.
+    pub tests: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub sel: Selection,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub sel: Selection,
+    /// A curtin source tree to pack for tests with `installer: curtin`.
+    #[arg(long, env = "CURTIN_SRC")]
+    pub curtin: Option<PathBuf>,
+    /// Write JUnit XML results here.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Attach this phase's serial console (install or boot) to the terminal.
+    #[arg(long, value_parser = ["install", "boot"])]
+    pub console: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// The test to run.
+    pub test: String,
+    /// Which phase's console to attach.
+    #[arg(long, default_value = "boot", value_parser = ["install", "boot"])]
+    pub phase: String,
+    #[arg(long, env = "VMTEST_TESTS_DIR")]
+    pub tests_dir: Option<PathBuf>,
+    #[arg(long, env = "CURTIN_SRC")]
+    pub curtin: Option<PathBuf>,
+}
+
+/// examples/tests under the current directory, else the one next to this crate's source.
+fn tests_dir(given: Option<&Path>) -> PathBuf {
+    if let Some(d) = given {
+        return d.to_path_buf();
+    }
+    let here = PathBuf::from("examples/tests");
+    if here.is_dir() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tests")
+}
+
+/// Loads every config in `dir` and picks those the patterns name (all without patterns).
+/// A pattern that matches nothing is an error, so typos do not run zero tests.
+pub fn select(dir: &Path, patterns: &[String]) -> anyhow::Result<Vec<TestConfig>> {
+    let files = discover(dir)?;
+    let mut all = Vec::new();
+    let mut errors = Vec::new();
+    for f in &files {
+        match TestConfig::load(f) {
+            Ok(t) => all.push(t),
+            Err(e) => errors.push(e.to_string()),
         }
+    }
+    let names: Vec<String> = files
+        .iter()
+        .filter_map(|f| f.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    let mut chosen: Vec<String> = Vec::new();
+    if patterns.is_empty() {
+        chosen = names.clone();
+    }
+    for p in patterns {
+        let hits: Vec<String> = if names.contains(p) {
+            vec![p.clone()]
+        } else if p.contains(['*', '?', '[']) {
+            let g = glob::Pattern::new(p).map_err(|e| anyhow::anyhow!("bad glob `{p}`: {e}"))?;
+            names.iter().filter(|n| g.matches(n)).cloned().collect()
+        } else {
+            let re = regex::Regex::new(p)
+                .map_err(|e| anyhow::anyhow!("`{p}` is no test name, glob or regex: {e}"))?;
+            names.iter().filter(|n| re.is_match(n)).cloned().collect()
+        };
+        if hits.is_empty() {
+            anyhow::bail!(
+                "no test matches `{p}` in {} (tests: {})",
+                dir.display(),
+                names.join(", ")
+            );
+        }
+        for h in hits {
+            if !chosen.contains(&h) {
+                chosen.push(h);
+            }
+        }
+    }
+    // A broken config fails the run only when it was selected.
+    for e in &errors {
+        let stem = e
+            .split(':')
+            .next()
+            .and_then(|f| Path::new(f).file_stem())
+            .map(|s| s.to_string_lossy().into_owned());
+        if stem.is_some_and(|s| chosen.contains(&s)) {
+            anyhow::bail!("{e}");
+        }
+    }
+    Ok(chosen
+        .iter()
+        .filter_map(|n| all.iter().find(|t| &t.name == n).cloned())
+        .collect())
+}
+
+/// Whether the builtin VMM can run whole tests yet (virtio disks and NICs).
+pub const BUILTIN_READY: Result<(), &str> =
+    Err("the builtin VMM has no virtio-blk/virtio-net devices yet");
+
+/// Which backend runs `test` under `--vmm`, and why (printed).
+pub fn choose(vmm: VmmChoice, test: &TestConfig) -> (VmmChoice, String) {
+    match vmm {
+        VmmChoice::Qemu => (VmmChoice::Qemu, "--vmm qemu".into()),
+        VmmChoice::Builtin => (VmmChoice::Builtin, "--vmm builtin".into()),
+        VmmChoice::Auto => {
+            if let Some(why) = test.needs_qemu() {
+                (VmmChoice::Qemu, why)
+            } else if let Err(why) = crate::backend::kvm_status() {
+                (VmmChoice::Qemu, why)
+            } else if let Err(why) = BUILTIN_READY {
+                (VmmChoice::Qemu, why.into())
+            } else {
+                (
+                    VmmChoice::Builtin,
+                    "KVM is real and the test fits the microVM".into(),
+                )
+            }
+        }
+    }
+}
+
+fn list(args: ListArgs) -> anyhow::Result<i32> {
+    let dir = tests_dir(args.sel.tests_dir.as_deref());
+    let tests = select(&dir, &args.sel.tests)?;
+    let w = tests.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
+    println!(
+        "{:<w$}  {:<10}  {:<9}  {:<5}  description",
+        "test", "release", "installer", "vmm"
+    );
+    for t in &tests {
+        let need = if t.needs_qemu().is_some() {
+            "qemu"
+        } else {
+            "any"
+        };
+        println!(
+            "{:<w$}  {:<10}  {:<9}  {:<5}  {}",
+            t.name,
+            t.vmtest.release,
+            format!("{:?}", t.vmtest.installer).to_lowercase(),
+            need,
+            t.vmtest.description.as_deref().unwrap_or("")
+        );
+    }
+    Ok(0)
+}
+
+fn run_tests(
+    tests: Vec<TestConfig>,
+    vmm: VmmChoice,
+    curtin: Option<&Path>,
+    console: Option<String>,
+    junit: Option<&Path>,
+) -> anyhow::Result<i32> {
+    if tests.is_empty() {
+        anyhow::bail!("no tests selected");
+    }
+    let settings = Settings::from_env().map_err(|e| anyhow::anyhow!(e))?;
+    if settings.image_sync {
+        eprintln!(
+            "vmtest: CURTIN_VMTEST_IMAGE_SYNC is set: images are built by `vmtest images build` (no MAAS mirror is reachable); using the store as it is"
+        );
+    }
+    settings.prepare_topdir().map_err(|e| anyhow::anyhow!(e))?;
+    let progress = Progress::new(Some(&settings.log), false);
+    eprintln!(
+        "vmtest: TOPDIR {} (log {}), {} test(s), {} at a time",
+        settings.topdir.display(),
+        settings.log.display(),
+        tests.len(),
+        settings.parallel
+    );
+    let mut groups: Vec<(VmmChoice, Vec<usize>)> = Vec::new();
+    for (i, t) in tests.iter().enumerate() {
+        let (c, why) = choose(vmm, t);
+        progress.say(
+            &t.name,
+            &format!("vmm {}: {why}", format!("{c:?}").to_lowercase()),
+        );
+        match groups.iter_mut().find(|(g, _)| *g == c) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((c, vec![i])),
+        }
+    }
+    let images = StoreImages {
+        dir: settings.image_dir.clone(),
+    };
+    let mut results: Vec<Option<TestResult>> = vec![None; tests.len()];
+    for (choice, idx) in groups {
+        let backend: Box<dyn Backend> = match choice {
+            VmmChoice::Builtin => Box::new(BuiltinBackend),
+            _ => {
+                let q = QemuBackend::detect()?;
+                eprintln!("vmtest: qemu backend: {} ({})", q.name(), q.accel_reason);
+                Box::new(q)
+            }
+        };
+        let ctx = RunContext {
+            settings: &settings,
+            backend: backend.as_ref(),
+            images: &images,
+            curtin_src: curtin,
+            progress: progress.clone(),
+            console: console.clone(),
+        };
+        let group: Vec<TestConfig> = idx.iter().map(|&i| tests[i].clone()).collect();
+        for (i, r) in idx.into_iter().zip(runner::run_all(&group, &ctx)) {
+            results[i] = Some(r);
+        }
+    }
+    let results: Vec<TestResult> = results.into_iter().flatten().collect();
+    print!("{}", runner::summary_table(&results));
+    for r in results.iter().filter(|r| r.status != runner::Status::Pass) {
+        println!("--- {} ({}):", r.name, r.workdir.display());
+        for e in &r.errors {
+            println!("{e}");
+        }
+    }
+    if let Some(j) = junit {
+        std::fs::write(j, runner::junit_xml(&results))
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", j.display()))?;
+    }
+    Ok(
+        if results.iter().all(|r| r.status == runner::Status::Pass) {
+            0
+        } else {
+            1
+        },
+    )
+}
+
+pub fn run(cmd: HarnessCommand, vmm: VmmChoice) -> anyhow::Result<i32> {
+    match cmd {
+        HarnessCommand::List(a) => list(a),
+        HarnessCommand::Run(a) => {
+            let dir = tests_dir(a.sel.tests_dir.as_deref());
+            let tests = select(&dir, &a.sel.tests)?;
+            run_tests(
+                tests,
+                vmm,
+                a.curtin.as_deref(),
+                a.console,
+                a.junit.as_deref(),
+            )
+        }
+        HarnessCommand::Console(a) => {
+            let dir = tests_dir(a.tests_dir.as_deref());
+            let tests = select(&dir, std::slice::from_ref(&a.test))?;
+            if tests.len() != 1 {
+                anyhow::bail!(
+                    "`{}` selects {} tests; console attaches to exactly one",
+                    a.test,
+                    tests.len()
+                );
+            }
+            run_tests(tests, vmm, a.curtin.as_deref(), Some(a.phase), None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (n, t) in files {
+            std::fs::write(d.path().join(n), t).unwrap();
+        }
+        d
+    }
+
+    const T: &str = "vmtest: {release: bookworm}\n";
+
+    #[test]
+    fn selection() {
+        let d = dir_with(&[
+            ("basic.yaml", T),
+            ("basic_lvm.yaml", T),
+            ("uefi.yaml", T),
+            ("notes.txt", "x"),
+        ]);
+        let names = |p: &[&str]| -> Vec<String> {
+            select(
+                d.path(),
+                &p.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect()
+        };
+        assert_eq!(names(&[]), vec!["basic", "basic_lvm", "uefi"]);
+        assert_eq!(names(&["basic"]), vec!["basic"]);
+        assert_eq!(names(&["basic*"]), vec!["basic", "basic_lvm"]);
+        assert_eq!(names(&["lvm$", "^u"]), vec!["basic_lvm", "uefi"]);
+        let e = select(d.path(), &["nope".into()]).unwrap_err().to_string();
+        assert!(e.contains("no test matches `nope`"), "{e}");
+    }
+
+    #[test]
+    fn broken_config_fails_only_when_selected() {
+        let d = dir_with(&[
+            ("good.yaml", T),
+            ("bad.yaml", "vmtest: {release: x, colour: red}\n"),
+        ]);
+        assert_eq!(select(d.path(), &["good".into()]).unwrap().len(), 1);
+        let e = select(d.path(), &["bad".into()]).unwrap_err().to_string();
+        assert!(e.contains("bad.yaml:1") && e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn auto_prefers_qemu_for_what_the_microvm_cannot_do() {
+        let t = TestConfig::parse(
+            "u",
+            Path::new("u.yaml"),
+            "vmtest: {release: r, uefi: true}\n",
+        )
+        .unwrap();
+        let (c, why) = choose(VmmChoice::Auto, &t);
+        assert_eq!(c, VmmChoice::Qemu);
+        assert!(why.contains("UEFI"), "{why}");
+        let t = TestConfig::parse("p", Path::new("p.yaml"), T).unwrap();
+        let (c, why) = choose(VmmChoice::Auto, &t);
+        assert_eq!(
+            c,
+            VmmChoice::Qemu,
+            "builtin is not ready / KVM emulated here: {why}"
+        );
+        assert_eq!(choose(VmmChoice::Builtin, &t).0, VmmChoice::Builtin);
     }
 }
