@@ -103,6 +103,8 @@ pub fn run(args: VmArgs) -> anyhow::Result<i32> {
         timeout: args.timeout,
         cpuid_mask,
         boot_path: args.boot,
+        // Only where KVM is PVM, i.e. guests run in KVM's instruction emulator.
+        emulated_kvm_assist: vmm::host::kvm_module_is_pvm(),
     };
     let start = Instant::now();
     let reason = vmm::run(&config).context("cannot boot the VM")?;

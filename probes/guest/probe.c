@@ -417,6 +417,14 @@ void probe_main(u32 how, u64 info)
     puts(A.hids);
     puts(" s5=");
     if (A.s5 < 0) puts("none"); else put_dec(A.s5);
+    {
+        u32 a, b, c, d;
+        __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+        puts(" cpuid1_ecx=");
+        put_hex(c);
+        puts(" cpuid1_edx=");
+        put_hex(d);
+    }
     puts("\n");
 
     const char *cpus = arg("cpus");

@@ -21,6 +21,9 @@ pub struct VmConfig {
     /// CPUID features hidden from the guest on top of what KVM cannot offer.
     pub cpuid_mask: Vec<CpuFeature>,
     pub boot_path: BootPath,
+    /// Work around what KVM's instruction emulator cannot do (deliver int3). Only for
+    /// hosts where `host::probe_kvm()` finds KVM emulated; off by default.
+    pub emulated_kvm_assist: bool,
 }
 
 /// How a kernel is entered.
@@ -60,6 +63,7 @@ impl VmConfig {
             timeout: None,
             cpuid_mask: Vec::new(),
             boot_path: BootPath::Auto,
+            emulated_kvm_assist: false,
         }
     }
     pub fn boot_path(mut self, path: BootPath) -> Self {

@@ -103,10 +103,17 @@ fn time_loop(kvm: &Kvm, n: u32) -> Result<(Duration, u64), Error> {
             Ok(VcpuExit::Hlt) => break,
             Ok(other) => {
                 let what = format!("{other:?}");
-                return Err(Error::Setup(format!("speed probe ended unexpectedly: {what}")));
+                return Err(Error::Setup(format!(
+                    "speed probe ended unexpectedly: {what}"
+                )));
             }
             Err(e) if e.errno() == libc::EINTR => {}
-            Err(e) => return Err(Error::Kvm { what: "KVM_RUN", source: e }),
+            Err(e) => {
+                return Err(Error::Kvm {
+                    what: "KVM_RUN",
+                    source: e,
+                });
+            }
         }
         if Instant::now() > deadline {
             return Err(Error::Setup("speed probe took over 30 s".into()));

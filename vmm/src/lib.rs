@@ -17,6 +17,7 @@
 mod acpi;
 mod config;
 mod cpu;
+mod emulated_kvm;
 mod error;
 mod exit;
 pub mod host;

@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use devices::{Bus, ResetSource};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
-use crate::cpu;
 use crate::exit::{CrashReport, ExitReason};
+use crate::memory::GuestMemoryMmap;
 use crate::vm::ExitState;
+use crate::{cpu, emulated_kvm};
 
 pub struct Vcpu {
     pub id: u32,
@@ -18,6 +19,10 @@ pub struct Vcpu {
     pub exit: Arc<ExitState>,
     /// Set when the thread has left its loop, so the kicker knows when to stop.
     pub finished: Arc<AtomicBool>,
+    /// Guest memory, for the emulated-KVM assist (reading the failing instruction).
+    pub mem: GuestMemoryMmap,
+    /// Deliver int3 ourselves where KVM's emulator cannot (see `emulated_kvm`).
+    pub emulated_kvm_assist: bool,
 }
 
 /// What one exit asks the loop to do next.
@@ -147,6 +152,16 @@ impl Vcpu {
                     let internal = self.fd.get_kvm_run().__bindgen_anon_1.internal;
                     (internal.suberror, internal.ndata)
                 };
+                if suberror == kvm_bindings::KVM_INTERNAL_ERROR_EMULATION
+                    && self.emulated_kvm_assist
+                    && emulated_kvm::deliver_int3(&self.fd, &self.mem)
+                {
+                    tracing::debug!(
+                        vcpu = self.id,
+                        "delivered an int3 the KVM emulator could not"
+                    );
+                    return Next::Continue;
+                }
                 let what = match suberror {
                     1 => "instruction emulation failed",
                     2 => "simultaneous exceptions",

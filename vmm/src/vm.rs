@@ -327,6 +327,8 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
             mmio_bus: mmio_bus.clone(),
             exit: exit.clone(),
             finished: Arc::new(AtomicBool::new(false)),
+            mem: mem.clone(),
+            emulated_kvm_assist: config.emulated_kvm_assist,
         });
     }
 

@@ -23,12 +23,24 @@ fn tables_decompile_cleanly_and_dsdt_lists_the_devices() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(out.status.success(), "iasl -d {sig} failed:\n{text}");
-        assert!(!text.contains("Error"), "iasl reported errors for {sig}:\n{text}");
+        assert!(
+            !text.contains("Error"),
+            "iasl reported errors for {sig}:\n{text}"
+        );
         let dsl = std::fs::read_to_string(dat.with_extension("dsl")).unwrap();
-        assert!(!dsl.contains("**** ACPI table terminates"), "{sig} truncated:\n{dsl}");
+        assert!(
+            !dsl.contains("**** ACPI table terminates"),
+            "{sig} truncated:\n{dsl}"
+        );
         match sig.as_str() {
             "DSDT" => {
-                for want in ["Device (COM1)", "EisaId (\"PNP0501\")", "\"QEMU0001\"", "_S5_", "IO (Decode16"] {
+                for want in [
+                    "Device (COM1)",
+                    "EisaId (\"PNP0501\")",
+                    "\"QEMU0001\"",
+                    "_S5_",
+                    "IO (Decode16",
+                ] {
                     assert!(dsl.contains(want), "DSDT lacks {want}:\n{dsl}");
                 }
             }
@@ -38,7 +50,11 @@ fn tables_decompile_cleanly_and_dsdt_lists_the_devices() {
             }
             "APIC" => {
                 assert_eq!(dsl.matches("Processor Local APIC").count(), 4, "{dsl}");
-                assert_eq!(dsl.matches("Subtable Type : 01 [I/O APIC]").count(), 1, "{dsl}");
+                assert_eq!(
+                    dsl.matches("Subtable Type : 01 [I/O APIC]").count(),
+                    1,
+                    "{dsl}"
+                );
             }
             _ => {}
         }

@@ -42,11 +42,12 @@ fn boot(path: BootPath, vcpus: u32) {
         .boot_path(path)
         .cmdline("console=ttyS0 earlyprintk=serial,ttyS0 panic=-1 loglevel=8");
     if report.is_emulated() {
-        // KVM's emulator cannot run CMPXCHG16B or the XSAVE family: hide them, as the
-        // README explains. Only on emulated hosts.
-        for f in ["cx16", "xsave"] {
-            config = config.mask_cpu_feature(f.parse::<CpuFeature>().unwrap());
-        }
+        // KVM's emulator cannot run CMPXCHG16B, XRSTOR or deliver int3. Hide CX16 (the
+        // PVM host honours that CPUID mask), tell the kernel not to use XSAVE (the host
+        // ignores that mask), and let the VMM deliver int3. Only on emulated hosts.
+        config = config.mask_cpu_feature("cx16".parse::<CpuFeature>().unwrap());
+        config.cmdline.push_str(" noxsave");
+        config.emulated_kvm_assist = true;
     }
     let log = std::env::temp_dir().join(format!("linux-guest-{path:?}-{vcpus}.log"));
     config.serial = SerialConfig {
