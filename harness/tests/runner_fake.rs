@@ -1,0 +1,467 @@
+//! The run flow and its failure paths, with a fake backend playing the guest (no VMs, so
+//! these run in the default `cargo test`).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use harness::backend::{FakeBackend, Outcome, PhaseResult, PhaseSpec};
+use harness::config::TestConfig;
+use harness::runner::{self, ImageFiles, ImageProvider, Progress, RunContext, Status};
+use harness::settings::Settings;
+
+struct FakeImages(PathBuf);
+
+impl ImageProvider for FakeImages {
+    fn find(&self, _release: &str, _arch: &str) -> anyhow::Result<ImageFiles> {
+        Ok(ImageFiles {
+            kernel: self.0.join("kernel"),
+            initrd: self.0.join("initrd"),
+            squashfs: self.0.join("squashfs"),
+            version: "fake".into(),
+            _guard: None,
+        })
+    }
+}
+
+const TEST: &str = r#"
+vmtest:
+  release: bookworm
+  disks: {sda: {size: 64M}}
+  expect:
+    - file_exists: [fstab]
+    - fstab: [{mountpoint: /, fstype: ext4}]
+storage:
+  version: 1
+  config:
+    - {id: sda, type: disk, ptable: msdos, serial: disk-a}
+    - {id: sda1, type: partition, device: sda, number: 1, size: 32M}
+    - {id: sda1_root, type: format, volume: sda1, fstype: ext4}
+    - {id: sda1_mount, type: mount, device: sda1_root, path: /}
+"#;
+
+struct Env {
+    dir: tempfile::TempDir,
+    images: FakeImages,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("image");
+        std::fs::create_dir(&img).unwrap();
+        for f in ["kernel", "initrd", "squashfs"] {
+            std::fs::write(img.join(f), format!("fake {f}")).unwrap();
+        }
+        Env {
+            images: FakeImages(img),
+            dir,
+        }
+    }
+
+    fn settings(&self, extra: &[(&str, &str)]) -> Settings {
+        let mut m: HashMap<String, String> = HashMap::new();
+        m.insert(
+            "CURTIN_VMTEST_TOPDIR".into(),
+            self.dir.path().join("top").display().to_string(),
+        );
+        for (k, v) in extra {
+            m.insert(k.to_string(), v.to_string());
+        }
+        let s = Settings::from_lookup(|k| m.get(k).cloned(), false).unwrap();
+        s.prepare_topdir().unwrap();
+        s
+    }
+
+    fn test(&self, name: &str) -> TestConfig {
+        TestConfig::parse(name, Path::new("t.yaml"), TEST).unwrap()
+    }
+}
+
+fn ok(outcome: Outcome) -> anyhow::Result<PhaseResult> {
+    Ok(PhaseResult {
+        outcome,
+        wall: Duration::from_millis(1),
+    })
+}
+
+/// A tar the collect scripts would write.
+fn good_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    let data = b"UUID=1234 / ext4 defaults 0 1\n";
+    h.set_path("./fstab").unwrap();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, &data[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+fn write_output_disk(spec: &PhaseSpec, tar: &[u8]) {
+    let d = spec
+        .disks
+        .iter()
+        .find(|d| d.serial == "output_disk.img")
+        .expect("output disk attached");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&d.path)
+        .unwrap();
+    f.write_all(tar).unwrap();
+}
+
+/// A guest that installs and collects successfully.
+fn good_guest(spec: &PhaseSpec) -> anyhow::Result<PhaseResult> {
+    if spec.name == "install" {
+        std::fs::write(
+            &spec.serial_log,
+            "booting\ncurtin: Installation finished.\nreboot: Power down\n",
+        )?;
+    } else {
+        std::fs::write(&spec.serial_log, "collect\n")?;
+        write_output_disk(spec, &good_tar());
+    }
+    ok(Outcome::PowerOff)
+}
+
+fn run(
+    env: &Env,
+    s: &Settings,
+    backend: FakeBackend,
+    tests: &[TestConfig],
+) -> Vec<runner::TestResult> {
+    let ctx = RunContext {
+        settings: s,
+        backend: &backend,
+        images: &env.images,
+        curtin_src: None,
+        progress: Progress::new(None, true),
+        console: None,
+    };
+    runner::run_all(tests, &ctx)
+}
+
+#[test]
+fn passing_test_records_success_and_keeps_per_keep_data_pass() {
+    let env = Env::new();
+    let s = env.settings(&[("CURTIN_VMTEST_KEEP_DATA_PASS", "logs,collect")]);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let b = FakeBackend::new(move |spec| {
+        seen2.lock().unwrap().push(spec.clone());
+        good_guest(spec)
+    });
+    let r = &run(&env, &s, b, &[env.test("good")])[0];
+    assert_eq!(r.status, Status::Pass, "{:?}", r.errors);
+    let w = s.topdir.join("good");
+    assert!(w.join("logs/success").is_file());
+    assert!(w.join("collect/fstab").is_file());
+    assert!(
+        !w.join("disks").exists() && !w.join("boot").exists(),
+        "not kept"
+    );
+    let seen = seen.lock().unwrap();
+    // Install: direct kernel boot with curtin's cmdline, the storage disk with its serial.
+    match &seen[0].boot {
+        harness::backend::Boot::Direct { cmdline, .. } => {
+            assert!(
+                cmdline.starts_with("root=squash:http://10.0.2.2:"),
+                "{cmdline}"
+            );
+            assert!(cmdline.contains("BOOTIF=01-52-54-00-12-34-01"));
+        }
+        b => panic!("{b:?}"),
+    }
+    assert_eq!(seen[0].disks.len(), 1);
+    assert_eq!(seen[0].disks[0].serial, "disk-a");
+    // Boot: firmware, installed disk first, output disk second, read-only seed last.
+    assert_eq!(
+        seen[1].boot,
+        harness::backend::Boot::Firmware { uefi: false }
+    );
+    let serials: Vec<&str> = seen[1].disks.iter().map(|d| d.serial.as_str()).collect();
+    assert_eq!(serials, vec!["disk-a", "output_disk.img", "seed"]);
+    assert!(seen[1].disks[2].read_only);
+}
+
+#[test]
+fn installer_failure_fails_with_serial_tail_and_keeps_data() {
+    let env = Env::new();
+    let s = env.settings(&[]); // KEEP_DATA_FAIL defaults to all
+    let b = FakeBackend::new(|spec| {
+        std::fs::write(
+            &spec.serial_log,
+            "mkfs...\nvmtest-installer: ERROR: sfdisk failed\ncurtin: Installation failed: sfdisk\nreboot: Power down\n",
+        )?;
+        ok(Outcome::PowerOff)
+    });
+    let r = &run(&env, &s, b, &[env.test("instfail")])[0];
+    assert_eq!(r.status, Status::Fail);
+    let all = r.errors.join("\n");
+    assert!(all.contains("Installation failed"), "{all}");
+    assert!(all.contains("install serial log tail:\nmkfs..."), "{all}");
+    assert_eq!(r.phases.len(), 1, "no boot phase after a failed install");
+    let w = s.topdir.join("instfail");
+    for p in ["install", "boot", "disks", "logs", "collect"] {
+        assert!(w.join(p).is_dir(), "{p} kept");
+    }
+    let ej: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.join("logs/errors.json")).unwrap())
+            .unwrap();
+    assert_eq!(ej["status"], "fail");
+    assert!(w.join("disks/install_disk.img").is_file());
+}
+
+#[test]
+fn keep_data_fail_is_honoured() {
+    let env = Env::new();
+    let s = env.settings(&[("CURTIN_VMTEST_KEEP_DATA_FAIL", "logs")]);
+    let b = FakeBackend::new(|_| ok(Outcome::Timeout));
+    let r = &run(&env, &s, b, &[env.test("kf")])[0];
+    assert_eq!(r.status, Status::Fail);
+    let w = s.topdir.join("kf");
+    assert!(w.join("logs/errors.json").is_file());
+    assert!(!w.join("disks").exists());
+}
+
+#[test]
+fn hang_times_out_and_panic_fails_at_once() {
+    let env = Env::new();
+    let s = env.settings(&[]);
+    let b = FakeBackend::new(|spec| {
+        if spec.name == "install" {
+            return good_guest(spec);
+        }
+        ok(Outcome::Timeout)
+    });
+    let r = &run(&env, &s, b, &[env.test("hang")])[0];
+    assert_eq!(r.status, Status::Fail);
+    assert!(
+        r.errors[0].contains("boot phase timed out"),
+        "{:?}",
+        r.errors
+    );
+    assert!(
+        s.topdir.join("hang/boot/output_disk.img").is_file(),
+        "data kept"
+    );
+
+    let b = FakeBackend::new(|spec| {
+        std::fs::write(
+            &spec.serial_log,
+            "[ 3.1] Kernel panic - not syncing: VFS: Unable to mount root fs\n",
+        )?;
+        ok(Outcome::Crash(
+            "Kernel panic - not syncing: VFS: Unable to mount root fs".into(),
+        ))
+    });
+    let r = &run(&env, &s, b, &[env.test("panic")])[0];
+    assert_eq!(r.status, Status::Fail);
+    assert!(
+        r.errors[0].contains("install phase crashed: Kernel panic"),
+        "{:?}",
+        r.errors
+    );
+}
+
+#[test]
+fn hostile_output_disk_writes_nothing_outside_collect() {
+    let env = Env::new();
+    let s = env.settings(&[]);
+    let b = FakeBackend::new(|spec| {
+        if spec.name == "install" {
+            return good_guest(spec);
+        }
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, link) in [
+            ("./fstab", tar::EntryType::Regular, None),
+            ("../../escape", tar::EntryType::Regular, None),
+            ("/tmp/vmtest-abs-escape", tar::EntryType::Regular, None),
+            ("./etc", tar::EntryType::Symlink, Some("/etc")),
+            ("./sda", tar::EntryType::Block, None),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            if let Some(l) = link {
+                h.as_old_mut().linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+            h.set_entry_type(kind);
+            let data: &[u8] = if kind == tar::EntryType::Regular {
+                b"UUID=1 / ext4 defaults 0 1\n"
+            } else {
+                b""
+            };
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            b.append(&h, data).unwrap();
+        }
+        write_output_disk(spec, &b.into_inner().unwrap());
+        ok(Outcome::PowerOff)
+    });
+    let r = &run(&env, &s, b, &[env.test("hostile")])[0];
+    assert_eq!(
+        r.status,
+        Status::Pass,
+        "the good entry still verifies: {:?}",
+        r.errors
+    );
+    let w = s.topdir.join("hostile");
+    assert!(!env.dir.path().join("escape").exists());
+    assert!(!s.topdir.join("escape").exists());
+    assert!(!Path::new("/tmp/vmtest-abs-escape").exists());
+    assert!(!s.topdir.join("hostile/collect/etc").exists());
+    assert!(!s.topdir.join("hostile/collect/sda").exists());
+    // Passed tests keep nothing by default, so check the rejection record on a kept run.
+    let _ = w;
+}
+
+#[test]
+fn collect_rejections_are_recorded() {
+    let env = Env::new();
+    let s = env.settings(&[("CURTIN_VMTEST_KEEP_DATA_PASS", "all")]);
+    let b = FakeBackend::new(|spec| {
+        if spec.name == "install" {
+            return good_guest(spec);
+        }
+        let mut t = good_tar();
+        // Append-only tars are fine; put a symlink in front instead.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_path("./link").unwrap();
+        h.set_link_name("/etc/shadow").unwrap();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+        let mut front = b.into_inner().unwrap();
+        front.truncate(front.len() - 1024); // drop the end-of-archive blocks
+        front.append(&mut t);
+        write_output_disk(spec, &front);
+        ok(Outcome::PowerOff)
+    });
+    let r = &run(&env, &s, b, &[env.test("rej")])[0];
+    assert_eq!(r.status, Status::Pass, "{:?}", r.errors);
+    let rej = std::fs::read_to_string(s.topdir.join("rej/logs/collect-rejected.txt")).unwrap();
+    assert!(rej.contains("link\tsymlink"), "{rej}");
+}
+
+#[test]
+fn empty_output_disk_fails() {
+    let env = Env::new();
+    let s = env.settings(&[]);
+    let b = FakeBackend::new(|spec| {
+        if spec.name == "install" {
+            return good_guest(spec);
+        }
+        ok(Outcome::PowerOff)
+    });
+    let r = &run(&env, &s, b, &[env.test("empty")])[0];
+    assert_eq!(r.status, Status::Fail);
+    assert!(r.errors[0].contains("no files"), "{:?}", r.errors);
+}
+
+/// Two tests at once: each guest fetches its own seed from its own HTTP server, and both
+/// run at the same time without seeing each other's data.
+#[test]
+fn parallel_tests_do_not_interfere() {
+    let env = Env::new();
+    let s = env.settings(&[("CURTIN_VMTEST_PARALLEL", "2")]);
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let spans2 = spans.clone();
+    let b = FakeBackend::new(move |spec| {
+        if spec.name == "install" {
+            let harness::backend::Boot::Direct { cmdline, .. } = &spec.boot else {
+                panic!()
+            };
+            let port: u16 = cmdline
+                .split("http://10.0.2.2:")
+                .nth(1)
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let t0 = Instant::now();
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            c.write_all(b"GET /meta-data HTTP/1.1\r\n\r\n").unwrap();
+            let mut body = String::new();
+            c.read_to_string(&mut body).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            spans2
+                .lock()
+                .unwrap()
+                .push((body, t0, Instant::now(), port));
+        }
+        good_guest(spec)
+    });
+    let results = run(&env, &s, b, &[env.test("par_a"), env.test("par_b")]);
+    assert!(
+        results.iter().all(|r| r.status == Status::Pass),
+        "{results:?}"
+    );
+    let spans = spans.lock().unwrap();
+    assert_eq!(spans.len(), 2);
+    let bodies: Vec<&String> = spans.iter().map(|s| &s.0).collect();
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("instance-id: vmtest-par-a-install"))
+    );
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("instance-id: vmtest-par-b-install"))
+    );
+    assert_ne!(spans[0].3, spans[1].3, "own port each");
+    let overlap = spans[0].1 < spans[1].2 && spans[1].1 < spans[0].2;
+    assert!(overlap, "ran at the same time");
+}
+
+#[test]
+fn reuse_topdir_reverifies_kept_data() {
+    let env = Env::new();
+    let s = env.settings(&[("CURTIN_VMTEST_KEEP_DATA_PASS", "collect")]);
+    let r = &run(&env, &s, FakeBackend::new(good_guest), &[env.test("again")])[0];
+    assert_eq!(r.status, Status::Pass);
+    let top = s.topdir.display().to_string();
+    let m: HashMap<&str, &str> = [
+        ("CURTIN_VMTEST_TOPDIR", top.as_str()),
+        ("CURTIN_VMTEST_REUSE_TOPDIR", "1"),
+    ]
+    .into();
+    let s2 = Settings::from_lookup(|k| m.get(k).map(|v| v.to_string()), false).unwrap();
+    s2.prepare_topdir().unwrap();
+    let b = FakeBackend::new(|_| panic!("no VM when re-verifying"));
+    let r = &run(&env, &s2, b, &[env.test("again")])[0];
+    assert_eq!(r.status, Status::Pass, "{:?}", r.errors);
+}
+
+#[test]
+fn summary_and_junit() {
+    let env = Env::new();
+    let s = env.settings(&[]);
+    let b = FakeBackend::new(|spec| {
+        if spec.name == "install" {
+            std::fs::write(&spec.serial_log, "curtin: Installation failed <&>\n")?;
+            return ok(Outcome::PowerOff);
+        }
+        good_guest(spec)
+    });
+    let results = run(&env, &s, b, &[env.test("j1")]);
+    let table = runner::summary_table(&results);
+    assert!(table.contains("j1") && table.contains("FAIL"), "{table}");
+    assert!(table.trim_end().ends_with("0 passed, 1 failed"), "{table}");
+    let x = runner::junit_xml(&results);
+    assert!(
+        x.contains("<testcase classname=\"vmtest.fake\" name=\"j1\""),
+        "{x}"
+    );
+    assert!(
+        x.contains("<failure message=") && x.contains("&lt;&amp;&gt;"),
+        "{x}"
+    );
+}
