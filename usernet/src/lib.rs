@@ -1,1 +1,13 @@
-//! User-mode networking backends.
+//! User-mode networking for the vmtest microVM: no root, no host configuration.
+//!
+//! Each NIC gets a [`UserNet`]: a libslirp instance (NAT, DHCP handing out 10.0.2.15, a DNS
+//! proxy at 10.0.2.3, the host at the gateway 10.0.2.2) on its own thread, joined to the
+//! NIC's virtio-net device by a frame socket. The guest is untrusted: a [`filter::HostFilter`]
+//! lets it reach the host only on the TCP ports the caller allows (see [`NetSpec`]).
+
+pub mod filter;
+pub mod slirp;
+pub mod spec;
+
+pub use slirp::{UserNet, UserNetConfig, UserNetError};
+pub use spec::{MacAddr, NetSpec, NetSpecError, PortForward, resolve_nics};

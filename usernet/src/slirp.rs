@@ -1,0 +1,487 @@
+//! libslirp on its own thread, behind a frame socket.
+//!
+//! libslirp is single-threaded and wants its owner to run its poll loop and timers. Each NIC
+//! gets one instance on a dedicated thread; the NIC's device talks to it through a
+//! `SOCK_SEQPACKET` pair (one Ethernet frame per message, see
+//! [`devices::virtio::net::SocketBackend`]). Every frame from the guest passes the
+//! [`HostFilter`] before libslirp sees it.
+
+use std::cell::RefCell;
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use devices::virtio::net::{MAX_FRAME_LEN, SocketBackend, recv_frame, send_frame};
+use libslirp_sys as sys;
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+
+use crate::filter::{self, HostFilter, Verdict};
+use crate::spec::PortForward;
+
+/// What one user-mode network offers the guest.
+#[derive(Clone, Debug, Default)]
+pub struct UserNetConfig {
+    /// Host TCP ports reachable at the gateway address 10.0.2.2.
+    pub allow_ports: Vec<u16>,
+    /// Host 127.0.0.1:host -> guest 10.0.2.15:guest TCP forwards.
+    pub forwards: Vec<PortForward>,
+    /// DHCP host name for the guest.
+    pub hostname: Option<String>,
+}
+
+impl From<&crate::spec::NetSpec> for UserNetConfig {
+    fn from(s: &crate::spec::NetSpec) -> Self {
+        Self {
+            allow_ports: s.allow_ports.clone(),
+            forwards: s.forwards.clone(),
+            hostname: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserNetError {
+    #[error("user-mode network: cannot create its socket pair or eventfd: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("user-mode network: libslirp failed to initialise")]
+    Init,
+    #[error(
+        "user-mode network: cannot forward host port {host} to guest port {guest}: the host port is in use or not bindable"
+    )]
+    Forward { host: u16, guest: u16 },
+    #[error("user-mode network: host name contains a NUL byte")]
+    Hostname,
+}
+
+/// A running user-mode network. Dropping it stops its thread and frees libslirp.
+pub struct UserNet {
+    stop: EventFd,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl UserNet {
+    /// Starts a network and returns it with the backend for the NIC's virtio-net device.
+    /// Port forwards are bound before this returns, so a busy host port is an error here,
+    /// before the VM starts.
+    pub fn start(cfg: &UserNetConfig) -> Result<(UserNet, SocketBackend), UserNetError> {
+        let (backend, net_end) = SocketBackend::pair()?;
+        let stop = EventFd::new(EFD_NONBLOCK)?;
+        let filter = HostFilter::new(&cfg.allow_ports, filter::host_ipv4_addrs());
+        let hostname = match &cfg.hostname {
+            Some(h) => Some(CString::new(h.as_str()).map_err(|_| UserNetError::Hostname)?),
+            None => None,
+        };
+        let state = Box::new(State {
+            net: net_end,
+            filter,
+            start: Instant::now(),
+            pollfds: RefCell::new(Vec::new()),
+            timers: RefCell::new(Vec::new()),
+        });
+        let slirp = Slirp::new(&state, hostname.as_deref())?;
+        for fw in &cfg.forwards {
+            slirp.add_forward(*fw)?;
+        }
+        let stop_fd = stop.try_clone()?;
+        let thread = std::thread::Builder::new()
+            .name("usernet".into())
+            .spawn(move || {
+                // Keep the host name alive as long as libslirp may read it.
+                let _hostname = hostname;
+                run(slirp, state, stop_fd);
+            })?;
+        Ok((
+            UserNet {
+                stop,
+                thread: Some(thread),
+            },
+            backend,
+        ))
+    }
+}
+
+impl Drop for UserNet {
+    fn drop(&mut self) {
+        let _ = self.stop.write(1);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Timer {
+    cb: sys::SlirpTimerCb,
+    cb_opaque: *mut c_void,
+    /// Milliseconds on libslirp's clock; `None` when not armed.
+    expire_ms: Option<i64>,
+}
+
+/// Everything the libslirp callbacks touch. Only ever used from the network's own thread
+/// (and, before it starts, from the thread creating it); reached through `&State` only, with
+/// interior mutability, because libslirp calls back into it while we are inside its calls.
+struct State {
+    net: OwnedFd,
+    filter: HostFilter,
+    start: Instant,
+    pollfds: RefCell<Vec<libc::pollfd>>,
+    timers: RefCell<Vec<*mut Timer>>,
+}
+
+impl State {
+    fn now_ms(&self) -> i64 {
+        self.start.elapsed().as_millis() as i64
+    }
+}
+
+struct Slirp {
+    ptr: *mut sys::Slirp,
+}
+
+// SAFETY: a libslirp instance may move between threads; it is only ever used by one at a
+// time (created on the caller's thread, then handed to the network thread).
+unsafe impl Send for Slirp {}
+// SAFETY: as above; the raw pointers in State are only dereferenced on the owning thread.
+unsafe impl Send for State {}
+
+fn in_addr(a: Ipv4Addr) -> sys::in_addr {
+    sys::in_addr {
+        s_addr: u32::from(a).to_be(),
+    }
+}
+
+static CALLBACKS: sys::SlirpCb = sys::SlirpCb {
+    send_packet: Some(cb_send_packet),
+    guest_error: Some(cb_guest_error),
+    clock_get_ns: Some(cb_clock_get_ns),
+    timer_new: Some(cb_timer_new),
+    timer_free: Some(cb_timer_free),
+    timer_mod: Some(cb_timer_mod),
+    register_poll_fd: Some(cb_register_poll_fd),
+    unregister_poll_fd: Some(cb_register_poll_fd),
+    notify: Some(cb_notify),
+};
+
+impl Slirp {
+    fn new(state: &State, hostname: Option<&CStr>) -> Result<Self, UserNetError> {
+        // SAFETY: all-zero is a valid SlirpConfig (null pointers, false, zero addresses).
+        let mut cfg: sys::SlirpConfig = unsafe { std::mem::zeroed() };
+        // The Rust struct mirrors libslirp 4.2's layout: versions 1-3 only (see vmm-notes).
+        cfg.version = 3;
+        cfg.restricted = 0;
+        cfg.in_enabled = true;
+        cfg.vnetwork = in_addr(filter::VNETWORK);
+        cfg.vnetmask = in_addr(filter::VNETMASK);
+        cfg.vhost = in_addr(filter::GATEWAY);
+        cfg.in6_enabled = false;
+        cfg.vdhcp_start = in_addr(filter::GUEST);
+        cfg.vnameserver = in_addr(filter::DNS);
+        cfg.vhostname = hostname.map_or(std::ptr::null(), |h| h.as_ptr());
+        cfg.if_mtu = 1500;
+        cfg.if_mru = 1500;
+        cfg.disable_host_loopback = false; // allowed ports reach the host via loopback
+        cfg.enable_emu = false;
+        cfg.disable_dns = false;
+        // SAFETY: cfg and CALLBACKS outlive the call; `state` is boxed by the caller and
+        // outlives the instance (freed after slirp_cleanup in `run`).
+        let ptr = unsafe { sys::slirp_new(&cfg, &CALLBACKS, state as *const State as *mut c_void) };
+        if ptr.is_null() {
+            return Err(UserNetError::Init);
+        }
+        Ok(Self { ptr })
+    }
+
+    fn add_forward(&self, fw: PortForward) -> Result<(), UserNetError> {
+        // SAFETY: valid instance; addresses by value.
+        let r = unsafe {
+            sys::slirp_add_hostfwd(
+                self.ptr,
+                0,
+                in_addr(Ipv4Addr::LOCALHOST),
+                c_int::from(fw.host),
+                in_addr(filter::GUEST),
+                c_int::from(fw.guest),
+            )
+        };
+        if r != 0 {
+            return Err(UserNetError::Forward {
+                host: fw.host,
+                guest: fw.guest,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Slirp {
+    fn drop(&mut self) {
+        // SAFETY: the instance is valid and not used afterwards.
+        unsafe { sys::slirp_cleanup(self.ptr) };
+    }
+}
+
+fn to_poll_events(slirp: c_int) -> i16 {
+    let mut e = 0;
+    if slirp & sys::SLIRP_POLL_IN != 0 {
+        e |= libc::POLLIN;
+    }
+    if slirp & sys::SLIRP_POLL_OUT != 0 {
+        e |= libc::POLLOUT;
+    }
+    if slirp & sys::SLIRP_POLL_PRI != 0 {
+        e |= libc::POLLPRI;
+    }
+    e
+}
+
+fn from_poll_events(e: i16) -> c_int {
+    let mut s = 0;
+    if e & libc::POLLIN != 0 {
+        s |= sys::SLIRP_POLL_IN;
+    }
+    if e & libc::POLLOUT != 0 {
+        s |= sys::SLIRP_POLL_OUT;
+    }
+    if e & libc::POLLPRI != 0 {
+        s |= sys::SLIRP_POLL_PRI;
+    }
+    if e & libc::POLLERR != 0 {
+        s |= sys::SLIRP_POLL_ERR;
+    }
+    if e & libc::POLLHUP != 0 {
+        s |= sys::SLIRP_POLL_HUP;
+    }
+    s
+}
+
+/// Feeds one guest frame through the filter into libslirp.
+fn guest_frame(slirp: &Slirp, state: &State, frame: &[u8]) {
+    match state.filter.check(frame) {
+        Verdict::Pass => {
+            // SAFETY: valid instance; libslirp copies the frame.
+            unsafe { sys::slirp_input(slirp.ptr, frame.as_ptr(), frame.len() as c_int) };
+        }
+        Verdict::Drop => tracing::trace!("usernet: dropped a guest frame"),
+        Verdict::Reject => {
+            if let Some(rst) = filter::tcp_reset_for(frame) {
+                let _ = send_frame(state.net.as_raw_fd(), &rst);
+            }
+        }
+    }
+}
+
+fn run(slirp: Slirp, state: Box<State>, stop: EventFd) {
+    let net_fd: RawFd = state.net.as_raw_fd();
+    let mut buf = vec![0u8; MAX_FRAME_LEN];
+    loop {
+        {
+            let mut p = state.pollfds.borrow_mut();
+            p.clear();
+            p.push(libc::pollfd {
+                fd: net_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            p.push(libc::pollfd {
+                fd: stop.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        let mut timeout: u32 = 1000;
+        // SAFETY: valid instance; the callback only touches `state` through a shared ref.
+        unsafe {
+            sys::slirp_pollfds_fill(
+                slirp.ptr,
+                &mut timeout,
+                Some(cb_add_poll),
+                &*state as *const State as *mut c_void,
+            )
+        };
+        let now = state.now_ms();
+        if let Some(next) = state
+            .timers
+            .borrow()
+            .iter()
+            // SAFETY: timers in the list are live (removed in timer_free before freeing).
+            .filter_map(|&t| unsafe { (*t).expire_ms })
+            .min()
+        {
+            timeout = timeout.min(next.saturating_sub(now).clamp(0, 1000) as u32);
+        }
+        let r = {
+            let mut p = state.pollfds.borrow_mut();
+            // SAFETY: the vector holds valid pollfd entries for its length.
+            unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout as c_int) }
+        };
+        let (net_ev, stop_ev) = {
+            let p = state.pollfds.borrow();
+            (p[0].revents, p[1].revents)
+        };
+        if stop_ev != 0 {
+            break;
+        }
+        // SAFETY: valid instance; get_revents reads `state.pollfds` only.
+        unsafe {
+            sys::slirp_pollfds_poll(
+                slirp.ptr,
+                c_int::from(r < 0),
+                Some(cb_get_revents),
+                &*state as *const State as *mut c_void,
+            )
+        };
+        fire_timers(&state);
+        if net_ev & libc::POLLIN != 0 {
+            loop {
+                match recv_frame(net_fd, &mut buf) {
+                    Ok(Some(0)) => continue,
+                    Ok(Some(n)) => guest_frame(&slirp, &state, &buf[..n]),
+                    Ok(None) => break,
+                    Err(_) => {
+                        // The device end closed: the VM is gone.
+                        drop(slirp);
+                        free_timers(&state);
+                        return;
+                    }
+                }
+            }
+        } else if net_ev & (libc::POLLHUP | libc::POLLERR) != 0 {
+            break;
+        }
+    }
+    drop(slirp);
+    free_timers(&state);
+}
+
+fn fire_timers(state: &State) {
+    let now = state.now_ms();
+    // Collect first: a callback may create, re-arm or free timers.
+    let due: Vec<*mut Timer> = state
+        .timers
+        .borrow()
+        .iter()
+        .copied()
+        // SAFETY: listed timers are live.
+        .filter(|&t| unsafe { (*t).expire_ms.is_some_and(|e| e <= now) })
+        .collect();
+    for t in due {
+        // Still listed? An earlier callback in this round may have freed it.
+        if !state.timers.borrow().contains(&t) {
+            continue;
+        }
+        // SAFETY: listed, hence live; disarm before calling (the callback may re-arm).
+        let (cb, opaque) = unsafe {
+            (*t).expire_ms = None;
+            ((*t).cb, (*t).cb_opaque)
+        };
+        if let Some(cb) = cb {
+            // SAFETY: libslirp gave us this callback and its argument.
+            unsafe { cb(opaque) };
+        }
+    }
+}
+
+fn free_timers(state: &State) {
+    for t in state.timers.borrow_mut().drain(..) {
+        // SAFETY: each pointer came from Box::into_raw in timer_new and is freed once.
+        drop(unsafe { Box::from_raw(t) });
+    }
+}
+
+// --- libslirp callbacks. `opaque` is always the `State` of the instance. ---
+
+unsafe fn state<'a>(opaque: *mut c_void) -> &'a State {
+    // SAFETY: libslirp passes back the pointer we registered, valid while it runs.
+    unsafe { &*(opaque as *const State) }
+}
+
+unsafe extern "C" fn cb_send_packet(buf: *const c_void, len: usize, opaque: *mut c_void) -> isize {
+    // SAFETY: libslirp hands us `len` readable bytes.
+    let (st, frame) = unsafe {
+        (
+            state(opaque),
+            std::slice::from_raw_parts(buf as *const u8, len),
+        )
+    };
+    if let Err(e) = send_frame(st.net.as_raw_fd(), frame) {
+        tracing::debug!("usernet: frame to the guest lost: {e}");
+    }
+    len as isize
+}
+
+unsafe extern "C" fn cb_guest_error(msg: *const c_char, _opaque: *mut c_void) {
+    // SAFETY: libslirp passes a NUL-terminated message.
+    let m = unsafe { CStr::from_ptr(msg) }.to_string_lossy();
+    tracing::warn!("usernet: guest error: {m}");
+}
+
+unsafe extern "C" fn cb_clock_get_ns(opaque: *mut c_void) -> i64 {
+    // SAFETY: see `state`.
+    unsafe { state(opaque) }.start.elapsed().as_nanos() as i64
+}
+
+unsafe extern "C" fn cb_timer_new(
+    cb: sys::SlirpTimerCb,
+    cb_opaque: *mut c_void,
+    opaque: *mut c_void,
+) -> *mut c_void {
+    let t = Box::into_raw(Box::new(Timer {
+        cb,
+        cb_opaque,
+        expire_ms: None,
+    }));
+    // SAFETY: see `state`.
+    unsafe { state(opaque) }.timers.borrow_mut().push(t);
+    t.cast()
+}
+
+unsafe extern "C" fn cb_timer_free(timer: *mut c_void, opaque: *mut c_void) {
+    // SAFETY: see `state`.
+    let st = unsafe { state(opaque) };
+    let t = timer as *mut Timer;
+    let mut timers = st.timers.borrow_mut();
+    if let Some(i) = timers.iter().position(|&x| x == t) {
+        timers.swap_remove(i);
+        // SAFETY: created by timer_new, removed from the list, freed exactly once.
+        drop(unsafe { Box::from_raw(t) });
+    }
+}
+
+unsafe extern "C" fn cb_timer_mod(timer: *mut c_void, expire_time: i64, opaque: *mut c_void) {
+    // SAFETY: see `state`.
+    let st = unsafe { state(opaque) };
+    let t = timer as *mut Timer;
+    if st.timers.borrow().contains(&t) {
+        // SAFETY: listed, hence live.
+        unsafe { (*t).expire_ms = Some(expire_time) };
+    }
+}
+
+unsafe extern "C" fn cb_register_poll_fd(_fd: c_int, _opaque: *mut c_void) {
+    // We rebuild the poll set from slirp_pollfds_fill on every iteration.
+}
+
+unsafe extern "C" fn cb_notify(_opaque: *mut c_void) {
+    // The loop polls with a timeout bounded by the timers; nothing to wake.
+}
+
+unsafe extern "C" fn cb_add_poll(fd: c_int, events: c_int, opaque: *mut c_void) -> c_int {
+    // SAFETY: see `state`.
+    let mut p = unsafe { state(opaque) }.pollfds.borrow_mut();
+    p.push(libc::pollfd {
+        fd,
+        events: to_poll_events(events),
+        revents: 0,
+    });
+    (p.len() - 1) as c_int
+}
+
+unsafe extern "C" fn cb_get_revents(idx: c_int, opaque: *mut c_void) -> c_int {
+    // SAFETY: see `state`.
+    let p = unsafe { state(opaque) }.pollfds.borrow();
+    usize::try_from(idx)
+        .ok()
+        .and_then(|i| p.get(i))
+        .map_or(0, |pfd| from_poll_events(pfd.revents))
+}
