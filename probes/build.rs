@@ -121,14 +121,19 @@ fn main() {
     };
     let lib = obj("lib.c");
     let probe = obj("probe.c");
+    let virtio = obj("virtio.c");
     let pvh_entry = obj("entry_pvh.S");
     let linux_entry = obj("entry_linux64.S");
 
     let pvh = out.join("probe-pvh.elf");
-    link(&[pvh_entry, lib.clone(), probe.clone()], "pvh_start", &pvh);
+    link(
+        &[pvh_entry, lib.clone(), probe.clone(), virtio.clone()],
+        "pvh_start",
+        &pvh,
+    );
 
     let linux_elf = out.join("probe-linux64.elf");
-    link(&[linux_entry, lib, probe], "startup_64", &linux_elf);
+    link(&[linux_entry, lib, probe, virtio], "startup_64", &linux_elf);
     let payload = out.join("probe-linux64.bin");
     run(Command::new("objcopy")
         .args([

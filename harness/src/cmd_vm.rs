@@ -42,6 +42,10 @@ pub struct VmArgs {
     /// pvh (for a bzImage: decompress its vmlinux on the host and enter through PVH).
     #[arg(long, default_value = "auto")]
     pub boot: vmm::BootPath,
+    /// A virtio-blk disk: PATH[,serial=S][,ro][,block-size=512|4096]. Repeatable; the
+    /// guest sees them in this order.
+    #[arg(long = "disk")]
+    pub disks: Vec<vmm::BlockConfig>,
 }
 
 pub fn parse_memory(s: &str) -> Result<u64, String> {
@@ -105,6 +109,7 @@ pub fn run(args: VmArgs) -> anyhow::Result<i32> {
         boot_path: args.boot,
         // Only where KVM is PVM, i.e. guests run in KVM's instruction emulator.
         emulated_kvm_assist: vmm::host::kvm_module_is_pvm(),
+        disks: args.disks,
     };
     let start = Instant::now();
     let reason = vmm::run(&config).context("cannot boot the VM")?;

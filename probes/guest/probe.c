@@ -7,12 +7,14 @@
  *   action=poweroff|reboot-acpi|reboot-i8042|reboot-triple|hang|crash  (default poweroff)
  *   cpus=N            expect N enabled local APICs in the MADT
  *   hids=A,B,...      expect these _HIDs in the DSDT
+ *   virtio=1          drive every virtio-mmio device found in the DSDT (see virtio.c)
  *
  * Output, one line each:
  *   PROBE entry=pvh ... key=value ...
  *   PROBE RESULT PASS | PROBE RESULT FAIL <what>
  */
 #include "probe.h"
+#include "virtio.h"
 
 #define BOOT_PVH 1
 #define BOOT_LINUX64 2
@@ -450,6 +452,23 @@ void probe_main(u32 how, u64 info)
     }
     if (A.s5 < 0)
         failed("no-_S5_");
+
+    if (arg_is(arg("virtio"), "1") && A.dsdt) {
+        u32 found = 0;
+        for (u32 n = 0;; n++) {
+            u64 base = virtio_window(A.dsdt, n);
+            if (!base)
+                break;
+            int id = virtio_init(base);
+            if (id < 0)
+                failed("virtio-init");
+            else if (id == 2)
+                virtio_blk_report(found++, base);
+        }
+        puts("PROBE virtio blk_devices=");
+        put_dec(found);
+        puts("\n");
+    }
 
     if (fail_len) {
         puts("PROBE RESULT FAIL ");

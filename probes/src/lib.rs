@@ -74,7 +74,9 @@ impl Report {
     pub fn parse(serial: &str) -> Option<Report> {
         let mut report = Report::default();
         // Firmware may print on the same line before the probe starts (SeaBIOS does).
-        let line = serial.lines().find_map(|l| l.find("PROBE entry=").map(|i| &l[i..]))?;
+        let line = serial
+            .lines()
+            .find_map(|l| l.find("PROBE entry=").map(|i| &l[i..]))?;
         let mut rest = line.trim_start_matches("PROBE ").trim_end();
         while !rest.is_empty() {
             let (key, after) = rest.split_once('=')?;

@@ -12,10 +12,29 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 fn qemu(machine: &str, cpus: u32) -> (bool, String) {
     let mut child = Command::new("qemu-system-x86_64")
-        .args(["-M", machine, "-accel", "tcg", "-m", "128", "-nographic", "-nodefaults"])
-        .args(["-no-reboot", "-serial", "stdio", "-smp", &cpus.to_string(), "-kernel"])
+        .args([
+            "-M",
+            machine,
+            "-accel",
+            "tcg",
+            "-m",
+            "128",
+            "-nographic",
+            "-nodefaults",
+        ])
+        .args([
+            "-no-reboot",
+            "-serial",
+            "stdio",
+            "-smp",
+            &cpus.to_string(),
+            "-kernel",
+        ])
         .arg(probes::pvh_elf())
-        .args(["-append", &probes::cmdline(Action::PowerOff, Some(cpus), &["PNP0501"])])
+        .args([
+            "-append",
+            &probes::cmdline(Action::PowerOff, Some(cpus), &["PNP0501"]),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -34,10 +53,23 @@ fn qemu(machine: &str, cpus: u32) -> (bool, String) {
         std::thread::sleep(Duration::from_millis(10));
     };
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(status.is_some(), "qemu -M {machine} hit the {LIMIT:?} limit:\n{out}\n{err}");
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        status.is_some(),
+        "qemu -M {machine} hit the {LIMIT:?} limit:\n{out}\n{err}"
+    );
     (status.unwrap().success(), format!("{out}{err}"))
 }
 
@@ -60,4 +92,90 @@ fn pvh_probe_under_qemu_microvm() {
 fn pvh_probe_under_qemu_pc() {
     check("pc", 1);
     check("pc", 4);
+}
+
+/// The virtio-blk part of the probe against qemu's virtio-mmio devices on microvm, with
+/// the same disks the builtin VMM's test uses (serial, read-only, 4096-byte blocks).
+#[test]
+fn virtio_blk_probe_under_qemu_microvm() {
+    let dir = std::env::temp_dir().join(format!("probe-qemu-blk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = dir.join("target.img");
+    std::fs::write(&target, vec![7u8; 512]).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&target)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let seed = dir.join("seed.img");
+    std::fs::write(&seed, vec![0u8; 1 << 20]).unwrap();
+    let drive = |id: &str, path: &std::path::Path, ro: bool| {
+        format!(
+            "if=none,id={id},format=raw,file={}{}",
+            path.display(),
+            if ro { ",readonly=on" } else { "" }
+        )
+    };
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-M", "microvm", "-accel", "tcg", "-m", "128", "-nographic", "-nodefaults"])
+        .args(["-no-reboot", "-serial", "stdio", "-kernel"])
+        .arg(probes::pvh_elf())
+        .args(["-append", "action=poweroff virtio=1 hids=LNRO0005"])
+        // qemu's virtio-mmio defaults to the legacy (version 1) interface.
+        .args(["-global", "virtio-mmio.force-legacy=false"])
+        .args(["-drive", &drive("d0", &target, false)])
+        .args(["-device", "virtio-blk-device,drive=d0,serial=target-disk"])
+        .args(["-drive", &drive("d1", &seed, true)])
+        .args(["-device", "virtio-blk-device,drive=d1,serial=cidata-seed,logical_block_size=4096,physical_block_size=4096"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qemu-system-x86_64 is needed for this test: apt-get install qemu-system-x86");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("qemu hit the {LIMIT:?} limit");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let written = std::fs::read(&target).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(Report::parse(&out).unwrap().passed(), "{out}");
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("PROBE blk "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    // qemu enumerates virtio-mmio slots from the top; find each disk by serial.
+    let target_line = lines
+        .iter()
+        .find(|l| l.contains("serial=target-disk"))
+        .expect("target disk");
+    let seed_line = lines
+        .iter()
+        .find(|l| l.contains("serial=cidata-seed"))
+        .expect("seed disk");
+    for want in [
+        "sectors=16384",
+        "blk_size=512",
+        "write1=ok",
+        "readback=match",
+        "read_past_end=ioerr",
+    ] {
+        assert!(target_line.contains(want), "{want} missing: {target_line}");
+    }
+    assert!(seed_line.contains("blk_size=4096"), "{seed_line}");
+    assert!(seed_line.contains("write1=ioerr"), "{seed_line}");
+    assert!(written[512..].starts_with(b"PROBE-WRITE target-disk"));
 }

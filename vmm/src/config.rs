@@ -24,6 +24,8 @@ pub struct VmConfig {
     /// Work around what KVM's instruction emulator cannot do (deliver int3). Only for
     /// hosts where `host::probe_kvm()` finds KVM emulated; off by default.
     pub emulated_kvm_assist: bool,
+    /// virtio-blk disks, in the order the guest enumerates them.
+    pub disks: Vec<devices::virtio::block::BlockConfig>,
 }
 
 /// How a kernel is entered.
@@ -64,7 +66,12 @@ impl VmConfig {
             cpuid_mask: Vec::new(),
             boot_path: BootPath::Auto,
             emulated_kvm_assist: false,
+            disks: Vec::new(),
         }
+    }
+    pub fn disk(mut self, disk: devices::virtio::block::BlockConfig) -> Self {
+        self.disks.push(disk);
+        self
     }
     pub fn boot_path(mut self, path: BootPath) -> Self {
         self.boot_path = path;

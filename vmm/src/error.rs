@@ -66,6 +66,9 @@ pub enum Error {
     Setup(String),
     #[error("cannot start vCPU thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// A disk that cannot be used; the message names it and says what to do.
+    #[error(transparent)]
+    Disk(#[from] devices::virtio::block::BlockConfigError),
 }
 
 impl Error {

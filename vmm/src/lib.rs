@@ -26,12 +26,14 @@ mod layout;
 mod loader;
 mod memory;
 mod vcpu;
+mod virtio_devices;
 mod vm;
 mod vmlinux;
 
 pub use acpi::build_tables_for_inspection;
 pub use config::{BootPath, CpuFeature, SerialConfig, VmConfig};
 pub use devices::ResetSource;
+pub use devices::virtio::block::BlockConfig;
 pub use error::Error;
 pub use exit::{CrashReport, ExitReason};
 pub use vm::run;

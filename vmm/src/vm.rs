@@ -26,6 +26,7 @@ use crate::error::Error;
 use crate::exit::{CrashReport, ExitReason};
 use crate::layout::*;
 use crate::vcpu::Vcpu;
+use crate::virtio_devices::VirtioDevices;
 use crate::{cpu, kick, loader, memory};
 
 /// Most vCPUs a VM may have: APIC ids are 8 bits in the MADT entries we emit, and the
@@ -279,21 +280,17 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     };
     loader::write_cmdline(&mem, &config.cmdline)?;
 
+    // Disks are opened (and locked) now, so a bad one is reported before anything is
+    // written; the files stay open for the VM's life.
+    devices::virtio::block::validate_disks(&config.disks)?;
+    let disks = devices::virtio::block::open_disks(&config.disks)?;
+
     let exit = Arc::new(ExitState::default());
     let serial_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::Setup(e.to_string()))?;
     let serial_irq = EventFdInterrupt::new(serial_evt);
     // Everything the caller could have got wrong is checked by now: create the log.
     let out = serial_output(config)?;
     let platform = PlatformDevices::new(exit.clone(), Arc::new(serial_irq.clone()), out);
-
-    let tables = AcpiTables::build(config.vcpus, &platform.aml());
-    let rsdp = tables.write(&mem)?;
-    match kernel.entry {
-        loader::Entry::Linux64 { .. } => {
-            loader::write_zero_page(&mem, &kernel, config.cmdline.len(), initrd, rsdp)?
-        }
-        loader::Entry::Pvh { .. } => loader::write_pvh_info(&mem, initrd, rsdp)?,
-    }
 
     let vm = create_vm(&kvm)?;
     memory::register(&vm, &mem)?;
@@ -303,7 +300,23 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     let mut io_bus = Bus::new();
     platform.attach(&mut io_bus)?;
     let io_bus = Arc::new(io_bus);
-    let mmio_bus = Arc::new(Bus::new());
+    let mut mmio_bus = Bus::new();
+    let mut virtio = VirtioDevices::new()?;
+    for disk in disks {
+        virtio.add_block(&vm, &mem, &mut mmio_bus, disk)?;
+    }
+    let mmio_bus = Arc::new(mmio_bus);
+
+    let mut device_aml = platform.aml();
+    device_aml.extend_from_slice(virtio.aml());
+    let tables = AcpiTables::build(config.vcpus, &device_aml);
+    let rsdp = tables.write(&mem)?;
+    match kernel.entry {
+        loader::Entry::Linux64 { .. } => {
+            loader::write_zero_page(&mem, &kernel, config.cmdline.len(), initrd, rsdp)?
+        }
+        loader::Entry::Pvh { .. } => loader::write_pvh_info(&mem, initrd, rsdp)?,
+    }
 
     let base_cpuid = cpu::base_cpuid(&kvm, &config.cpuid_mask)?;
     let mut vcpus = Vec::new();
@@ -332,6 +345,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
         });
     }
 
+    virtio.start()?;
     let started = Instant::now();
     tracing::debug!(setup = ?started - t0, "VM built");
     let deadline = config.timeout.map(|t| started + t);
@@ -351,6 +365,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
                     registers: None,
                 }));
                 stop_vcpus(threads);
+                virtio.stop();
                 return Err(Error::Thread(e));
             }
         }
@@ -361,6 +376,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     }
     let exited = Instant::now();
     stop_vcpus(threads);
+    virtio.stop();
     tracing::debug!(guest = ?exited - started, stop = ?exited.elapsed(), "vCPUs stopped");
     platform
         .serial
