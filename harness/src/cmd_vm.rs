@@ -46,6 +46,10 @@ pub struct VmArgs {
     /// guest sees them in this order.
     #[arg(long = "disk")]
     pub disks: Vec<vmm::BlockConfig>,
+    /// A virtio-net NIC on user-mode NAT: user[,mac=M][,allow=PORT][,fwd=HOST:GUEST].
+    /// The guest reaches the host (at 10.0.2.2) only on allowed ports. Repeatable.
+    #[arg(long = "net")]
+    pub nets: Vec<vmm::NetSpec>,
 }
 
 pub fn parse_memory(s: &str) -> Result<u64, String> {
@@ -110,6 +114,7 @@ pub fn run(args: VmArgs) -> anyhow::Result<i32> {
         // Only where KVM is PVM, i.e. guests run in KVM's instruction emulator.
         emulated_kvm_assist: vmm::host::kvm_module_is_pvm(),
         disks: args.disks,
+        nets: args.nets,
     };
     let start = Instant::now();
     let reason = vmm::run(&config).context("cannot boot the VM")?;

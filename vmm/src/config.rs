@@ -26,6 +26,8 @@ pub struct VmConfig {
     pub emulated_kvm_assist: bool,
     /// virtio-blk disks, in the order the guest enumerates them.
     pub disks: Vec<devices::virtio::block::BlockConfig>,
+    /// virtio-net NICs, each on its own user-mode NAT network.
+    pub nets: Vec<usernet::NetSpec>,
 }
 
 /// How a kernel is entered.
@@ -67,7 +69,12 @@ impl VmConfig {
             boot_path: BootPath::Auto,
             emulated_kvm_assist: false,
             disks: Vec::new(),
+            nets: Vec::new(),
         }
+    }
+    pub fn net(mut self, nic: usernet::NetSpec) -> Self {
+        self.nets.push(nic);
+        self
     }
     pub fn disk(mut self, disk: devices::virtio::block::BlockConfig) -> Self {
         self.disks.push(disk);

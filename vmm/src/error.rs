@@ -69,6 +69,11 @@ pub enum Error {
     /// A disk that cannot be used; the message names it and says what to do.
     #[error(transparent)]
     Disk(#[from] devices::virtio::block::BlockConfigError),
+    /// A NIC that cannot be set up (bad or duplicate MAC, busy forward port, ...).
+    #[error(transparent)]
+    Nic(#[from] usernet::NetSpecError),
+    #[error(transparent)]
+    UserNet(#[from] usernet::UserNetError),
 }
 
 impl Error {

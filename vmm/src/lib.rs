@@ -36,4 +36,5 @@ pub use devices::ResetSource;
 pub use devices::virtio::block::BlockConfig;
 pub use error::Error;
 pub use exit::{CrashReport, ExitReason};
+pub use usernet::{MacAddr, NetSpec};
 pub use vm::run;

@@ -13,8 +13,10 @@ use devices::interrupt::EventFdInterrupt;
 use devices::virtio::VirtioDevice;
 use devices::virtio::block::{Block, DiskImage};
 use devices::virtio::mmio::{MmioTransport, QUEUE_NOTIFY_OFFSET};
+use devices::virtio::net::device::Net;
 use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberOps};
 use kvm_ioctls::{IoEventAddress, VmFd};
+use usernet::{MacAddr, NetSpec, UserNet, UserNetConfig};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::error::Error;
@@ -49,6 +51,8 @@ pub struct VirtioDevices {
     thread: Option<JoinHandle<()>>,
     aml: Vec<Vec<u8>>,
     next_slot: u32,
+    /// User-mode networks behind the NICs; dropped (stopped) with the devices.
+    networks: Vec<UserNet>,
 }
 
 impl VirtioDevices {
@@ -69,7 +73,27 @@ impl VirtioDevices {
             thread: None,
             aml: Vec::new(),
             next_slot: 0,
+            networks: Vec::new(),
         })
+    }
+
+    /// Adds one virtio-net NIC on its own user-mode network. The network lives as long as
+    /// this set of devices.
+    pub fn add_user_net(
+        &mut self,
+        vm: &VmFd,
+        mem: &GuestMemoryMmap,
+        mmio_bus: &mut Bus,
+        mac: MacAddr,
+        spec: &NetSpec,
+    ) -> Result<(), Error> {
+        let (network, backend) = UserNet::start(&UserNetConfig::from(spec))?;
+        let net = Arc::new(Mutex::new(
+            Net::new(mac, Box::new(backend))
+                .map_err(|e| Error::Setup(format!("virtio-net {mac}: {e}")))?,
+        ));
+        self.networks.push(network);
+        self.add(vm, mem, mmio_bus, net.clone(), net)
     }
 
     /// Adds one virtio-blk disk.
@@ -168,6 +192,7 @@ impl VirtioDevices {
             let _ = self.stop.write(1);
             let _ = thread.join();
         }
+        self.networks.clear();
     }
 }
 

@@ -284,6 +284,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     // written; the files stay open for the VM's life.
     devices::virtio::block::validate_disks(&config.disks)?;
     let disks = devices::virtio::block::open_disks(&config.disks)?;
+    let macs = usernet::resolve_nics(&config.nets)?;
 
     let exit = Arc::new(ExitState::default());
     let serial_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::Setup(e.to_string()))?;
@@ -304,6 +305,9 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     let mut virtio = VirtioDevices::new()?;
     for disk in disks {
         virtio.add_block(&vm, &mem, &mut mmio_bus, disk)?;
+    }
+    for (spec, mac) in config.nets.iter().zip(macs) {
+        virtio.add_user_net(&vm, &mem, &mut mmio_bus, mac, spec)?;
     }
     let mmio_bus = Arc::new(mmio_bus);
 
