@@ -8,6 +8,8 @@
  *   cpus=N            expect N enabled local APICs in the MADT
  *   hids=A,B,...      expect these _HIDs in the DSDT
  *   virtio=1          drive every virtio-mmio device found in the DSDT (see virtio.c)
+ *   net-allow=PORT    with virtio=1: TCP to this host port at the gateway should connect
+ *   net-other=PORT    with virtio=1: TCP to this one should be refused
  *
  * Output, one line each:
  *   PROBE entry=pvh ... key=value ...
@@ -454,19 +456,25 @@ void probe_main(u32 how, u64 info)
         failed("no-_S5_");
 
     if (arg_is(arg("virtio"), "1") && A.dsdt) {
-        u32 found = 0;
+        u32 blks = 0, nets = 0;
+        const char *allow = arg("net-allow"), *other = arg("net-other");
         for (u32 n = 0;; n++) {
             u64 base = virtio_window(A.dsdt, n);
             if (!base)
                 break;
-            int id = virtio_init(base);
-            if (id < 0)
+            int id = virtio_device_id(base);
+            if (id == 2 && virtio_init_queues(base, 1) == 2)
+                virtio_blk_report(blks++, base);
+            else if (id == 1 && virtio_init_queues(base, 2) == 1)
+                virtio_net_report(nets++, base, allow ? parse_dec(allow) : 0,
+                                  other ? parse_dec(other) : 0);
+            else if (id != 0)
                 failed("virtio-init");
-            else if (id == 2)
-                virtio_blk_report(found++, base);
         }
         puts("PROBE virtio blk_devices=");
-        put_dec(found);
+        put_dec(blks);
+        puts(" net_devices=");
+        put_dec(nets);
         puts("\n");
     }
 

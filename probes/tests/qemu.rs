@@ -179,3 +179,41 @@ fn virtio_blk_probe_under_qemu_microvm() {
     assert!(seed_line.contains("write1=ioerr"), "{seed_line}");
     assert!(written[512..].starts_with(b"PROBE-WRITE target-disk"));
 }
+
+/// The virtio-net part of the probe against qemu's user networking on microvm: DHCP and a
+/// TCP connection to a host port. (qemu's slirp cannot restrict host ports, so the
+/// "only allowed ports" half is checked on the builtin VMM alone.)
+#[test]
+fn virtio_net_probe_under_qemu_microvm() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-M", "microvm", "-accel", "tcg", "-m", "128", "-nographic", "-nodefaults"])
+        .args(["-no-reboot", "-serial", "stdio", "-kernel"])
+        .arg(probes::pvh_elf())
+        .args(["-append", &format!("action=poweroff virtio=1 net-allow={port}")])
+        .args(["-global", "virtio-mmio.force-legacy=false"])
+        .args(["-netdev", "user,id=n0"])
+        .args(["-device", "virtio-net-device,netdev=n0,mac=52:54:00:12:34:01"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qemu-system-x86_64 is needed for this test: apt-get install qemu-system-x86");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("qemu hit the {LIMIT:?} limit");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert!(Report::parse(&out).unwrap().passed(), "{out}");
+    let net = out.lines().find(|l| l.starts_with("PROBE net ")).unwrap_or_else(|| panic!("{out}"));
+    for want in ["mac=52:54:00:12:34:01", "dhcp=10.0.2.15", "tcp_allowed=open"] {
+        assert!(net.contains(want), "{want} missing: {net}");
+    }
+}
