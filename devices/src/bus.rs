@@ -53,15 +53,15 @@ impl Bus {
             .filter(|_| len > 0)
             .ok_or(BusError::BadRange { base })?;
         // The only candidates for overlap are the last range starting before `end`.
-        if let Some((&other, e)) = self.ranges.range(..end).next_back() {
-            if other + e.len > base {
-                return Err(BusError::Overlap {
-                    base,
-                    len,
-                    other,
-                    other_len: e.len,
-                });
-            }
+        if let Some((&other, e)) = self.ranges.range(..end).next_back()
+            && other + e.len > base
+        {
+            return Err(BusError::Overlap {
+                base,
+                len,
+                other,
+                other_len: e.len,
+            });
         }
         self.ranges.insert(base, Entry { len, device });
         Ok(())

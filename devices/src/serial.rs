@@ -84,10 +84,11 @@ impl BusDevice for SerialDevice {
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        if data.len() == 1 && offset < COM1_LEN {
-            if let Err(e) = self.uart.write(offset as u8, data[0]) {
-                tracing::warn!("serial write failed: {e:?}");
-            }
+        if data.len() == 1
+            && offset < COM1_LEN
+            && let Err(e) = self.uart.write(offset as u8, data[0])
+        {
+            tracing::warn!("serial write failed: {e:?}");
         }
     }
 }
