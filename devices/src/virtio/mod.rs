@@ -7,7 +7,29 @@
 //! each transport implements its own way (an interrupt status register plus one GSI for mmio).
 //!
 //! Threading: the transport runs on vCPU threads (guest MMIO exits); queue processing runs on
-//! the VMM's event-manager thread. Both reach the device through one `Arc<Mutex<_>>`.
+//! the VMM's event-manager thread. Both reach the device through one `Arc<Mutex<_>>`; the
+//! lock order is always transport -> device, so the two threads cannot deadlock.
+//!
+//! # Wiring a device into the VMM
+//!
+//! Per device, with guest memory `mem`, a free 4 KiB window `base` and a free GSI `gsi`:
+//!
+//! 1. Build the device: `Block::new(BlockConfig::open()?)` (after
+//!    [`block::validate_disks`] over all disks), or `Net::new(mac, Box::new(backend))` with
+//!    the backend from `usernet::UserNet::start` (keep the `UserNet` alive while the VM runs).
+//! 2. `let dev = Arc::new(Mutex::new(device));` register `dev.clone()` with the VMM's
+//!    `EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>` (its `init` registers the
+//!    device's eventfds; nothing else is needed at run time).
+//! 3. `let irq = EventFd::new(EFD_NONBLOCK)`; register it with KVM as an irqfd on `gsi`; wrap
+//!    it as `Arc::new(EventFdInterrupt::new(irq))`.
+//! 4. `MmioTransport::new(dev, mem.clone(), irq, base, gsi)`, put it on the MMIO bus at
+//!    `[base, base + MMIO_WINDOW_SIZE)`, and append its AML to the DSDT.
+//! 5. For each `(i, evt)` in `transport.queue_notify_evts()`: KVM ioeventfd at
+//!    `base + QUEUE_NOTIFY_OFFSET`, 4 bytes, datamatch `i as u32`. (Without it, QueueNotify
+//!    writes reach the transport as MMIO exits and work anyway, just slower.)
+//!
+//! Shutdown: stop the event-manager thread, drop the transports and the event manager (the
+//! image files close and their locks go), then drop each `UserNet` (joins its thread).
 
 pub mod block;
 pub mod mmio;
