@@ -16,14 +16,14 @@ pub enum VmmChoice {
     /// qemu-system-x86_64 (KVM when it is real, TCG otherwise).
     Qemu,
 }
-pub mod config;
+pub mod backend;
 pub mod collect;
-pub mod settings;
-pub mod workdir;
+pub mod config;
 pub mod http;
 pub mod pack;
 pub mod plan;
-pub mod userdata;
-pub mod backend;
 pub mod runner;
+pub mod settings;
+pub mod userdata;
 pub mod verdict;
+pub mod workdir;

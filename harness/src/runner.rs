@@ -212,12 +212,18 @@ pub fn run_test(test: &TestConfig, ctx: &RunContext) -> TestResult {
         Status::Fail => format!("FAIL: {}", r.errors.first().cloned().unwrap_or_default()),
         Status::Error => format!("ERROR: {}", r.errors.first().cloned().unwrap_or_default()),
     };
+    let steps: Vec<String> = r
+        .steps
+        .iter()
+        .map(|(n, d)| format!("{n} {:.1}", d.as_secs_f64() * 1000.0))
+        .collect();
     ctx.progress.say(
         &test.name,
         &format!(
-            "{verdict} ({:.1}s, harness overhead {:.0} ms)",
+            "{verdict} ({:.1}s; harness overhead {:.0} ms: {})",
             r.total.as_secs_f64(),
-            r.overhead().as_secs_f64() * 1000.0
+            r.overhead().as_secs_f64() * 1000.0,
+            steps.join(", ")
         ),
     );
     r
