@@ -52,7 +52,7 @@ pub struct TestQueue {
     avail_idx: u16,
     data_start: u64,
     data_next: u64,
-    mem_size: u64,
+    data_end: u64,
 }
 
 impl TestQueue {
@@ -61,10 +61,22 @@ impl TestQueue {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), mem_size)])
             .expect("test guest memory");
         let n = u64::from(size);
-        let desc_table = 0;
+        let data_start = (16 * n + 6 + 2 * n + 4 + 6 + 8 * n).next_multiple_of(4096);
+        Self::with_layout(mem, 0, size, data_start..mem_size as u64)
+    }
+
+    /// A queue whose rings start at `ring_base` in existing memory `mem`, allocating buffers
+    /// from `data`; several queues (e.g. a NIC's RX and TX) can share one memory this way.
+    pub fn with_layout(
+        mem: GuestMemoryMmap,
+        ring_base: u64,
+        size: u16,
+        data: std::ops::Range<u64>,
+    ) -> Self {
+        let n = u64::from(size);
+        let desc_table = ring_base;
         let avail = desc_table + 16 * n;
         let used = (avail + 6 + 2 * n).next_multiple_of(4);
-        let data_start = (used + 6 + 8 * n).next_multiple_of(4096);
         Self {
             mem,
             size,
@@ -73,9 +85,9 @@ impl TestQueue {
             used,
             next_desc: 0,
             avail_idx: 0,
-            data_start,
-            data_next: data_start,
-            mem_size: mem_size as u64,
+            data_start: data.start,
+            data_next: data.start,
+            data_end: data.end,
         }
     }
 
@@ -97,7 +109,7 @@ impl TestQueue {
     pub fn alloc(&mut self, len: u64) -> u64 {
         let align = len.next_power_of_two().clamp(16, 4096);
         let mut a = self.data_next.next_multiple_of(align);
-        if a + len > self.mem_size {
+        if a + len > self.data_end {
             a = self.data_start;
         }
         self.data_next = a + len;
