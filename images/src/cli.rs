@@ -1,8 +1,194 @@
-//! `vmtest images ...`
+//! `vmtest images ...`: build, list, sync, prune and verify ephemeral images.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use crate::build::{self, BuildOptions};
+use crate::store::{ImageEntry, ImageOrigin, ImageStore, Verify};
 
 #[derive(Debug, clap::Args)]
-pub struct ImagesArgs {}
+pub struct ImagesArgs {
+    /// Image store directory.
+    #[arg(long, env = "IMAGE_DIR", default_value = crate::store::DEFAULT_IMAGE_DIR, global = true)]
+    pub image_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: ImagesCommand,
+}
 
-pub fn run(_args: ImagesArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet (issue 4)")
+#[derive(Debug, clap::Subcommand)]
+pub enum ImagesCommand {
+    /// Build a new image from Debian packages (needs root and network access to a mirror).
+    Build(BuildArgs),
+    /// List the images in the store and whether each is valid.
+    List {
+        /// Re-hash every file instead of trusting unchanged files' cached hashes.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Build when CURTIN_VMTEST_IMAGE_SYNC is true or no usable image exists, then prune.
+    Sync {
+        #[command(flatten)]
+        build: BuildArgs,
+        /// Images to keep per release.
+        #[arg(long, env = "IMAGES_TO_KEEP", default_value_t = 1)]
+        keep: usize,
+    },
+    /// Remove all but the newest IMAGES_TO_KEEP valid images per release, broken images and
+    /// leftovers of failed builds. Images in use are kept.
+    Prune {
+        #[arg(long, env = "IMAGES_TO_KEEP", default_value_t = 1)]
+        keep: usize,
+    },
+    /// Re-hash every image; fails naming each corrupt file.
+    Verify,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BuildArgs {
+    /// Debian release (suite or codename).
+    #[arg(long, default_value = "bookworm")]
+    pub release: String,
+    /// Architecture.
+    #[arg(long, default_value = "amd64")]
+    pub arch: String,
+    /// Debian mirror (URL or a full "deb ..." line; repeatable). Default: deb.debian.org with
+    /// the release's updates and security suites.
+    #[arg(long)]
+    pub mirror: Vec<String>,
+    /// SOURCE_DATE_EPOCH for a reproducible build (default: midnight UTC today).
+    #[arg(long, env = "SOURCE_DATE_EPOCH")]
+    pub source_date_epoch: Option<u64>,
+    /// Extra packages for the root filesystem (repeatable).
+    #[arg(long = "package")]
+    pub packages: Vec<String>,
+}
+
+impl BuildArgs {
+    fn options(&self) -> BuildOptions {
+        let mut o = BuildOptions::new(&self.release, &self.arch);
+        o.mirrors = self.mirror.clone();
+        o.source_date_epoch = self.source_date_epoch;
+        o.extra_packages = self.packages.clone();
+        o
+    }
+}
+
+pub fn run(args: ImagesArgs) -> Result<()> {
+    let store = ImageStore::open(&args.image_dir)?;
+    match args.command {
+        ImagesCommand::Build(b) => {
+            let built = build::build(&store, &b.options())?;
+            print_built(&built);
+        }
+        ImagesCommand::List { verify } => {
+            let entries = store.list(if verify { Verify::Full } else { Verify::Cached })?;
+            if entries.is_empty() {
+                println!(
+                    "no images in {}: run `vmtest images build --release bookworm`",
+                    store.dir().display()
+                );
+            } else {
+                print_table(&entries);
+            }
+        }
+        ImagesCommand::Sync { build: b, keep } => {
+            let want = crate::env_bool("CURTIN_VMTEST_IMAGE_SYNC", false);
+            let have = store.has_valid(&b.release, &b.arch)?;
+            if want || !have {
+                eprintln!(
+                    "building {}/{}: {}",
+                    b.release,
+                    b.arch,
+                    if have {
+                        "CURTIN_VMTEST_IMAGE_SYNC is set"
+                    } else {
+                        "no usable image"
+                    }
+                );
+                let built = build::build(&store, &b.options())?;
+                print_built(&built);
+            } else {
+                eprintln!(
+                    "{}/{} is present; set CURTIN_VMTEST_IMAGE_SYNC=1 to build a fresh one",
+                    b.release, b.arch
+                );
+            }
+            prune(&store, keep)?;
+        }
+        ImagesCommand::Prune { keep } => prune(&store, keep)?,
+        ImagesCommand::Verify => {
+            let entries = store.verify()?;
+            print_table(&entries);
+            let bad: Vec<&ImageEntry> = entries.iter().filter(|e| !e.is_valid()).collect();
+            if !bad.is_empty() {
+                for e in &bad {
+                    eprintln!(
+                        "{}/{}/{}: {}",
+                        e.release,
+                        e.arch,
+                        e.version,
+                        e.problem.as_ref().unwrap()
+                    );
+                }
+                bail!(
+                    "{} image(s) failed verification: run `vmtest images prune` and `vmtest images build`",
+                    bad.len()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn prune(store: &ImageStore, keep: usize) -> Result<()> {
+    let r = store.prune(keep).context("pruning images")?;
+    for (what, why) in &r.removed {
+        println!("removed {what}: {why}");
+    }
+    for what in &r.in_use {
+        println!("kept {what}: in use (would be pruned)");
+    }
+    for what in &r.kept {
+        println!("kept {what}");
+    }
+    Ok(())
+}
+
+fn print_built(b: &build::Built) {
+    println!("built {} in {:.0}s", b.dir.display(), b.seconds);
+    for (name, item) in &b.index.items {
+        println!(
+            "  {name:<12} {:>10}  {}",
+            build::human(item.size),
+            item.path
+        );
+    }
+}
+
+fn print_table(entries: &[ImageEntry]) {
+    println!(
+        "{:<10} {:<6} {:<12} {:<24} {:>10}  {:<8} STATUS",
+        "RELEASE", "ARCH", "VERSION", "KERNEL", "SIZE", "SOURCE"
+    );
+    for e in entries {
+        let origin = match &e.origin {
+            ImageOrigin::Vmtest { .. } => "vmtest",
+            ImageOrigin::Simplestreams { .. } => "streams",
+        };
+        let status = match &e.problem {
+            None if e.in_use => "ok (in use)".to_string(),
+            None => "ok".to_string(),
+            Some(p) => format!("BROKEN: {p}"),
+        };
+        println!(
+            "{:<10} {:<6} {:<12} {:<24} {:>10}  {:<8} {status}",
+            e.release,
+            e.arch,
+            e.version,
+            e.kernel_release,
+            build::human(e.size),
+            origin
+        );
+    }
 }

@@ -1,0 +1,47 @@
+#!/bin/sh
+# mmdebstrap customize hook for the vmtest ephemeral root: $1 is the new root, with /proc,
+# /sys and /dev mounted. Keep it idempotent and free of host-specific data (reproducible).
+set -eu
+R="$1"
+
+# Identity: nothing from the build host. cloud-init sets the real hostname from meta-data.
+echo vmtest-ephemeral >"$R/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\tvmtest-ephemeral\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$R/etc/hosts"
+ln -sf ../run/systemd/resolve/stub-resolv.conf "$R/etc/resolv.conf"
+# systemd makes a fresh machine id on every boot of the ephemeral image.
+: >"$R/etc/machine-id"
+rm -f "$R/var/lib/dbus/machine-id"
+
+# Networking: DHCP on every NIC, whatever it is called (qemu pc: ens3, microvm: eth0).
+# cloud-init writes its own 10-cloud-init-*.network files, which take precedence.
+mkdir -p "$R/etc/systemd/network"
+cat >"$R/etc/systemd/network/90-vmtest-dhcp.network" <<'NET'
+[Match]
+Name=en* eth*
+
+[Network]
+DHCP=yes
+NET
+chroot "$R" systemctl enable systemd-networkd.service systemd-resolved.service
+# A VM without a NIC must not hold boot for two minutes waiting for the network.
+mkdir -p "$R/etc/systemd/system/systemd-networkd-wait-online.service.d"
+cat >"$R/etc/systemd/system/systemd-networkd-wait-online.service.d/vmtest.conf" <<'NET'
+[Service]
+ExecStart=
+ExecStart=/lib/systemd/systemd-networkd-wait-online --any --timeout=30
+NET
+
+# cloud-init: only NoCloud (a disk labelled cidata, or ds=nocloud-net;seedfrom=URL).
+cat >"$R/etc/cloud/cloud.cfg.d/90_vmtest.cfg" <<'CFG'
+# vmtest ephemeral image: seeds come from a NoCloud source only.
+datasource_list: [ NoCloud, None ]
+CFG
+
+# No password-less logins anywhere, the serial console included.
+chroot "$R" passwd --lock root >/dev/null
+rm -rf "$R/etc/systemd/system/serial-getty@.service.d" "$R/etc/systemd/system/getty@.service.d"
+
+# Build-time logs and caches that differ between otherwise identical builds.
+rm -f "$R/var/log/dpkg.log" "$R/var/log/alternatives.log" "$R/var/log/bootstrap.log"
+rm -f "$R"/var/log/apt/*.log "$R/var/cache/ldconfig/aux-cache" "$R/etc/ssh/ssh_host_"*
+rm -rf "$R"/tmp/* "$R"/var/tmp/*

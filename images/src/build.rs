@@ -1,0 +1,547 @@
+//! `vmtest images build`: an ephemeral install image from Debian packages.
+//!
+//! Steps (each shown as it runs):
+//! 1. root filesystem: `mmdebstrap --mode=root --variant=apt` with [`PACKAGES`], then
+//!    `rootfs/customize.sh` (networking, cloud-init NoCloud only, locked root password);
+//! 2. checks on the root (kernel present, no snapd, no password-less account);
+//! 3. boot-kernel: the cloud kernel's bzImage from the root's /boot;
+//! 4. boot-initrd: our busybox initramfs ([`crate::initramfs`]) from the root's own files;
+//! 5. squashfs (zstd) of the root, and its package manifest;
+//! 6. sha256 of every item, the index, and an atomic move into the store.
+//!
+//! Everything happens in `IMAGE_DIR/.partial/<release>-<arch>/`, which `list` never shows.
+//! A build that stops half-way leaves only that directory; running the same build again
+//! resumes after the last finished step (root filesystem, squashfs), and `prune` removes it.
+//!
+//! Reproducibility: the build sets `SOURCE_DATE_EPOCH` (default: midnight UTC of the day
+//! the build started, recorded in the index) for mmdebstrap and mksquashfs, strips
+//! host-specific files, and writes the initramfs deterministically. The same packages at
+//! the same versions with the same epoch give the same files.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{INDEX_FORMAT, ImageIndex, ImageStore, IndexItem};
+
+/// Packages in the root filesystem besides mmdebstrap's `apt` variant (Essential + apt).
+/// Why each is there: see images/README.md.
+pub const PACKAGES: &[&str] = &[
+    // boot and services
+    "linux-image-cloud-amd64",
+    "systemd",
+    "systemd-sysv",
+    "systemd-resolved",
+    "udev",
+    "dbus",
+    "kmod",
+    "initramfs-tools",
+    "busybox-static",
+    "iproute2",
+    "netbase",
+    "ca-certificates",
+    "procps",
+    "sudo",
+    "cloud-init",
+    // curtin's Python dependencies
+    "python3",
+    "python3-yaml",
+    "python3-pyudev",
+    "python3-attr",
+    "python3-oauthlib",
+    "python3-packaging",
+    "python3-jsonschema",
+    "python3-apt",
+    "python3-debian",
+    "python3-systemd",
+    // what curtin runs to partition, format and install
+    "file",
+    "util-linux",
+    "fdisk",
+    "parted",
+    "gdisk",
+    "e2fsprogs",
+    "dosfstools",
+    "btrfs-progs",
+    "xfsprogs",
+    "f2fs-tools",
+    "lvm2",
+    "mdadm",
+    "bcache-tools",
+    "open-iscsi",
+    "rsync",
+    "efibootmgr",
+    "grub-pc-bin",
+    "grub2-common",
+    "lsb-release",
+    "gpg",
+];
+
+/// dpkg path filters: documentation and translations are not needed to install systems.
+const DPKG_EXCLUDES: &[&str] = &[
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/locale/*",
+    "path-include=/usr/share/locale/locale.alias",
+];
+
+const CUSTOMIZE: &str = include_str!("../rootfs/customize.sh");
+
+/// The kernel flavour; it names the `<flavor>` directory of the store layout.
+pub const FLAVOR: &str = "cloud";
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub release: String,
+    pub arch: String,
+    /// mmdebstrap mirror arguments; empty = deb.debian.org with updates and security.
+    pub mirrors: Vec<String>,
+    pub source_date_epoch: Option<u64>,
+    pub extra_packages: Vec<String>,
+    /// zstd level for the squashfs.
+    pub zstd_level: u32,
+}
+
+impl BuildOptions {
+    pub fn new(release: &str, arch: &str) -> Self {
+        BuildOptions {
+            release: release.into(),
+            arch: arch.into(),
+            mirrors: Vec::new(),
+            source_date_epoch: None,
+            extra_packages: Vec::new(),
+            zstd_level: 15,
+        }
+    }
+
+    fn packages(&self) -> Vec<String> {
+        let mut p: Vec<String> = PACKAGES.iter().map(|s| s.to_string()).collect();
+        p.extend(self.extra_packages.iter().cloned());
+        p
+    }
+}
+
+/// What the build recorded in its staging directory, to know whether a rerun may resume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Params {
+    release: String,
+    arch: String,
+    mirrors: Vec<String>,
+    packages: Vec<String>,
+    source_date_epoch: u64,
+    zstd_level: u32,
+    customize: String,
+}
+
+/// Result of a build.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub dir: PathBuf,
+    pub index: ImageIndex,
+    pub seconds: f64,
+}
+
+struct Progress {
+    start: Instant,
+    step: Instant,
+    total: usize,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        Progress {
+            start: Instant::now(),
+            step: Instant::now(),
+            total,
+        }
+    }
+    fn step(&mut self, n: usize, what: &str) {
+        eprintln!(
+            "==> [{n}/{}] {what} (at {:.0}s)",
+            self.total,
+            self.start.elapsed().as_secs_f64()
+        );
+        self.step = Instant::now();
+    }
+    fn done(&self, what: &str) {
+        eprintln!("    {what} ({:.1}s)", self.step.elapsed().as_secs_f64());
+    }
+}
+
+/// Checks that the build can run here: root, the tools, a supported architecture.
+pub fn preflight(opts: &BuildOptions) -> Result<()> {
+    if opts.arch != "amd64" {
+        bail!(
+            "--arch {}: only amd64 is supported (the images boot Debian's cloud-amd64 kernel on x86-64 VMs)",
+            opts.arch
+        );
+    }
+    if opts.release.is_empty()
+        || !opts
+            .release
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        bail!(
+            "--release {:?}: want a Debian suite or codename such as bookworm",
+            opts.release
+        );
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "building an image needs root: mmdebstrap --mode=root creates device nodes, chroots and \
+             installs packages as root; run it as root (e.g. `sudo -E vmtest images build`)"
+        );
+    }
+    for (tool, pkg) in [
+        ("mmdebstrap", "mmdebstrap"),
+        ("mksquashfs", "squashfs-tools"),
+        ("depmod", "kmod"),
+        ("modprobe", "kmod"),
+    ] {
+        if which(tool).is_none() {
+            bail!("{tool} not found: install the Debian package {pkg} (apt-get install -y {pkg})");
+        }
+    }
+    Ok(())
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// Builds one image into `store`. See the module docs.
+pub fn build(store: &ImageStore, opts: &BuildOptions) -> Result<Built> {
+    preflight(opts)?;
+    let mut progress = Progress::new(6);
+    let slot = store.begin_build(&opts.release, &opts.arch)?;
+    let staging = slot.staging.clone();
+    let params_path = staging.join("params.json");
+    let old: Option<Params> = fs::read_to_string(&params_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let epoch = opts
+        .source_date_epoch
+        .or_else(|| old.as_ref().map(|p| p.source_date_epoch))
+        .unwrap_or_else(|| crate::store::now_secs() / 86_400 * 86_400);
+    let params = Params {
+        release: opts.release.clone(),
+        arch: opts.arch.clone(),
+        mirrors: opts.mirrors.clone(),
+        packages: opts.packages(),
+        source_date_epoch: epoch,
+        zstd_level: opts.zstd_level,
+        customize: CUSTOMIZE.to_string(),
+    };
+    if old.as_ref() != Some(&params) {
+        if old.is_some() {
+            eprintln!("    earlier unfinished build had other parameters: starting afresh");
+        }
+        crate::store::remove_tree(&staging)?;
+        fs::create_dir_all(&staging)?;
+        fs::write(&params_path, serde_json::to_string_pretty(&params)?)?;
+    } else {
+        eprintln!("    resuming an unfinished build in {}", staging.display());
+    }
+    let rootfs = staging.join("rootfs");
+    let out = staging.join("out");
+    fs::create_dir_all(&out)?;
+
+    // 1. root filesystem
+    progress.step(
+        1,
+        &format!(
+            "root filesystem: mmdebstrap {} ({} packages)",
+            opts.release,
+            params.packages.len()
+        ),
+    );
+    let rootfs_done = staging.join("rootfs.done");
+    if rootfs_done.exists() {
+        progress.done("already built, reused");
+    } else {
+        crate::store::remove_tree(&rootfs)?;
+        let hook = staging.join("customize.sh");
+        fs::write(&hook, CUSTOMIZE)?;
+        let mut cmd = Command::new("mmdebstrap");
+        cmd.env("SOURCE_DATE_EPOCH", epoch.to_string())
+            .args(["--mode=root", "--variant=apt", "--format=directory"])
+            .arg(format!("--architectures={}", opts.arch))
+            .arg(format!("--include={}", params.packages.join(",")));
+        for o in DPKG_EXCLUDES {
+            cmd.arg(format!("--dpkgopt={o}"));
+        }
+        cmd.arg(format!("--customize-hook=sh {} \"$1\"", hook.display()))
+            .arg(&opts.release)
+            .arg(&rootfs)
+            .args(&opts.mirrors);
+        run_logged(&mut cmd, &staging.join("mmdebstrap.log"))?;
+        fs::write(&rootfs_done, b"")?;
+        progress.done(&format!("root filesystem built, {}", human(du(&rootfs))));
+    }
+
+    // 2. checks
+    progress.step(2, "checking the root filesystem");
+    let krel = kernel_release(&rootfs)?;
+    check_root(&rootfs)?;
+    progress.done(&format!(
+        "kernel {krel}; no snapd; no password-less accounts"
+    ));
+
+    // 3. kernel
+    progress.step(3, "boot-kernel");
+    let kdir = out.join(&krel).join(FLAVOR);
+    fs::create_dir_all(&kdir)?;
+    let vmlinuz = rootfs.join("boot").join(format!("vmlinuz-{krel}"));
+    fs::copy(&vmlinuz, kdir.join("boot-kernel"))
+        .with_context(|| format!("copying {}", vmlinuz.display()))?;
+    progress.done(&human(fs::metadata(kdir.join("boot-kernel"))?.len()));
+
+    // 4. initramfs
+    progress.step(4, "boot-initrd (busybox initramfs)");
+    let info = crate::initramfs::build(&rootfs, &krel, &staging, &kdir.join("boot-initrd"), epoch)?;
+    progress.done(&format!(
+        "{}, modules: {}",
+        human(info.size),
+        info.modules.join(" ")
+    ));
+
+    // 5. squashfs + manifest
+    progress.step(5, &format!("squashfs (zstd level {})", opts.zstd_level));
+    let manifest = dpkg_manifest(&rootfs)?;
+    fs::write(out.join("squashfs.manifest"), &manifest)?;
+    let squash_done = staging.join("squashfs.done");
+    if squash_done.exists() && out.join("squashfs").exists() {
+        progress.done("already built, reused");
+    } else {
+        let tmp = out.join("squashfs.tmp");
+        let _ = fs::remove_file(&tmp);
+        let mut cmd = Command::new("mksquashfs");
+        cmd.env("SOURCE_DATE_EPOCH", epoch.to_string())
+            .arg(&rootfs)
+            .arg(&tmp)
+            .args(["-noappend", "-comp", "zstd", "-Xcompression-level"])
+            .arg(opts.zstd_level.to_string())
+            .args(["-b", "1M", "-no-progress", "-quiet"]);
+        run_logged(&mut cmd, &staging.join("mksquashfs.log"))?;
+        fs::rename(&tmp, out.join("squashfs"))?;
+        fs::write(&squash_done, b"")?;
+        progress.done(&human(fs::metadata(out.join("squashfs"))?.len()));
+    }
+
+    // 6. index + publish
+    progress.step(6, "sha256, index, publishing");
+    let mut items = std::collections::BTreeMap::new();
+    for (name, rel) in [
+        ("boot-kernel", format!("{krel}/{FLAVOR}/boot-kernel")),
+        ("boot-initrd", format!("{krel}/{FLAVOR}/boot-initrd")),
+        ("squashfs", "squashfs".to_string()),
+        ("manifest", "squashfs.manifest".to_string()),
+    ] {
+        let p = out.join(&rel);
+        let size = fs::metadata(&p)?.len();
+        let sha256 =
+            crate::store::sha256_file(&p).with_context(|| format!("hashing {}", p.display()))?;
+        items.insert(
+            name.to_string(),
+            IndexItem {
+                path: rel,
+                size,
+                sha256,
+            },
+        );
+    }
+    let index = ImageIndex {
+        format: INDEX_FORMAT.into(),
+        os: "debian".into(),
+        release: opts.release.clone(),
+        arch: opts.arch.clone(),
+        version: String::new(),
+        flavor: FLAVOR.into(),
+        kernel_package: "linux-image-cloud-amd64".into(),
+        kernel_release: krel.clone(),
+        created: crate::store::utc_timestamp(crate::store::now_secs()),
+        source_date_epoch: epoch,
+        mirrors: opts.mirrors.clone(),
+        builder: format!("vmtest images build {}", env!("CARGO_PKG_VERSION")),
+        items,
+    };
+    let dir = slot.publish(&out, index.clone())?;
+    let published: ImageIndex =
+        serde_json::from_str(&fs::read_to_string(dir.join(crate::store::INDEX_FILE))?)?;
+    progress.done(&format!("{}", dir.display()));
+    Ok(Built {
+        dir,
+        index: published,
+        seconds: progress.start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Runs a command, teeing its output (stdout and stderr, as it comes) to `log` and to
+/// stderr; fails naming the log.
+fn run_logged(cmd: &mut Command, log: &Path) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    use std::sync::{Arc, Mutex};
+    let logf = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let logf = Arc::new(Mutex::new(logf));
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {program}"))?;
+    fn tee(r: impl std::io::Read, logf: Arc<Mutex<fs::File>>) {
+        for l in BufReader::new(r).split(b'\n').map_while(Result::ok) {
+            if let Ok(mut f) = logf.lock() {
+                let _ = f.write_all(&l);
+                let _ = f.write_all(b"\n");
+            }
+            // apt's progress bars redraw with \r: show the last state only.
+            let text = String::from_utf8_lossy(&l);
+            let shown = text
+                .rsplit('\r')
+                .find(|s| !s.trim().is_empty())
+                .unwrap_or("");
+            eprintln!("    {shown}");
+        }
+    }
+    let stderr = child.stderr.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let l2 = logf.clone();
+    let t = std::thread::spawn(move || tee(stderr, l2));
+    tee(stdout, logf);
+    let _ = t.join();
+    let status = child.wait()?;
+    if !status.success() {
+        bail!(
+            "{program} failed ({status}); its output is in {}",
+            log.display()
+        );
+    }
+    Ok(())
+}
+
+/// The kernel release installed in the root: exactly one /lib/modules/<krel> with a
+/// matching /boot/vmlinuz-<krel>.
+pub fn kernel_release(rootfs: &Path) -> Result<String> {
+    let moddir = rootfs.join("lib/modules");
+    let mut krels: Vec<String> = fs::read_dir(&moddir)
+        .with_context(|| format!("{}: no kernel installed in the root", moddir.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|k| rootfs.join("boot").join(format!("vmlinuz-{k}")).exists())
+        .collect();
+    krels.sort();
+    match krels.as_slice() {
+        [k] => Ok(k.clone()),
+        [] => bail!(
+            "no kernel (/boot/vmlinuz-* with /lib/modules) in {}",
+            rootfs.display()
+        ),
+        many => bail!(
+            "several kernels in the root ({}): expected one",
+            many.join(", ")
+        ),
+    }
+}
+
+/// Refuses roots that would be unsafe or useless as install environments.
+pub fn check_root(rootfs: &Path) -> Result<()> {
+    let status =
+        fs::read_to_string(rootfs.join("var/lib/dpkg/status")).context("reading dpkg status")?;
+    let installed = |pkg: &str| {
+        status.split("\n\n").any(|stanza| {
+            stanza.lines().any(|l| l == format!("Package: {pkg}"))
+                && stanza.contains("Status: install ok installed")
+        })
+    };
+    if installed("snapd") {
+        bail!("snapd is installed in the root; the image must not contain it");
+    }
+    for pkg in [
+        "cloud-init",
+        "systemd",
+        "python3",
+        "linux-image-cloud-amd64",
+        "busybox-static",
+    ] {
+        if !installed(pkg) {
+            bail!("{pkg} is not installed in the root");
+        }
+    }
+    let shadow = fs::read_to_string(rootfs.join("etc/shadow")).context("reading /etc/shadow")?;
+    for line in shadow.lines() {
+        let mut f = line.split(':');
+        let (user, pw) = (f.next().unwrap_or(""), f.next().unwrap_or("x"));
+        if pw.is_empty() {
+            bail!("account {user} has an empty password: password-less logins must be disabled");
+        }
+    }
+    let passwd = fs::read_to_string(rootfs.join("etc/passwd")).context("reading /etc/passwd")?;
+    for line in passwd.lines() {
+        let mut f = line.split(':');
+        let (user, pw) = (f.next().unwrap_or(""), f.next().unwrap_or("x"));
+        if pw.is_empty() {
+            bail!("account {user} has an empty password field in /etc/passwd");
+        }
+    }
+    Ok(())
+}
+
+/// "package<TAB>version" lines, sorted (like MAAS's squashfs.manifest).
+fn dpkg_manifest(rootfs: &Path) -> Result<String> {
+    let out = Command::new("dpkg-query")
+        .arg(format!(
+            "--admindir={}",
+            rootfs.join("var/lib/dpkg").display()
+        ))
+        .args(["-W", "-f", "${binary:Package}\t${Version}\n"])
+        .output()
+        .context("running dpkg-query")?;
+    if !out.status.success() {
+        bail!(
+            "dpkg-query failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut lines: Vec<&str> = std::str::from_utf8(&out.stdout)?.lines().collect();
+    lines.sort();
+    Ok(lines.join("\n") + "\n")
+}
+
+fn du(p: &Path) -> u64 {
+    fn walk(p: &Path) -> u64 {
+        let Ok(m) = fs::symlink_metadata(p) else {
+            return 0;
+        };
+        if m.is_dir() {
+            fs::read_dir(p)
+                .map(|rd| rd.flatten().map(|e| walk(&e.path())).sum())
+                .unwrap_or(0)
+        } else {
+            m.len()
+        }
+    }
+    walk(p)
+}
+
+/// Bytes as MB with one decimal (10^6, like `ls -h --si`).
+pub fn human(n: u64) -> String {
+    if n >= 1_000_000 {
+        format!("{:.1} MB", n as f64 / 1e6)
+    } else {
+        format!("{:.1} kB", n as f64 / 1e3)
+    }
+}
