@@ -18,6 +18,8 @@ CONFIG=${2:-}
 TARGET=${TARGET:-/target}
 SOURCE=${SOURCE:-/media/root-ro}
 STATE=$(mktemp -d /tmp/vmtest-install.XXXXXX)
+# Tools' own error messages belong in the same (console) log as ours.
+exec 2>&1
 
 log() { echo "vmtest-installer: $*"; }
 # To stderr: fail may run inside $(...), whose stdout is captured.
@@ -73,7 +75,7 @@ while read -r kind id serial ptable grub; do
                 dos:lvm) t=", type=8e" ;;
                 dos:raid) t=", type=fd" ;;
                 dos:esp) t=", type=ef" ;;
-                gpt:bios_grub) t=", type=21686148-6248-6F6E-6F6E-744E656564454649" ;;
+                gpt:bios_grub) t=", type=21686148-6449-6E6F-744E-656564454649" ;;
                 gpt:swap) t=", type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F" ;;
                 gpt:lvm) t=", type=E6D6D379-F507-44C2-A23C-238F2A3DF928" ;;
                 gpt:raid) t=", type=A19D880F-05FC-4D3B-A006-743F0F84911E" ;;

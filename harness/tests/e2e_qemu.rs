@@ -1,0 +1,62 @@
+//! End to end through the qemu backend with the script installer and the real image
+//! (IMAGE_DIR, built by `vmtest images build`): install, boot through SeaBIOS and grub,
+//! collect, verify. Slow under TCG (about 4-6 minutes per test), so opt-in:
+//! `make vmtest-e2e` runs `cargo test -p harness --test e2e_qemu -- --ignored`.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn run_vmtest(tests: &[&str], limit: Duration) -> (i32, String) {
+    let top = tempfile::tempdir().unwrap();
+    let topdir = top.path().join("top");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmtest"))
+        .args(["--vmm", "qemu", "run"])
+        .args(tests)
+        .env("CURTIN_VMTEST_TOPDIR", &topdir)
+        .env("CURTIN_VMTEST_KEEP_DATA_FAIL", "logs,collect")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start vmtest");
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut out = String::new();
+            use std::io::Read;
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            println!("{out}");
+            return (status.code().unwrap_or(-1), out);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("vmtest did not finish within {limit:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+#[ignore = "boots full Debian guests under qemu (minutes under TCG): make vmtest-e2e"]
+fn basic_passes_through_qemu() {
+    let (code, out) = run_vmtest(&["basic"], Duration::from_secs(2700));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("basic ") && l.contains("PASS")),
+        "{out}"
+    );
+}
+
+#[test]
+#[ignore = "boots full Debian guests under qemu (minutes under TCG): make vmtest-e2e"]
+fn basic_lvm_passes_through_qemu() {
+    let (code, out) = run_vmtest(&["basic_lvm"], Duration::from_secs(2700));
+    assert_eq!(code, 0, "{out}");
+}
