@@ -13,7 +13,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use devices::virtio::net::{MAX_FRAME_LEN, SocketBackend, recv_frame, send_frame};
+use std::collections::VecDeque;
+
+use devices::virtio::net::{MAX_FRAME_LEN, SocketBackend, recv_frame};
 use libslirp_sys as sys;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
@@ -78,6 +80,7 @@ impl UserNet {
             filter,
             start: Instant::now(),
             pollfds: RefCell::new(Vec::new()),
+            to_guest: RefCell::new(ToGuest::default()),
             timers: RefCell::new(Vec::new()),
         });
         let slirp = Slirp::new(&state, hostname.as_deref())?;
@@ -127,6 +130,76 @@ struct State {
     start: Instant,
     pollfds: RefCell<Vec<libc::pollfd>>,
     timers: RefCell<Vec<*mut Timer>>,
+    to_guest: RefCell<ToGuest>,
+}
+
+/// Frames for the guest that did not fit in the socket yet. A slow guest (an emulated CPU
+/// reading a large HTTP download) would otherwise lose frames whenever libslirp sends a
+/// burst, and TCP would crawl through retransmissions. Bounded, after which frames drop
+/// as on a congested link.
+#[derive(Default)]
+struct ToGuest {
+    queue: VecDeque<Vec<u8>>,
+    bytes: usize,
+}
+
+const TO_GUEST_MAX_BYTES: usize = 16 << 20;
+
+/// One non-blocking send; `Ok(false)` if the socket is full.
+fn try_send(fd: RawFd, frame: &[u8]) -> std::io::Result<bool> {
+    // SAFETY: `frame` is valid for its length.
+    let r = unsafe { libc::send(fd, frame.as_ptr().cast(), frame.len(), libc::MSG_DONTWAIT) };
+    if r >= 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+impl State {
+    /// Sends a frame to the guest, queueing it behind earlier ones if the socket is full.
+    fn to_guest(&self, frame: &[u8]) {
+        let mut q = self.to_guest.borrow_mut();
+        if q.queue.is_empty() {
+            match try_send(self.net.as_raw_fd(), frame) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!("usernet: frame to the guest lost: {e}");
+                    return;
+                }
+            }
+        }
+        if q.bytes + frame.len() > TO_GUEST_MAX_BYTES {
+            tracing::debug!("usernet: guest not reading; dropping a frame");
+            return;
+        }
+        q.bytes += frame.len();
+        q.queue.push_back(frame.to_vec());
+    }
+
+    /// Sends queued frames until the socket is full again.
+    fn flush_to_guest(&self) {
+        let mut q = self.to_guest.borrow_mut();
+        while let Some(f) = q.queue.front() {
+            match try_send(self.net.as_raw_fd(), f) {
+                Ok(true) => {
+                    let n = f.len();
+                    q.queue.pop_front();
+                    q.bytes -= n;
+                }
+                Ok(false) => break,
+                Err(_) => {
+                    q.queue.clear();
+                    q.bytes = 0;
+                }
+            }
+        }
+    }
 }
 
 impl State {
@@ -265,7 +338,7 @@ fn guest_frame(slirp: &Slirp, state: &State, frame: &[u8]) {
         Verdict::Drop => tracing::trace!("usernet: dropped a guest frame"),
         Verdict::Reject => {
             if let Some(rst) = filter::tcp_reset_for(frame) {
-                let _ = send_frame(state.net.as_raw_fd(), &rst);
+                state.to_guest(&rst);
             }
         }
     }
@@ -278,9 +351,14 @@ fn run(slirp: Slirp, state: Box<State>, stop: EventFd) {
         {
             let mut p = state.pollfds.borrow_mut();
             p.clear();
+            let backlog = !state.to_guest.borrow().queue.is_empty();
             p.push(libc::pollfd {
                 fd: net_fd,
-                events: libc::POLLIN,
+                events: if backlog {
+                    libc::POLLIN | libc::POLLOUT
+                } else {
+                    libc::POLLIN
+                },
                 revents: 0,
             });
             p.push(libc::pollfd {
@@ -332,6 +410,9 @@ fn run(slirp: Slirp, state: Box<State>, stop: EventFd) {
             )
         };
         fire_timers(&state);
+        if net_ev & libc::POLLOUT != 0 {
+            state.flush_to_guest();
+        }
         if net_ev & libc::POLLIN != 0 {
             loop {
                 match recv_frame(net_fd, &mut buf) {
@@ -404,9 +485,7 @@ unsafe extern "C" fn cb_send_packet(buf: *const c_void, len: usize, opaque: *mut
             std::slice::from_raw_parts(buf as *const u8, len),
         )
     };
-    if let Err(e) = send_frame(st.net.as_raw_fd(), frame) {
-        tracing::debug!("usernet: frame to the guest lost: {e}");
-    }
+    st.to_guest(frame);
     len as isize
 }
 
@@ -484,4 +563,53 @@ unsafe extern "C" fn cb_get_revents(idx: c_int, opaque: *mut c_void) -> c_int {
         .ok()
         .and_then(|i| p.get(i))
         .map_or(0, |pfd| from_poll_events(pfd.revents))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_for_a_slow_guest_queue_instead_of_dropping() {
+        let (mut guest, net) = SocketBackend::pair().unwrap();
+        let state = State {
+            net,
+            filter: HostFilter::new(&[], vec![]),
+            start: Instant::now(),
+            pollfds: RefCell::new(Vec::new()),
+            timers: RefCell::new(Vec::new()),
+            to_guest: RefCell::new(ToGuest::default()),
+        };
+        const N: u32 = 3000; // well beyond what the socket buffer holds
+        for i in 0..N {
+            let mut f = vec![0u8; 1514];
+            f[..4].copy_from_slice(&i.to_le_bytes());
+            state.to_guest(&f);
+        }
+        assert!(
+            !state.to_guest.borrow().queue.is_empty(),
+            "socket never filled up"
+        );
+        let mut buf = vec![0u8; 2048];
+        let mut next = 0u32;
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        while next < N {
+            assert!(
+                Instant::now() < deadline,
+                "only {next} of {N} frames arrived"
+            );
+            use devices::virtio::net::NetBackend;
+            while let Some(n) = guest.recv(&mut buf).unwrap() {
+                assert_eq!(n, 1514);
+                assert_eq!(
+                    u32::from_le_bytes(buf[..4].try_into().unwrap()),
+                    next,
+                    "order"
+                );
+                next += 1;
+            }
+            state.flush_to_guest();
+        }
+        assert_eq!(state.to_guest.borrow().bytes, 0);
+    }
 }
