@@ -91,11 +91,9 @@ pub fn extract_tar<R: Read>(r: R, dest: &Path, max_bytes: u64) -> anyhow::Result
                 .components()
             {
                 cur.push(c);
-                if let Ok(md) = std::fs::symlink_metadata(&cur) {
-                    if !md.is_dir() {
-                        bad = true;
-                        break;
-                    }
+                if std::fs::symlink_metadata(&cur).is_ok_and(|md| !md.is_dir()) {
+                    bad = true;
+                    break;
                 }
             }
             if bad {
