@@ -27,3 +27,4 @@ pub mod settings;
 pub mod userdata;
 pub mod verdict;
 pub mod workdir;
+pub mod bootinfo;
