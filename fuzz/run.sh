@@ -25,7 +25,7 @@ for t in $targets; do
     timeout $((secs + 120)) cargo fuzz run --target-dir "$target_dir" "$t" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         >"$log" 2>&1 || status=$?
-    grep -E "^(#[0-9]+ +DONE|==[0-9]+==|SUMMARY|stat::number_of_executed_units)" "$log" || true
+    grep -E "^(#[0-9]+[[:space:]]+DONE|==[0-9]+==|SUMMARY|stat::number_of_executed_units)" "$log" || true
     if [ "$status" -ne 0 ]; then
         tail -40 "$log" >&2
         echo "fuzz target $t failed (exit $status); full log: $log" >&2
