@@ -95,6 +95,12 @@ pub trait Backend: Send + Sync {
     /// Runs one phase to its end. An `Err` means the VM could not run at all
     /// (missing program, bad disk), not that the guest failed.
     fn run_phase(&self, spec: &PhaseSpec) -> anyhow::Result<PhaseResult>;
+    /// Whether the boot phase goes through firmware and the installed boot loader. When
+    /// not, the runner finds the kernel, initrd and command line grub would boot on the
+    /// installed disks and boots them directly.
+    fn boots_firmware(&self) -> bool {
+        true
+    }
 }
 
 /// The builtin microVM. Its boot, serial console and exits exist, but virtio disks and
@@ -104,6 +110,10 @@ pub struct BuiltinBackend;
 impl Backend for BuiltinBackend {
     fn name(&self) -> String {
         "builtin".into()
+    }
+
+    fn boots_firmware(&self) -> bool {
+        false
     }
 
     fn run_phase(&self, spec: &PhaseSpec) -> anyhow::Result<PhaseResult> {
@@ -123,13 +133,18 @@ impl Backend for BuiltinBackend {
 pub struct FakeBackend {
     #[allow(clippy::type_complexity)]
     pub phase: Arc<dyn Fn(&PhaseSpec) -> anyhow::Result<PhaseResult> + Send + Sync>,
+    /// Play a firmware-less VMM (boot phase booted directly).
+    pub direct_boot: bool,
 }
 
 impl FakeBackend {
     pub fn new(
         f: impl Fn(&PhaseSpec) -> anyhow::Result<PhaseResult> + Send + Sync + 'static,
     ) -> Self {
-        FakeBackend { phase: Arc::new(f) }
+        FakeBackend {
+            phase: Arc::new(f),
+            direct_boot: false,
+        }
     }
 }
 
@@ -139,6 +154,9 @@ impl Backend for FakeBackend {
     }
     fn run_phase(&self, spec: &PhaseSpec) -> anyhow::Result<PhaseResult> {
         (self.phase)(spec)
+    }
+    fn boots_firmware(&self) -> bool {
+        !self.direct_boot
     }
 }
 

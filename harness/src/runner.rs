@@ -465,9 +465,31 @@ fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult) -> TestRes
         block_size: 512,
         read_only: true,
     });
+    let boot_method = if ctx.backend.boots_firmware() {
+        Boot::Firmware { uefi: v.uefi }
+    } else {
+        let disks: Vec<(PathBuf, u32)> = install_disks[..n_storage]
+            .iter()
+            .map(|d| (d.path.clone(), d.block_size))
+            .collect();
+        let entry = try_or!(
+            crate::bootinfo::find_boot(&disks, &w.boot()),
+            Status::Fail,
+            "finding the installed kernel"
+        );
+        say(&format!(
+            "boot: direct boot of {} ({})",
+            entry.cmdline, entry.source
+        ));
+        Boot::Direct {
+            kernel: entry.kernel,
+            initrd: entry.initrd,
+            cmdline: format!("{} panic=-1", entry.cmdline),
+        }
+    };
     let boot = PhaseSpec {
         name: "boot".into(),
-        boot: Boot::Firmware { uefi: v.uefi },
+        boot: boot_method,
         disks: boot_disks,
         nics,
         memory_mib,

@@ -465,3 +465,69 @@ fn summary_and_junit() {
         "{x}"
     );
 }
+
+/// A firmware-less backend (the builtin microVM) boots what grub would: the runner reads
+/// grub.cfg, the kernel and the initrd from the installed disk on the host.
+#[test]
+fn direct_boot_uses_the_installed_grub_entry() {
+    let env = Env::new();
+    let s = env.settings(&[]);
+    let seen = Arc::new(Mutex::new(None));
+    let seen2 = seen.clone();
+    let mut b = FakeBackend::new(move |spec| {
+        if spec.name == "install" {
+            // "Install": an msdos disk whose first partition is an ext4 root with /boot.
+            let tree = spec.log_dir.join("tree");
+            std::fs::create_dir_all(tree.join("boot/grub")).unwrap();
+            std::fs::write(
+                tree.join("boot/grub/grub.cfg"),
+                "menuentry 'Debian' {\n linux /boot/vmlinuz-6.1 root=UUID=1234 ro console=ttyS0\n initrd /boot/initrd.img-6.1\n}\n",
+            )
+            .unwrap();
+            std::fs::write(tree.join("boot/vmlinuz-6.1"), b"K").unwrap();
+            std::fs::write(tree.join("boot/initrd.img-6.1"), b"I").unwrap();
+            let disk = &spec.disks[0].path;
+            let mut f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(disk)
+                .unwrap();
+            let mut mbr = mbrman::MBR::new_from(&mut f, 512, [9, 9, 9, 9]).unwrap();
+            mbr[1] = mbrman::MBRPartitionEntry {
+                boot: mbrman::BOOT_ACTIVE,
+                first_chs: mbrman::CHS::empty(),
+                sys: 0x83,
+                last_chs: mbrman::CHS::empty(),
+                starting_lba: 2048,
+                sectors: 40960,
+            };
+            mbr.write_into(&mut f).unwrap();
+            let ok = std::process::Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-E", "offset=1048576", "-d"])
+                .arg(&tree)
+                .arg(disk)
+                .arg("20M")
+                .status()
+                .expect("prerequisite missing: mkfs.ext4 (e2fsprogs)");
+            assert!(ok.success());
+            return good_guest(spec);
+        }
+        *seen2.lock().unwrap() = Some(spec.boot.clone());
+        good_guest(spec)
+    });
+    b.direct_boot = true;
+    let r = &run(&env, &s, b, &[env.test("direct")])[0];
+    assert_eq!(r.status, Status::Pass, "{:?}", r.errors);
+    match seen.lock().unwrap().clone().unwrap() {
+        harness::backend::Boot::Direct {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            assert_eq!(cmdline, "root=UUID=1234 ro console=ttyS0 panic=-1");
+            assert!(kernel.ends_with("boot/vmlinuz"), "{kernel:?}");
+            assert!(initrd.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+}
