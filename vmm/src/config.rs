@@ -21,7 +21,8 @@ pub struct VmConfig {
     /// CPUID features hidden from the guest on top of what KVM cannot offer.
     pub cpuid_mask: Vec<CpuFeature>,
     pub boot_path: BootPath,
-    /// Work around what KVM's instruction emulator cannot do (deliver int3). Only for
+    /// Complete the few simple instructions KVM's instruction emulator lacks (int3, fwait,
+    /// clac/stac; see `emulated_kvm`). Only for
     /// hosts where `host::probe_kvm()` finds KVM emulated; off by default.
     pub emulated_kvm_assist: bool,
     /// virtio-blk disks, in the order the guest enumerates them.

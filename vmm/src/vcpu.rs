@@ -154,12 +154,9 @@ impl Vcpu {
                 };
                 if suberror == kvm_bindings::KVM_INTERNAL_ERROR_EMULATION
                     && self.emulated_kvm_assist
-                    && emulated_kvm::deliver_int3(&self.fd, &self.mem)
+                    && let Some(done) = emulated_kvm::complete_instruction(&self.fd, &self.mem)
                 {
-                    tracing::debug!(
-                        vcpu = self.id,
-                        "delivered an int3 the KVM emulator could not"
-                    );
+                    tracing::debug!(vcpu = self.id, "completed a {done} KVM's emulator could not");
                     return Next::Continue;
                 }
                 let what = match suberror {
