@@ -60,3 +60,45 @@ fn basic_lvm_passes_through_qemu() {
     let (code, out) = run_vmtest(&["basic_lvm"], Duration::from_secs(2700));
     assert_eq!(code, 0, "{out}");
 }
+
+/// A real kernel that cannot find its root panics; with `panic=-1` and `-no-reboot` the
+/// VM ends at once and the phase is a crash carrying the panic line, long before the
+/// timeout.
+#[test]
+#[ignore = "needs the real image (IMAGE_DIR): make vmtest-e2e"]
+fn real_kernel_panic_ends_the_phase_at_once() {
+    use harness::backend::qemu::QemuBackend;
+    use harness::backend::{Backend, Boot, Outcome, PhaseSpec};
+    let dir = std::env::var_os("IMAGE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/srv/images".into());
+    let store = images::ImageStore::open(&dir).expect("image store");
+    let img = store
+        .find_newest("bookworm", "amd64")
+        .expect("an image: vmtest images build");
+    let d = tempfile::tempdir().unwrap();
+    let spec = PhaseSpec {
+        name: "panic".into(),
+        boot: Boot::Direct {
+            kernel: img.kernel.clone(),
+            initrd: None,
+            cmdline: "console=ttyS0 root=/dev/nonexistent panic=-1".into(),
+        },
+        disks: vec![],
+        nics: vec![],
+        memory_mib: 512,
+        vcpus: 1,
+        serial_log: d.path().join("serial.log"),
+        log_dir: d.path().to_path_buf(),
+        timeout: Duration::from_secs(300),
+        interactive: false,
+    };
+    let q = QemuBackend::detect().unwrap();
+    let r = q.run_phase(&spec).unwrap();
+    match &r.outcome {
+        Outcome::Crash(why) => assert!(why.contains("Kernel panic"), "{why}"),
+        other => panic!("expected a crash, got {other:?}"),
+    }
+    println!("panic detected after {:.1}s", r.wall.as_secs_f64());
+    assert!(r.wall < Duration::from_secs(290));
+}
