@@ -201,9 +201,30 @@ fn run_tests(
     }
     let settings = Settings::from_env().map_err(|e| anyhow::anyhow!(e))?;
     if settings.image_sync {
+        // No MAAS mirror is reachable: "sync" keeps the store tidy (IMAGES_TO_KEEP per
+        // release) and checks that every selected release has an image.
+        let store = images::ImageStore::open(&settings.image_dir)?;
+        let rep = store.prune(settings.images_to_keep as usize)?;
         eprintln!(
-            "vmtest: CURTIN_VMTEST_IMAGE_SYNC is set: images are built by `vmtest images build` (no MAAS mirror is reachable); using the store as it is"
+            "vmtest: image sync: kept {}, removed {}, in use {} (IMAGES_TO_KEEP={})",
+            rep.kept.len(),
+            rep.removed.len(),
+            rep.in_use.len(),
+            settings.images_to_keep
         );
+        for t in &tests {
+            if !store.has_valid(&t.vmtest.release, &t.vmtest.arch)? {
+                anyhow::bail!(
+                    "{}: no image for {}/{} in {}: run `vmtest images build --release {} --arch {}`",
+                    t.name,
+                    t.vmtest.release,
+                    t.vmtest.arch,
+                    settings.image_dir.display(),
+                    t.vmtest.release,
+                    t.vmtest.arch
+                );
+            }
+        }
     }
     settings.prepare_topdir().map_err(|e| anyhow::anyhow!(e))?;
     let progress = Progress::new(Some(&settings.log), false);
