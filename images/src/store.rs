@@ -850,6 +850,27 @@ impl BuildSlot {
         if let Ok(d) = fs::File::open(&arch_dir) {
             let _ = d.sync_all();
         }
+        // The builder just hashed every item: record that, so the first look-up need not
+        // hash hundreds of megabytes again.
+        let mut cache = BTreeMap::new();
+        for item in index.items.values() {
+            let p = dest.join(&item.path);
+            if let Ok(meta) = fs::metadata(&p) {
+                cache.insert(
+                    p.to_string_lossy().into_owned(),
+                    CacheEntry {
+                        size: meta.len(),
+                        mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+                        ino: meta.ino(),
+                        sha256: item.sha256.to_ascii_lowercase(),
+                    },
+                );
+            }
+        }
+        let id = sanitize(&format!("vmtest-{}-{}-{version}", self.release, self.arch));
+        if let Ok(text) = serde_json::to_string(&cache) {
+            let _ = fs::write(self.store.locks_dir().join(format!("{id}.verified")), text);
+        }
         drop(_store);
         // The build is complete: its scratch space (the root tree, logs) goes.
         remove_tree(&self.staging)?;

@@ -58,9 +58,9 @@ fn microvm_finds_virtio_mmio_through_acpi_and_powers_off() {
 fn boot(machine: Machine, root: Root) {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let store = ImageStore::from_env().unwrap();
-    let image = store.find_newest("bookworm", "amd64").unwrap_or_else(|e| {
-        panic!("{e}\n(`make test-images` builds the image first)")
-    });
+    let image = store
+        .find_newest("bookworm", "amd64")
+        .unwrap_or_else(|e| panic!("{e}\n(`make test-images` builds the image first)"));
     let qemu = "qemu-system-x86_64";
     assert!(
         Command::new(qemu).arg("--version").output().is_ok(),
@@ -68,7 +68,11 @@ fn boot(machine: Machine, root: Root) {
     );
 
     let tmp = tempfile::tempdir().unwrap();
-    let nonce = format!("{}-{}", std::process::id(), tmp.path().display().to_string().len());
+    let nonce = format!(
+        "{}-{}",
+        std::process::id(),
+        tmp.path().display().to_string().len()
+    );
     // The guest computes part of the marker, so seeing it proves the script ran.
     let marker = format!("VMTEST-MARKER-42-{nonce}");
     let user_data = format!(
@@ -81,7 +85,10 @@ fn boot(machine: Machine, root: Root) {
     );
     let seed = tmp.path().join("seed.img");
     seed::SeedImage::new()
-        .file("meta-data", "instance-id: iid-vmtest-images-boot\nlocal-hostname: vmtest-boot\n")
+        .file(
+            "meta-data",
+            "instance-id: iid-vmtest-images-boot\nlocal-hostname: vmtest-boot\n",
+        )
         .file("user-data", user_data)
         .write_vfat(&seed)
         .unwrap();
@@ -90,7 +97,11 @@ fn boot(machine: Machine, root: Root) {
         Machine::Pc => ("virtio-blk-pci", "virtio-net-pci"),
         Machine::Microvm => ("virtio-blk-device", "virtio-net-device"),
     };
-    let mut append = vec!["console=ttyS0".to_string(), "overlayroot=tmpfs".into(), "ro".into()];
+    let mut append = vec![
+        "console=ttyS0".to_string(),
+        "overlayroot=tmpfs".into(),
+        "ro".into(),
+    ];
     let mut server = None;
     match root {
         Root::Disk => append.push(format!("root=squash:serial={SQUASH_SERIAL}")),
@@ -115,30 +126,45 @@ fn boot(machine: Machine, root: Root) {
     };
     let log = tmp.path().join("serial.log");
     let mut cmd = Command::new(qemu);
-    cmd.args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
-        .args(["-machine", &machine_arg, "-m", "2048", "-smp", "1"])
-        .arg("-kernel")
-        .arg(&image.kernel)
-        .arg("-initrd")
-        .arg(&image.initrd)
-        .args(["-append", &append.join(" ")])
-        .arg("-drive")
-        .arg(format!("file={},if=none,id=seed,format=raw,readonly=on", seed.display()))
-        .args(["-device", &format!("{blk},drive=seed,serial=cidata")])
-        .args(["-netdev", "user,id=n0"])
-        .args(["-device", &format!("{net},netdev=n0,mac={MAC}")])
-        .arg("-serial")
-        .arg(format!("file:{}", log.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ])
+    .args(["-machine", &machine_arg, "-m", "2048", "-smp", "1"])
+    .arg("-kernel")
+    .arg(&image.kernel)
+    .arg("-initrd")
+    .arg(&image.initrd)
+    .args(["-append", &append.join(" ")])
+    .arg("-drive")
+    .arg(format!(
+        "file={},if=none,id=seed,format=raw,readonly=on",
+        seed.display()
+    ))
+    .args(["-device", &format!("{blk},drive=seed,serial=cidata")])
+    .args(["-netdev", "user,id=n0"])
+    .args(["-device", &format!("{net},netdev=n0,mac={MAC}")])
+    .arg("-serial")
+    .arg(format!("file:{}", log.display()))
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     if let Machine::Pc = machine {
         cmd.args(["-device", "virtio-rng-pci"]);
     }
     if let Root::Disk = root {
         cmd.arg("-drive")
-            .arg(format!("file={},if=none,id=root,format=raw,readonly=on", image.squashfs.display()))
-            .args(["-device", &format!("{blk},drive=root,serial={SQUASH_SERIAL}")]);
+            .arg(format!(
+                "file={},if=none,id=root,format=raw,readonly=on",
+                image.squashfs.display()
+            ))
+            .args([
+                "-device",
+                &format!("{blk},drive=root,serial={SQUASH_SERIAL}"),
+            ]);
     }
 
     let start = Instant::now();
@@ -161,20 +187,35 @@ fn boot(machine: Machine, root: Root) {
         let _ = e.read_to_string(&mut qemu_err);
     }
     let serial = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
-    let tail: String = serial.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-    let ctx = format!("{machine:?}/{root:?}: qemu stderr: {qemu_err}\n--- last serial lines ---\n{tail}");
+    let tail: String = serial
+        .lines()
+        .rev()
+        .take(40)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ctx =
+        format!("{machine:?}/{root:?}: qemu stderr: {qemu_err}\n--- last serial lines ---\n{tail}");
 
     let Some(status) = status else {
         panic!("guest did not power off within {BOOT_TIMEOUT:?}\n{ctx}");
     };
     assert!(!serial.contains("Kernel panic"), "kernel panic\n{ctx}");
     assert!(status.success(), "qemu exited with {status}\n{ctx}");
-    assert!(serial.contains(&marker), "marker {marker} not on the serial console\n{ctx}");
+    assert!(
+        serial.contains(&marker),
+        "marker {marker} not on the serial console\n{ctx}"
+    );
     assert!(
         serial.contains("Datasource DataSourceNoCloud"),
         "cloud-init did not report the NoCloud datasource\n{ctx}"
     );
-    assert!(serial.contains("reboot: Power down"), "guest did not power off (rebooted?)\n{ctx}");
+    assert!(
+        serial.contains("reboot: Power down"),
+        "guest did not power off (rebooted?)\n{ctx}"
+    );
     if let Root::Disk = root {
         assert!(serial.contains(&format!("serial {SQUASH_SERIAL}")), "{ctx}");
     }
@@ -219,9 +260,14 @@ fn serve_file(path: &Path) -> (u16, std::thread::JoinHandle<()>) {
                 let _ = conn.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
                 continue;
             }
-            let Ok(mut f) = std::fs::File::open(&path) else { continue };
+            let Ok(mut f) = std::fs::File::open(&path) else {
+                continue;
+            };
             let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-            let _ = write!(conn, "HTTP/1.0 200 OK\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\n\r\n");
+            let _ = write!(
+                conn,
+                "HTTP/1.0 200 OK\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\n\r\n"
+            );
             let _ = std::io::copy(&mut f, &mut conn);
         }
     });
