@@ -137,10 +137,6 @@ pub fn select(dir: &Path, patterns: &[String]) -> anyhow::Result<Vec<TestConfig>
         .collect())
 }
 
-/// Whether the builtin VMM can run whole tests yet (virtio disks and NICs).
-pub const BUILTIN_READY: Result<(), &str> =
-    Err("the builtin VMM has no virtio-blk/virtio-net devices yet");
-
 /// Which backend runs `test` under `--vmm`, and why (printed).
 pub fn choose(vmm: VmmChoice, test: &TestConfig) -> (VmmChoice, String) {
     match vmm {
@@ -151,8 +147,6 @@ pub fn choose(vmm: VmmChoice, test: &TestConfig) -> (VmmChoice, String) {
                 (VmmChoice::Qemu, why)
             } else if let Err(why) = crate::backend::kvm_status() {
                 (VmmChoice::Qemu, why)
-            } else if let Err(why) = BUILTIN_READY {
-                (VmmChoice::Qemu, why.into())
             } else {
                 (
                     VmmChoice::Builtin,

@@ -365,6 +365,7 @@ fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult) -> TestRes
         vcpus,
         serial_log: w.logs().join("install-serial.log"),
         log_dir: w.logs(),
+        host_ports: vec![http.port()],
         timeout: v
             .timeouts
             .install
@@ -496,6 +497,7 @@ fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult) -> TestRes
         vcpus,
         serial_log: w.logs().join("boot-serial.log"),
         log_dir: w.logs(),
+        host_ports: Vec::new(),
         timeout: v
             .timeouts
             .boot

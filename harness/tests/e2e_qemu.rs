@@ -91,6 +91,7 @@ fn real_kernel_panic_ends_the_phase_at_once() {
         serial_log: d.path().join("serial.log"),
         log_dir: d.path().to_path_buf(),
         timeout: Duration::from_secs(300),
+        host_ports: vec![],
         interactive: false,
     };
     let q = QemuBackend::detect().unwrap();
