@@ -10,7 +10,9 @@ use probes::{Action, Report};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn qemu(machine: &str, cpus: u32) -> (bool, String) {
+/// Runs qemu with the PVH probe and `extra` arguments under the hard limit; returns
+/// whether it exited successfully and what it printed.
+fn run_qemu(machine: &str, cpus: u32, append: &str, extra: &[&str]) -> (bool, String) {
     let mut child = Command::new("qemu-system-x86_64")
         .args([
             "-M",
@@ -31,10 +33,10 @@ fn qemu(machine: &str, cpus: u32) -> (bool, String) {
             "-kernel",
         ])
         .arg(probes::pvh_elf())
-        .args([
-            "-append",
-            &probes::cmdline(Action::PowerOff, Some(cpus), &["PNP0501"]),
-        ])
+        .args(["-append", append])
+        // qemu's virtio-mmio defaults to the legacy (version 1) interface.
+        .args(["-global", "virtio-mmio.force-legacy=false"])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -71,6 +73,11 @@ fn qemu(machine: &str, cpus: u32) -> (bool, String) {
         "qemu -M {machine} hit the {LIMIT:?} limit:\n{out}\n{err}"
     );
     (status.unwrap().success(), format!("{out}{err}"))
+}
+
+fn qemu(machine: &str, cpus: u32) -> (bool, String) {
+    let append = probes::cmdline(Action::PowerOff, Some(cpus), &["PNP0501"]);
+    run_qemu(machine, cpus, &append, &[])
 }
 
 fn check(machine: &str, cpus: u32) {
@@ -117,38 +124,23 @@ fn virtio_blk_probe_under_qemu_microvm() {
             if ro { ",readonly=on" } else { "" }
         )
     };
-    let mut child = Command::new("qemu-system-x86_64")
-        .args(["-M", "microvm", "-accel", "tcg", "-m", "128", "-nographic", "-nodefaults"])
-        .args(["-no-reboot", "-serial", "stdio", "-kernel"])
-        .arg(probes::pvh_elf())
-        .args(["-append", "action=poweroff virtio=1 hids=LNRO0005"])
-        // qemu's virtio-mmio defaults to the legacy (version 1) interface.
-        .args(["-global", "virtio-mmio.force-legacy=false"])
-        .args(["-drive", &drive("d0", &target, false)])
-        .args(["-device", "virtio-blk-device,drive=d0,serial=target-disk"])
-        .args(["-drive", &drive("d1", &seed, true)])
-        .args(["-device", "virtio-blk-device,drive=d1,serial=cidata-seed,logical_block_size=4096,physical_block_size=4096"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("qemu-system-x86_64 is needed for this test: apt-get install qemu-system-x86");
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("qemu hit the {LIMIT:?} limit");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let (d0, d1) = (drive("d0", &target, false), drive("d1", &seed, true));
+    let (ok, out) = run_qemu(
+        "microvm",
+        1,
+        "action=poweroff virtio=1 hids=LNRO0005",
+        &[
+            "-drive",
+            &d0,
+            "-device",
+            "virtio-blk-device,drive=d0,serial=target-disk",
+            "-drive",
+            &d1,
+            "-device",
+            "virtio-blk-device,drive=d1,serial=cidata-seed,logical_block_size=4096,physical_block_size=4096",
+        ],
+    );
+    assert!(ok, "{out}");
     let written = std::fs::read(&target).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(Report::parse(&out).unwrap().passed(), "{out}");
@@ -187,33 +179,28 @@ fn virtio_blk_probe_under_qemu_microvm() {
 fn virtio_net_probe_under_qemu_microvm() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut child = Command::new("qemu-system-x86_64")
-        .args(["-M", "microvm", "-accel", "tcg", "-m", "128", "-nographic", "-nodefaults"])
-        .args(["-no-reboot", "-serial", "stdio", "-kernel"])
-        .arg(probes::pvh_elf())
-        .args(["-append", &format!("action=poweroff virtio=1 net-allow={port}")])
-        .args(["-global", "virtio-mmio.force-legacy=false"])
-        .args(["-netdev", "user,id=n0"])
-        .args(["-device", "virtio-net-device,netdev=n0,mac=52:54:00:12:34:01"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("qemu-system-x86_64 is needed for this test: apt-get install qemu-system-x86");
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("qemu hit the {LIMIT:?} limit");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let (ok, out) = run_qemu(
+        "microvm",
+        1,
+        &format!("action=poweroff virtio=1 net-allow={port}"),
+        &[
+            "-netdev",
+            "user,id=n0",
+            "-device",
+            "virtio-net-device,netdev=n0,mac=52:54:00:12:34:01",
+        ],
+    );
+    assert!(ok, "{out}");
     assert!(Report::parse(&out).unwrap().passed(), "{out}");
-    let net = out.lines().find(|l| l.starts_with("PROBE net ")).unwrap_or_else(|| panic!("{out}"));
-    for want in ["mac=52:54:00:12:34:01", "dhcp=10.0.2.15", "tcp_allowed=open"] {
+    let net = out
+        .lines()
+        .find(|l| l.starts_with("PROBE net "))
+        .unwrap_or_else(|| panic!("{out}"));
+    for want in [
+        "mac=52:54:00:12:34:01",
+        "dhcp=10.0.2.15",
+        "tcp_allowed=open",
+    ] {
         assert!(net.contains(want), "{want} missing: {net}");
     }
 }
