@@ -7,7 +7,10 @@ use std::net::Ipv4Addr;
 use usernet::filter::{HostFilter, Verdict, tcp_reset_for};
 
 fuzz_target!(|frame: &[u8]| {
-    let f = HostFilter::new(&[8080, 443], vec![Ipv4Addr::LOCALHOST, Ipv4Addr::new(192, 168, 1, 2)]);
+    let f = HostFilter::new(
+        &[8080, 443],
+        vec![Ipv4Addr::LOCALHOST, Ipv4Addr::new(192, 168, 1, 2)],
+    );
     if f.check(frame) == Verdict::Reject {
         let rst = tcp_reset_for(frame).expect("a rejected frame is a TCP segment");
         assert_eq!(rst.len(), 54);

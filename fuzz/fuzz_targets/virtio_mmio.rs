@@ -22,11 +22,19 @@ fn image() -> &'static std::path::PathBuf {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mem = devices::virtio::GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x1_0000)]).unwrap();
+    let mem =
+        devices::virtio::GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x1_0000)]).unwrap();
     let mut cfg = BlockConfig::new(image());
     cfg.read_only = true; // shared lock: every iteration may open it
     let blk = Arc::new(Mutex::new(Block::new(cfg.open().unwrap()).unwrap()));
-    let mut t = MmioTransport::new(blk, mem, Arc::new(CountingInterrupt::default()), 0xd000_0000, 5).unwrap();
+    let mut t = MmioTransport::new(
+        blk,
+        mem,
+        Arc::new(CountingInterrupt::default()),
+        0xd000_0000,
+        5,
+    )
+    .unwrap();
     for op in data.chunks_exact(7) {
         let offset = u64::from(u16::from_le_bytes([op[0], op[1]]) & 0x1fff);
         let width = [1usize, 2, 4, 8][usize::from(op[2] & 3)];

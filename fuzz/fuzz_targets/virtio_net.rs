@@ -31,10 +31,13 @@ fuzz_target!(|data: &[u8]| {
         rest = b;
         a
     };
-    mem.write_slice(take(table), GuestAddress(rxq.desc_table)).unwrap();
-    mem.write_slice(take(ring), GuestAddress(rxq.avail)).unwrap();
+    mem.write_slice(take(table), GuestAddress(rxq.desc_table))
+        .unwrap();
+    mem.write_slice(take(ring), GuestAddress(rxq.avail))
+        .unwrap();
     mem.write_slice(take(table), GuestAddress(TX_BASE)).unwrap();
-    mem.write_slice(take(ring), GuestAddress(TX_BASE + 0x100)).unwrap();
+    mem.write_slice(take(ring), GuestAddress(TX_BASE + 0x100))
+        .unwrap();
     let body = take(MEM_SIZE - 0x1000);
     mem.write_slice(body, GuestAddress(0x1000)).unwrap();
 

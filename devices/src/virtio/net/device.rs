@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use virtio_queue::desc::split::Descriptor;
-use virtio_queue::{DescriptorChain, Queue, QueueT};
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestMemoryBackend};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
@@ -103,6 +103,15 @@ pub(crate) struct Active {
     pub(crate) tx: Queue,
 }
 
+/// What TX processing stopped on; both carry the number of chains completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxState {
+    /// The TX queue is empty.
+    Done(usize),
+    /// The backend is full; wait for its fd to become writable, then call `process_tx`.
+    BackendFull(usize),
+}
+
 /// What RX processing stopped on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RxState {
@@ -125,7 +134,12 @@ pub struct Net {
     pub(crate) active: Option<Active>,
     rx_frame: Vec<u8>,
     rx_pending: Option<usize>,
-    pub(crate) backend_watched: bool,
+    /// Event set the backend fd is registered with (`None`: not registered).
+    pub(crate) backend_watch: Option<event_manager::EventSet>,
+    /// RX wants backend readability (false while the guest has no RX buffers).
+    pub(crate) rx_wants_backend: bool,
+    /// TX waits for the backend to become writable.
+    pub(crate) tx_blocked: bool,
     pub stats: NetStats,
 }
 
@@ -145,7 +159,9 @@ impl Net {
             active: None,
             rx_frame: vec![0u8; MAX_FRAME_LEN],
             rx_pending: None,
-            backend_watched: false,
+            backend_watch: None,
+            rx_wants_backend: true,
+            tx_blocked: false,
             stats: NetStats::default(),
         })
     }
@@ -158,24 +174,36 @@ impl Net {
         self.active.is_some()
     }
 
-    /// Sends every frame the guest queued on TX. Returns the number of chains consumed.
-    pub fn process_tx(&mut self) -> usize {
+    /// Sends every frame the guest queued on TX, until the queue is empty or the backend is
+    /// full (then the pending chain stays on the queue for [`Net::process_tx`] to retry once
+    /// the backend is writable).
+    pub fn process_tx(&mut self) -> TxState {
         let Some(a) = self.active.as_mut() else {
-            return 0;
+            return TxState::Done(0);
         };
         let mut frame = [0u8; NET_HDR_LEN + MAX_FRAME_LEN];
         let mut done = 0;
+        let mut state = None;
         while let Some(chain) = a.tx.pop_descriptor_chain(&a.mem) {
             let head = chain.head_index();
             match gather_tx(&a.mem, chain, &mut frame) {
                 Some(len) => {
                     let payload = &frame[NET_HDR_LEN..len];
-                    if let Err(e) = self.backend.send(payload) {
-                        tracing::warn!("virtio-net {}: backend send failed: {e}", self.mac);
-                        self.stats.tx_dropped += 1;
-                    } else {
-                        self.stats.tx_frames += 1;
-                        self.stats.tx_bytes += payload.len() as u64;
+                    match self.backend.send(payload) {
+                        Ok(true) => {
+                            self.stats.tx_frames += 1;
+                            self.stats.tx_bytes += payload.len() as u64;
+                        }
+                        Ok(false) => {
+                            // Put the chain back; it is read again when the backend drains.
+                            a.tx.go_to_previous_position();
+                            state = Some(TxState::BackendFull(done));
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!("virtio-net {}: backend send failed: {e}", self.mac);
+                            self.stats.tx_dropped += 1;
+                        }
                     }
                 }
                 None => self.stats.tx_dropped += 1,
@@ -191,7 +219,7 @@ impl Net {
         {
             tracing::warn!("virtio-net: cannot interrupt the guest: {e}");
         }
-        done
+        state.unwrap_or(TxState::Done(done))
     }
 
     /// Moves frames from the backend into the guest's RX buffers until one side runs out.

@@ -7,7 +7,7 @@
 pub mod device;
 pub mod event_handler;
 
-pub use device::{MacAddr, Net, NetStats};
+pub use device::{MacAddr, Net, NetStats, TxState};
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -18,9 +18,10 @@ pub const MAX_FRAME_LEN: usize = 1518;
 
 /// Where a NIC's frames go. Implementations must be non-blocking.
 pub trait NetBackend: Send {
-    /// Sends one Ethernet frame from the guest. A full backend may drop it (as a congested
-    /// link would); only a broken backend returns an error.
-    fn send(&mut self, frame: &[u8]) -> io::Result<()>;
+    /// Sends one Ethernet frame from the guest. `Ok(false)` means the backend is full and
+    /// did not take the frame: the device keeps it on the queue and waits for the backend's
+    /// fd to become writable. Only a broken backend returns an error.
+    fn send(&mut self, frame: &[u8]) -> io::Result<bool>;
     /// Receives one frame for the guest into `buf`; `Ok(None)` when none is pending.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>>;
     /// Readable when frames are pending.
@@ -77,18 +78,18 @@ impl SocketBackend {
     }
 }
 
-/// Sends one message on a non-blocking socket; a full socket drops the frame.
-pub fn send_frame(fd: RawFd, frame: &[u8]) -> io::Result<()> {
+/// Sends one message on a non-blocking socket; `Ok(false)` if the socket is full.
+pub fn send_frame(fd: RawFd, frame: &[u8]) -> io::Result<bool> {
     // SAFETY: `frame` is a valid buffer for its length.
     let r = unsafe { libc::send(fd, frame.as_ptr().cast(), frame.len(), libc::MSG_DONTWAIT) };
     if r < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::WouldBlock {
-            return Ok(()); // congestion: drop, as a link would
+            return Ok(false);
         }
         return Err(e);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Receives one message from a non-blocking socket; `Ok(None)` if none is pending.
@@ -124,7 +125,7 @@ pub fn recv_frame(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
 }
 
 impl NetBackend for SocketBackend {
-    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+    fn send(&mut self, frame: &[u8]) -> io::Result<bool> {
         send_frame(self.fd.as_raw_fd(), frame)
     }
 

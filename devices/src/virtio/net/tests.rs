@@ -152,7 +152,7 @@ fn tx_sends_the_frame_without_the_header() {
         0,
     )
     .unwrap();
-    assert_eq!(f.net.process_tx(), 1);
+    assert_eq!(f.net.process_tx(), TxState::Done(1));
     assert_eq!(peer_recv(&f).unwrap(), fr);
     assert_eq!(tx.used().idx().load(), 1);
     assert_eq!(f.irq.count(), 1);
@@ -183,7 +183,7 @@ fn hostile_tx_chains_are_dropped() {
         let mem = f.mem.clone();
         let (_rx, tx) = activate(&mut f, &mem);
         tx.add_desc_chains(&linked(&descs, 0), 0).unwrap();
-        assert_eq!(f.net.process_tx(), 1, "{what}");
+        assert_eq!(f.net.process_tx(), TxState::Done(1), "{what}");
         assert!(peer_recv(&f).is_none(), "{what}: something was sent");
         assert_eq!(f.net.stats.tx_dropped, 1, "{what}");
         assert_eq!(tx.used().idx().load(), 1, "{what}: chain not returned");
@@ -198,7 +198,7 @@ fn hostile_tx_chains_are_dropped() {
         RawDescriptor::from(SplitDescriptor::new(BUF, 100, VRING_DESC_F_NEXT, 0)),
     ];
     tx.add_desc_chains(&looped, 0).unwrap();
-    assert_eq!(f.net.process_tx(), 1);
+    assert_eq!(f.net.process_tx(), TxState::Done(1));
     assert!(peer_recv(&f).is_none_or(|fr| fr.len() <= MAX_FRAME_LEN));
     assert_eq!(tx.used().idx().load(), 1);
 }
@@ -345,4 +345,78 @@ fn peer_recv_fd(fd: &OwnedFd) -> Option<Vec<u8>> {
     recv_frame(fd.as_raw_fd(), &mut buf)
         .unwrap()
         .map(|n| buf[..n].to_vec())
+}
+
+/// A backend whose socket is already full, and the peer to drain it.
+fn full_backend() -> (SocketBackend, OwnedFd, usize) {
+    let (mut backend, peer) = SocketBackend::pair().unwrap();
+    let mut n = 0;
+    while backend.send(&[0u8; 1000]).unwrap() {
+        n += 1;
+    }
+    (backend, peer, n)
+}
+
+fn drain(peer: &OwnedFd) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(f) = peer_recv_fd(peer) {
+        out.push(f);
+    }
+    out
+}
+
+#[test]
+fn tx_waits_for_a_full_backend_instead_of_dropping() {
+    let (backend, peer, filler) = full_backend();
+    let mut f = fixture();
+    f.net = Net::new("52:54:00:aa:bb:cc".parse().unwrap(), Box::new(backend)).unwrap();
+    let mem = f.mem.clone();
+    let (_rx, tx) = activate(&mut f, &mem);
+    let fr = frame(60);
+    mem.write_slice(&fr, GuestAddress(BUF + 12)).unwrap();
+    tx.add_desc_chains(&linked(&[(BUF, 72, 0)], 0), 0).unwrap();
+    assert_eq!(f.net.process_tx(), TxState::BackendFull(0));
+    assert_eq!(tx.used().idx().load(), 0, "chain must stay with the device");
+    assert_eq!(f.net.stats.tx_dropped, 0);
+    let drained = drain(&peer);
+    assert_eq!(drained.len(), filler);
+    assert_eq!(f.net.process_tx(), TxState::Done(1));
+    assert_eq!(tx.used().idx().load(), 1);
+    assert_eq!(drain(&peer), vec![fr]);
+}
+
+#[test]
+fn event_manager_resumes_tx_when_the_backend_drains() {
+    let (backend, peer, filler) = full_backend();
+    let net = Net::new("52:54:00:aa:bb:cc".parse().unwrap(), Box::new(backend)).unwrap();
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let net = Arc::new(Mutex::new(net));
+    let mut em: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> =
+        EventManager::new().unwrap();
+    em.add_subscriber(net.clone());
+    let rx = MockSplitQueue::create(&mem, GuestAddress(RXQ), 16);
+    let tx = MockSplitQueue::create(&mem, GuestAddress(TXQ), 16);
+    let fr = frame(64);
+    mem.write_slice(&fr, GuestAddress(BUF + 12)).unwrap();
+    tx.add_desc_chains(&linked(&[(BUF, 12 + 64, 0)], 0), 0)
+        .unwrap();
+    let queues: Vec<Queue> = vec![rx.create_queue().unwrap(), tx.create_queue().unwrap()];
+    net.lock()
+        .unwrap()
+        .activate(
+            mem.clone(),
+            Arc::new(CountingVirtioInterrupt::default()),
+            queues,
+        )
+        .unwrap();
+    em.run_with_timeout(100).unwrap();
+    assert_eq!(tx.used().idx().load(), 0);
+    // Still full: the loop must idle, not spin on the writable check.
+    assert_eq!(em.run_with_timeout(50).unwrap(), 0);
+    assert_eq!(drain(&peer).len(), filler);
+    em.run_with_timeout(1000).unwrap();
+    assert_eq!(tx.used().idx().load(), 1);
+    assert_eq!(drain(&peer), vec![fr]);
+    // Back to idle: nothing fires with an empty, writable backend.
+    assert_eq!(em.run_with_timeout(50).unwrap(), 0);
 }
