@@ -6,7 +6,7 @@ VMTEST = target/release/vmtest
 # Last-resort bound on a whole test run; every VM-booting test has its own, far smaller one.
 TEST_TIMEOUT ?= 3600
 
-.PHONY: all build deps test lint check bench-boot test-linux doctor vmtest-deps vmtest
+.PHONY: all build deps test lint check bench-boot bench-blk fuzz test-linux doctor vmtest-deps vmtest
 
 all: build
 
@@ -30,6 +30,16 @@ check: lint test
 ## Side-by-side boot times: builtin vs qemu microvm vs qemu pc (same probe, medians).
 bench-boot: deps
 	$(CARGO) bench -p harness --bench boot
+
+## virtio-blk request path vs pread/pwrite, side by side (goal >= 80% of raw).
+bench-blk: deps
+	$(CARGO) bench -p devices --bench virtio_blk
+
+## Every guest-facing parser under cargo-fuzz for a bounded time each (FUZZ_SECONDS per
+## target); fails on any crash, timeout, OOM or leak.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 ## Opt-in and slow here: boot Debian's cloud kernel + a busybox initramfs on the builtin
 ## VMM (KVM is emulated on these hosts; see the README).

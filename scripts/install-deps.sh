@@ -13,7 +13,7 @@ need_root() {
 
 # Package -> why (the README repeats these).
 common=(
-    gcc binutils make
+    gcc g++ binutils make
     pkg-config libslirp-dev libglib2.0-dev
     qemu-system-x86
     acpica-tools
