@@ -195,9 +195,23 @@ fn run_tests(
     }
     let settings = Settings::from_env().map_err(|e| anyhow::anyhow!(e))?;
     if settings.image_sync {
-        // No MAAS mirror is reachable: "sync" keeps the store tidy (IMAGES_TO_KEEP per
-        // release) and checks that every selected release has an image.
+        // curtin's "sync": fetch the newest images first. Ours are built from Debian
+        // packages (no MAAS mirror is reachable), then the store keeps IMAGES_TO_KEEP.
         let store = images::ImageStore::open(&settings.image_dir)?;
+        let mut done: Vec<(String, String)> = Vec::new();
+        for t in &tests {
+            let key = (t.vmtest.release.clone(), t.vmtest.arch.clone());
+            if done.contains(&key) {
+                continue;
+            }
+            eprintln!(
+                "vmtest: CURTIN_VMTEST_IMAGE_SYNC: building a fresh {}/{} image",
+                key.0, key.1
+            );
+            images::build::build(&store, &images::build::BuildOptions::new(&key.0, &key.1))
+                .map_err(|e| anyhow::anyhow!("image sync for {}/{}: {e:#}", key.0, key.1))?;
+            done.push(key);
+        }
         let rep = store.prune(settings.images_to_keep as usize)?;
         eprintln!(
             "vmtest: image sync: kept {}, removed {}, in use {} (IMAGES_TO_KEEP={})",
@@ -206,19 +220,6 @@ fn run_tests(
             rep.in_use.len(),
             settings.images_to_keep
         );
-        for t in &tests {
-            if !store.has_valid(&t.vmtest.release, &t.vmtest.arch)? {
-                anyhow::bail!(
-                    "{}: no image for {}/{} in {}: run `vmtest images build --release {} --arch {}`",
-                    t.name,
-                    t.vmtest.release,
-                    t.vmtest.arch,
-                    settings.image_dir.display(),
-                    t.vmtest.release,
-                    t.vmtest.arch
-                );
-            }
-        }
     }
     settings.prepare_topdir().map_err(|e| anyhow::anyhow!(e))?;
     let progress = Progress::new(Some(&settings.log), false);

@@ -95,7 +95,8 @@ fn check_one(collect: &Path, e: &Expectation) -> Result<(), String> {
         }
         Expectation::Matches { file, regex } => {
             let text = read(collect, file)?;
-            let re = Regex::new(regex).map_err(|e| e.to_string())?;
+            // Multi-line: `^` and `$` anchor at line boundaries, as one expects of files.
+            let re = Regex::new(&format!("(?m){regex}")).map_err(|e| e.to_string())?;
             if re.is_match(&text) {
                 Ok(())
             } else {
