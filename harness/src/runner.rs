@@ -366,11 +366,10 @@ fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult) -> TestRes
         serial_log: w.logs().join("install-serial.log"),
         log_dir: w.logs(),
         host_ports: vec![http.port()],
-        timeout: v
-            .timeouts
-            .install
-            .map(Duration::from_secs)
-            .unwrap_or(s.install_timeout),
+        timeout: match v.timeouts.install {
+            Some(t) if !s.timeouts_from_env.0 => Duration::from_secs(t),
+            _ => s.install_timeout,
+        },
         interactive: ctx.console.as_deref() == Some("install"),
     };
     say(&format!(
@@ -498,11 +497,10 @@ fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult) -> TestRes
         serial_log: w.logs().join("boot-serial.log"),
         log_dir: w.logs(),
         host_ports: Vec::new(),
-        timeout: v
-            .timeouts
-            .boot
-            .map(Duration::from_secs)
-            .unwrap_or(s.boot_timeout),
+        timeout: match v.timeouts.boot {
+            Some(t) if !s.timeouts_from_env.1 => Duration::from_secs(t),
+            _ => s.boot_timeout,
+        },
         interactive: ctx.console.as_deref() == Some("boot"),
     };
     timer.lap("prepare boot");

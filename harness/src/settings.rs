@@ -95,6 +95,9 @@ pub struct Settings {
     pub images_to_keep: u32,
     pub boot_timeout: Duration,
     pub install_timeout: Duration,
+    /// The timeouts were set in the environment: they then win over a test's `timeouts:`
+    /// (so one variable shortens or lengthens a whole run).
+    pub timeouts_from_env: (bool, bool),
     pub vmram_mib: u64,
     pub nr_cpus: u32,
     /// How many tests run at once (1 = serial).
@@ -232,6 +235,10 @@ impl Settings {
                 get("CURTIN_VMTEST_INSTALL_TIMEOUT"),
                 3000,
             )?),
+            timeouts_from_env: (
+                get("CURTIN_VMTEST_INSTALL_TIMEOUT").is_some_and(|v| !v.trim().is_empty()),
+                get("CURTIN_VMTEST_BOOT_TIMEOUT").is_some_and(|v| !v.trim().is_empty()),
+            ),
             vmram_mib: parse_num("CURTIN_VMTEST_VMRAM", get("CURTIN_VMTEST_VMRAM"), 2048)?,
             nr_cpus: parse_num("CURTIN_VMTEST_NR_CPUS", get("CURTIN_VMTEST_NR_CPUS"), 1)?,
             parallel,

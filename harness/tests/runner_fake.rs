@@ -531,3 +531,34 @@ fn direct_boot_uses_the_installed_grub_entry() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A test's `timeouts:` beat the defaults; CURTIN_VMTEST_*_TIMEOUT, when set, beat both.
+#[test]
+fn timeout_precedence() {
+    let env = Env::new();
+    let text = TEST.replace(
+        "  release: bookworm\n",
+        "  release: bookworm\n  timeouts: {install: 77, boot: 88}\n",
+    );
+    let t = TestConfig::parse("to", Path::new("t.yaml"), &text).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let b = FakeBackend::new(move |spec| {
+        s2.lock().unwrap().push(spec.timeout);
+        good_guest(spec)
+    });
+    let s = env.settings(&[]);
+    run(&env, &s, b.clone(), std::slice::from_ref(&t));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![Duration::from_secs(77), Duration::from_secs(88)]
+    );
+    seen.lock().unwrap().clear();
+    let env2 = Env::new();
+    let s = env2.settings(&[("CURTIN_VMTEST_INSTALL_TIMEOUT", "5")]);
+    run(&env2, &s, b, &[t]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![Duration::from_secs(5), Duration::from_secs(88)]
+    );
+}
