@@ -194,6 +194,9 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read(path).unwrap_or_default();
     let text = String::from_utf8_lossy(&text);
     let v: Vec<&str> = text.lines().collect();
+    if v.iter().all(|l| l.trim().is_empty()) {
+        return format!("({} is empty: the guest printed nothing)", path.display());
+    }
     v[v.len().saturating_sub(lines)..].join("\n")
 }
 
