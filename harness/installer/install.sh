@@ -67,7 +67,7 @@ while read -r kind id serial ptable grub; do
     {
         echo "label: $label"
         # Partitions in number order; sfdisk numbers them 1, 2, ... in the order given.
-        grep "^part [^ ]* $id " "$PLAN" | sort -k4,4n | while read -r _ pid _ num size flag; do
+        awk -v d="$id" '$1 == "part" && $3 == d' "$PLAN" | sort -k4,4n | while read -r _ pid _ num size flag; do
             t=""
             case "$label:$flag" in
                 dos:boot) t=", bootable" ;;
@@ -86,7 +86,7 @@ while read -r kind id serial ptable grub; do
     } >"$STATE/sfdisk.$id"
     sfdisk -q --wipe always "$dev" <"$STATE/sfdisk.$id" || fail "disk $id: sfdisk failed"
     udevadm settle || true
-    grep "^part [^ ]* $id " "$PLAN" | sort -k4,4n | {
+    awk -v d="$id" '$1 == "part" && $3 == d' "$PLAN" | sort -k4,4n | {
         n=0
         while read -r _ pid _ num size flag; do
             n=$((n + 1))
