@@ -41,7 +41,19 @@ CFG
 chroot "$R" passwd --lock root >/dev/null
 rm -rf "$R/etc/systemd/system/serial-getty@.service.d" "$R/etc/systemd/system/getty@.service.d"
 
+# open-iscsi's postinst made a random initiator name: every system installed from this
+# image would share it (and builds would differ). Let iscsid generate one on first start.
+if [ -f "$R/etc/iscsi/initiatorname.iscsi" ]; then
+	printf '## vmtest image: iscsid generates a unique name on first start.\nGenerateName=yes\n' \
+		>"$R/etc/iscsi/initiatorname.iscsi"
+	chmod 600 "$R/etc/iscsi/initiatorname.iscsi"
+fi
+# The installed kernel's initramfs embedded the old name: rebuild it (reproducibly, with
+# SOURCE_DATE_EPOCH from mmdebstrap's environment).
+chroot "$R" update-initramfs -u -k all
+
 # Build-time logs and caches that differ between otherwise identical builds.
 rm -f "$R/var/log/dpkg.log" "$R/var/log/alternatives.log" "$R/var/log/bootstrap.log"
 rm -f "$R"/var/log/apt/*.log "$R/var/cache/ldconfig/aux-cache" "$R/etc/ssh/ssh_host_"*
+rm -f "$R"/var/cache/apt/*.bin
 rm -rf "$R"/tmp/* "$R"/var/tmp/*
