@@ -34,10 +34,19 @@ fn time_process(cmd: &mut Command) -> Duration {
 
 fn qemu(machine: &str, accel: &str) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
-    c.args(["-M", machine, "-accel", accel, "-m", "128", "-nographic", "-nodefaults"])
-        .args(["-no-reboot", "-serial", "stdio", "-kernel"])
-        .arg(probes::pvh_elf())
-        .args(["-append", "action=poweroff"]);
+    c.args([
+        "-M",
+        machine,
+        "-accel",
+        accel,
+        "-m",
+        "128",
+        "-nographic",
+        "-nodefaults",
+    ])
+    .args(["-no-reboot", "-serial", "stdio", "-kernel"])
+    .arg(probes::pvh_elf())
+    .args(["-append", "action=poweroff"]);
     c
 }
 
@@ -53,7 +62,9 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(15)
         .max(10);
-    let emulated = vmm::host::probe_kvm().map(|r| r.is_emulated()).unwrap_or(true);
+    let emulated = vmm::host::probe_kvm()
+        .map(|r| r.is_emulated())
+        .unwrap_or(true);
     // qemu gets KVM where KVM is real; on an emulated KVM its TCG is the faster choice.
     let accel = if emulated { "tcg" } else { "kvm" };
     let vmtest = env!("CARGO_BIN_EXE_vmtest");
@@ -64,11 +75,24 @@ fn main() {
         (format!("qemu -M microvm ({accel})"), vec![]),
         (format!("qemu -M pc ({accel})"), vec![]),
     ];
-    eprintln!("boot benchmark: {runs} runs each, probe {}", probes::pvh_elf().display());
+    eprintln!(
+        "boot benchmark: {runs} runs each, probe {}",
+        probes::pvh_elf().display()
+    );
     for i in 0..runs {
         cols[0].1.push(time_process(
             Command::new(vmtest)
-                .args(["vm", "--quiet", "--timeout", "60", "--memory", "128M", "--append", "action=poweroff", "--kernel"])
+                .args([
+                    "vm",
+                    "--quiet",
+                    "--timeout",
+                    "60",
+                    "--memory",
+                    "128M",
+                    "--append",
+                    "action=poweroff",
+                    "--kernel",
+                ])
                 .arg(probes::pvh_elf()),
         ));
         let config = vmm::VmConfig::new(probes::pvh_elf())
@@ -101,7 +125,11 @@ fn main() {
     println!(
         "\ngoal: builtin <= 1/10 of qemu microvm -> builtin is {:.3} of microvm ({})",
         builtin / microvm_median,
-        if builtin * 10.0 <= microvm_median { "met" } else { "NOT met" }
+        if builtin * 10.0 <= microvm_median {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     if emulated {
         println!(

@@ -13,7 +13,9 @@ fn tool_version(cmd: &str, arg: &str) -> Option<String> {
     } else {
         text.into_owned()
     };
-    text.lines().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
 }
 
 pub fn run(_args: DoctorArgs) -> anyhow::Result<i32> {
@@ -43,7 +45,9 @@ pub fn run(_args: DoctorArgs) -> anyhow::Result<i32> {
                      \x20                   guest probes (make test). `--vmm auto` picks qemu on this host."
                 );
             } else {
-                println!("KVM                 hardware virtualization: the builtin VMM runs guests at full speed.");
+                println!(
+                    "KVM                 hardware virtualization: the builtin VMM runs guests at full speed."
+                );
             }
         }
         Err(e) => {
@@ -53,8 +57,16 @@ pub fn run(_args: DoctorArgs) -> anyhow::Result<i32> {
         }
     }
     for (tool, arg, why) in [
-        ("qemu-system-x86_64", "--version", "the qemu backend (apt-get install qemu-system-x86)"),
-        ("iasl", "-v", "ACPI table checks in the tests (apt-get install acpica-tools)"),
+        (
+            "qemu-system-x86_64",
+            "--version",
+            "the qemu backend (apt-get install qemu-system-x86)",
+        ),
+        (
+            "iasl",
+            "-v",
+            "ACPI table checks in the tests (apt-get install acpica-tools)",
+        ),
     ] {
         match tool_version(tool, arg) {
             Some(v) => println!("{tool:<20}{v}"),

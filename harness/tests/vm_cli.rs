@@ -73,7 +73,11 @@ fn exit_code_tells_the_exit_reason() {
 fn missing_unreadable_and_non_kernels_are_rejected() {
     let s = Scratch::new("kernel");
     let log = s.path("serial.log");
-    assert_rejected(&run(&mut vm(&s.path("no-such-vmlinuz"), &log)), "no-such-vmlinuz", &log);
+    assert_rejected(
+        &run(&mut vm(&s.path("no-such-vmlinuz"), &log)),
+        "no-such-vmlinuz",
+        &log,
+    );
     // Root reads any file, so "unreadable" is a path that cannot be opened at all.
     assert_rejected(
         &run(&mut vm(Path::new("/etc/hostname/vmlinuz"), &log)),
@@ -97,7 +101,9 @@ fn initrd_larger_than_memory_is_rejected() {
         .args(["--memory", "32M", "--initrd"])
         .arg(&initrd));
     assert_rejected(&out, "does not fit in guest memory", &log);
-    let out = run(vm(probes::pvh_elf(), &log).arg("--initrd").arg(s.path("missing.img")));
+    let out = run(vm(probes::pvh_elf(), &log)
+        .arg("--initrd")
+        .arg(s.path("missing.img")));
     assert_rejected(&out, "missing.img", &log);
 }
 

@@ -156,7 +156,10 @@ impl Vcpu {
                     && self.emulated_kvm_assist
                     && let Some(done) = emulated_kvm::complete_instruction(&self.fd, &self.mem)
                 {
-                    tracing::debug!(vcpu = self.id, "completed a {done} KVM's emulator could not");
+                    tracing::debug!(
+                        vcpu = self.id,
+                        "completed a {done} KVM's emulator could not"
+                    );
                     return Next::Continue;
                 }
                 let what = match suberror {

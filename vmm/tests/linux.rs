@@ -35,6 +35,11 @@ const EMULATOR_LACKS: &[(&str, u32)] = &[
     ("adx", 9 * 32 + 19),
     ("sha_ni", 9 * 32 + 29),
     ("rdpid", 16 * 32 + 22),
+    // SIMD paths the kernel picks at boot (BLAKE2s/ChaCha for the RNG, CRCs) start with
+    // kernel_fpu_begin's ldmxcsr, which the emulator lacks too.
+    ("ssse3", 4 * 32 + 9),
+    ("sse3", 4 * 32),
+    ("pclmulqdq", 4 * 32 + 1),
 ];
 
 fn guest_dir() -> PathBuf {

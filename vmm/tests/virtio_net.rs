@@ -16,7 +16,9 @@ fn dhcp_and_only_allowed_host_ports_are_reachable() {
         allowed.local_addr().unwrap().port(),
         other.local_addr().unwrap().port(),
     );
-    let nic0: NetSpec = format!("user,mac=52:54:00:12:34:01,allow={pa}").parse().unwrap();
+    let nic0: NetSpec = format!("user,mac=52:54:00:12:34:01,allow={pa}")
+        .parse()
+        .unwrap();
     let nic1: NetSpec = "user,mac=52:54:00:12:34:02".parse().unwrap();
     let mut config = VmConfig::new(probes::pvh_elf())
         .memory_mib(64)
@@ -32,12 +34,25 @@ fn dhcp_and_only_allowed_host_ports_are_reachable() {
     let serial = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
     assert_eq!(reason, ExitReason::PowerOff, "{serial}");
     assert!(probes::Report::parse(&serial).unwrap().passed(), "{serial}");
-    let nets: Vec<&str> = serial.lines().filter(|l| l.starts_with("PROBE net ")).collect();
+    let nets: Vec<&str> = serial
+        .lines()
+        .filter(|l| l.starts_with("PROBE net "))
+        .collect();
     assert_eq!(nets.len(), 2, "{serial}");
-    for want in ["mac=52:54:00:12:34:01", "dhcp=10.0.2.15", "tcp_allowed=open", "tcp_other=refused"] {
+    for want in [
+        "mac=52:54:00:12:34:01",
+        "dhcp=10.0.2.15",
+        "tcp_allowed=open",
+        "tcp_other=refused",
+    ] {
         assert!(nets[0].contains(want), "NIC 0 lacks {want}: {}", nets[0]);
     }
-    for want in ["mac=52:54:00:12:34:02", "dhcp=10.0.2.15", "tcp_allowed=refused", "tcp_other=refused"] {
+    for want in [
+        "mac=52:54:00:12:34:02",
+        "dhcp=10.0.2.15",
+        "tcp_allowed=refused",
+        "tcp_other=refused",
+    ] {
         assert!(nets[1].contains(want), "NIC 1 lacks {want}: {}", nets[1]);
     }
 }
@@ -52,7 +67,12 @@ fn bad_nics_are_refused_before_the_vm_starts() {
     config.nets = dup;
     let e = vmm::run(&config).unwrap_err().to_string();
     assert!(e.contains("52:54:00:12:34:01"), "{e}");
-    for bad in ["user,mac=zz:54:00:12:34:01", "user,allow=http", "tap,allow=80", "user,fwd=22"] {
+    for bad in [
+        "user,mac=zz:54:00:12:34:01",
+        "user,allow=http",
+        "tap,allow=80",
+        "user,fwd=22",
+    ] {
         assert!(bad.parse::<NetSpec>().is_err(), "{bad} accepted");
     }
 }
