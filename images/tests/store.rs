@@ -435,3 +435,32 @@ fn simplestreams_trees_from_other_tools_are_found() {
     let err = store.find_newest("jammy", "amd64").unwrap_err().to_string();
     assert!(err.contains("jammy/amd64/20240101/squashfs"), "{err}");
 }
+
+#[test]
+fn publish_records_hashes_so_first_lookup_does_not_rehash() {
+    let (_t, store) = store();
+    let dir = fake_image(&store, "bookworm", "a");
+    let version = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let cache = store
+        .dir()
+        .join(format!(".locks/vmtest-bookworm-amd64-{version}.verified"));
+    let text = fs::read_to_string(&cache).unwrap();
+    assert!(
+        text.contains(&dir.join("squashfs").display().to_string()),
+        "{text}"
+    );
+    assert!(store.find_newest("bookworm", "amd64").is_ok());
+}
+
+#[test]
+fn build_refuses_unsupported_arch_and_bad_release() {
+    use images::build::{BuildOptions, preflight};
+    let err = preflight(&BuildOptions::new("bookworm", "arm64"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("only amd64"), "{err}");
+    let err = preflight(&BuildOptions::new("../etc", "amd64"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--release"), "{err}");
+}
