@@ -556,9 +556,10 @@ impl ImageStore {
             Some(l) => l,
             None => {
                 let holder = fs::read_to_string(&lock_path).unwrap_or_default();
-                tracing::info!(
-                    "another build of {release}/{arch} is running ({}); waiting for it",
-                    holder.trim()
+                eprintln!(
+                    "another build of {release}/{arch} is running ({}, lock {}); waiting for it",
+                    holder.trim(),
+                    lock_path.display()
                 );
                 FileLock::acquire(&lock_path, LockKind::Exclusive, true)
                     .map_err(io_err(&lock_path))?
