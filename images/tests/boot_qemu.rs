@@ -187,6 +187,11 @@ fn boot(machine: Machine, root: Root) {
         let _ = e.read_to_string(&mut qemu_err);
     }
     let serial = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    // Keep the console log for inspection (the temp dir goes away).
+    let kept =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("boot-{machine:?}-{root:?}.log"));
+    let _ = std::fs::write(&kept, &serial);
+    eprintln!("serial console log: {}", kept.display());
     let tail: String = serial
         .lines()
         .rev()
