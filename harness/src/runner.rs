@@ -465,7 +465,14 @@ fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult) -> TestRes
         block_size: 512,
         read_only: true,
     });
-    let boot_method = if ctx.backend.boots_firmware() {
+    // BIOS (SeaBIOS) cannot boot from a disk with 4 KiB logical sectors; UEFI can.
+    let bios_cannot = !v.uefi && install_disks.first().is_some_and(|d| d.block_size == 4096);
+    if ctx.backend.boots_firmware() && bios_cannot {
+        say(
+            "boot: SeaBIOS cannot boot a disk with 4 KiB sectors: booting the installed grub entry directly",
+        );
+    }
+    let boot_method = if ctx.backend.boots_firmware() && !bios_cannot {
         Boot::Firmware { uefi: v.uefi }
     } else {
         let disks: Vec<(PathBuf, u32)> = install_disks[..n_storage]
