@@ -17,6 +17,7 @@ pub enum VmmChoice {
     Qemu,
 }
 pub mod backend;
+pub mod bootinfo;
 pub mod collect;
 pub mod config;
 pub mod http;
@@ -27,4 +28,3 @@ pub mod settings;
 pub mod userdata;
 pub mod verdict;
 pub mod workdir;
-pub mod bootinfo;
