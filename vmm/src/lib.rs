@@ -18,6 +18,7 @@ mod acpi;
 mod config;
 mod cpu;
 mod emulated_kvm;
+pub use emulated_kvm::LINUX_FEATURES_EMULATOR_LACKS;
 mod error;
 mod exit;
 pub mod host;

@@ -10,37 +10,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use vmm::{BootPath, CpuFeature, ExitReason, SerialConfig, VmConfig};
-
-/// Kernel feature bits (word * 32 + bit, as `clearcpuid=` takes them) whose instructions
-/// KVM's instruction emulator cannot execute, found by booting Debian's 6.1 cloud kernel
-/// on a PVM host and reading where it stopped.
-const EMULATOR_LACKS: &[(&str, u32)] = &[
-    ("popcnt", 4 * 32 + 23),
-    ("movbe", 4 * 32 + 22),
-    ("aes", 4 * 32 + 25),
-    ("avx", 4 * 32 + 28),
-    ("f16c", 4 * 32 + 29),
-    ("rdrand", 4 * 32 + 30),
-    ("fma", 4 * 32 + 12),
-    ("pcid", 4 * 32 + 17),
-    ("sse4_1", 4 * 32 + 19),
-    ("sse4_2", 4 * 32 + 20),
-    ("fsgsbase", 9 * 32),
-    ("bmi1", 9 * 32 + 3),
-    ("avx2", 9 * 32 + 5),
-    ("bmi2", 9 * 32 + 8),
-    ("invpcid", 9 * 32 + 10),
-    ("rdseed", 9 * 32 + 18),
-    ("adx", 9 * 32 + 19),
-    ("sha_ni", 9 * 32 + 29),
-    ("rdpid", 16 * 32 + 22),
-    // SIMD paths the kernel picks at boot (BLAKE2s/ChaCha for the RNG, CRCs) start with
-    // kernel_fpu_begin's ldmxcsr, which the emulator lacks too.
-    ("ssse3", 4 * 32 + 9),
-    ("sse3", 4 * 32),
-    ("pclmulqdq", 4 * 32 + 1),
-];
+use vmm::{BootPath, ExitReason, SerialConfig, VmConfig};
 
 fn guest_dir() -> PathBuf {
     let dir = std::env::var_os("LINUX_GUEST_DIR").map(PathBuf::from).expect(
@@ -72,21 +42,8 @@ fn boot(path: BootPath, vcpus: u32) {
         .boot_path(path)
         .cmdline("console=ttyS0 earlyprintk=serial,ttyS0 panic=-1 loglevel=8");
     if report.is_emulated() {
-        // Only on emulated hosts (see the README): KVM's emulator lacks CMPXCHG16B, the
-        // XSAVE family, POPCNT and other newer instructions, and cannot deliver int3. The
-        // PVM host honours the CX16 CPUID mask but ignores most others, so the kernel is
-        // told itself (noxsave, clearcpuid=) and the VMM completes int3/fwait/clac/stac.
-        // The emulated CPU is slow enough to trip the soft-lockup watchdog: turn it off.
-        config = config.mask_cpu_feature("cx16".parse::<CpuFeature>().unwrap());
-        config.cmdline.push_str(&format!(
-            " noxsave clearcpuid={} nosoftlockup",
-            EMULATOR_LACKS
-                .iter()
-                .map(|(_, bit)| bit.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        ));
-        config.emulated_kvm_assist = true;
+        // See the README: only on hosts whose KVM emulates guests.
+        config.adapt_linux_guest_to_emulated_kvm();
     }
     let log = std::env::temp_dir().join(format!("linux-guest-{path:?}-{vcpus}.log"));
     config.serial = SerialConfig {
