@@ -820,10 +820,21 @@ impl BuildSlot {
         let _store = self.store.store_lock(LockKind::Exclusive)?;
         let arch_dir = self.store.dir.join(&self.release).join(&self.arch);
         fs::create_dir_all(&arch_dir).map_err(io_err(&arch_dir))?;
+        // The new version must sort after every version of the same day, also after pruning
+        // removed some (a free but lower name would make the new image look older).
         let today = utc_date(now_secs());
+        let same_day: Vec<String> = fs::read_dir(&arch_dir)
+            .map_err(io_err(&arch_dir))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|v| v.starts_with(&today))
+            .collect();
         let mut version = today.clone();
         let mut n = 0;
-        while arch_dir.join(&version).exists() {
+        while same_day
+            .iter()
+            .any(|v| compare_versions(v, &version) != Ordering::Less)
+        {
             n += 1;
             version = format!("{today}.{n}");
         }

@@ -464,3 +464,28 @@ fn build_refuses_unsupported_arch_and_bad_release() {
         .to_string();
     assert!(err.contains("--release"), "{err}");
 }
+
+#[test]
+fn a_new_build_is_newer_than_every_image_of_the_day_even_after_prune() {
+    let (_t, store) = store();
+    fake_image(&store, "bookworm", "1");
+    fake_image(&store, "bookworm", "2");
+    let third = fake_image(&store, "bookworm", "3");
+    store.prune(1).unwrap();
+    // Only "<day>.2" is left; the next build must not reuse the free "<day>" name.
+    let fourth = fake_image(&store, "bookworm", "4");
+    assert!(
+        fourth
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .ends_with(".3"),
+        "{}",
+        fourth.display()
+    );
+    assert!(!third.exists() || third != fourth);
+    assert_eq!(
+        store.find_newest("bookworm", "amd64").unwrap().squashfs,
+        fourth.join("squashfs")
+    );
+}
