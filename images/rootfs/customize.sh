@@ -35,6 +35,8 @@ NET
 cat >"$R/etc/cloud/cloud.cfg.d/90_vmtest.cfg" <<'CFG'
 # vmtest ephemeral image: seeds come from a NoCloud source only.
 datasource_list: [ NoCloud, None ]
+# Translations are filtered out of the image; C.UTF-8 is built into glibc.
+locale: C.UTF-8
 CFG
 
 # No password-less logins anywhere, the serial console included.
