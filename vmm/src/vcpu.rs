@@ -105,6 +105,14 @@ impl Vcpu {
                 }
             }
         }
+        // Where was the guest when the watchdog fired? Say it, for hung-guest reports.
+        if self.exit.reason() == Some(ExitReason::Timeout) {
+            tracing::warn!(
+                vcpu = self.id,
+                "stopped at the timeout:\n{}",
+                cpu::dump_registers(&self.fd)
+            );
+        }
     }
 
     fn step(&mut self) -> Next {

@@ -78,7 +78,8 @@ impl ExitState {
         }
     }
 
-    fn take(&self) -> Option<ExitReason> {
+    /// The reason, once one is set.
+    pub fn reason(&self) -> Option<ExitReason> {
         self.reason
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -383,7 +384,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
         .unwrap_or_else(|e| e.into_inner())
         .flush();
     let reason = exit
-        .take()
+        .reason()
         .expect("an exit reason is set before vCPUs stop");
     tracing::info!(%reason, elapsed = ?started.elapsed(), "VM ended");
     // `vm`, `mem` and the devices drop here, after every vCPU thread is gone.
