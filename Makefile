@@ -6,7 +6,7 @@ VMTEST = target/release/vmtest
 # Last-resort bound on a whole test run; every VM-booting test has its own, far smaller one.
 TEST_TIMEOUT ?= 3600
 
-.PHONY: all build deps test lint check bench-boot bench-blk fuzz test-linux doctor vmtest-deps vmtest
+.PHONY: all build deps test lint check bench-boot bench-blk fuzz test-linux test-images test-images-builtin images doctor vmtest-deps vmtest
 
 all: build
 
@@ -48,6 +48,20 @@ test-linux:
 	scripts/linux-guest.sh target/linux-guest
 	LINUX_GUEST_DIR=$(CURDIR)/target/linux-guest timeout --kill-after=60 3600 \
 		$(CARGO) test --release -p vmm --test linux -- --ignored --nocapture
+
+## The ephemeral install image (as root): built from Debian packages into IMAGE_DIR
+## (default /srv/images) if the store has no usable one (CURTIN_VMTEST_IMAGE_SYNC=1 rebuilds).
+images: deps
+	$(CARGO) run --release -p harness --bin vmtest -- images sync --release bookworm --arch amd64
+
+## Opt-in, slow here: boot the image under qemu TCG (pc with the squashfs disk, pc with
+## the HTTP download, microvm finding virtio-mmio through ACPI) with a NoCloud seed.
+test-images: images
+	$(CARGO) test -p images --test boot_qemu -- --ignored --test-threads=1 --nocapture
+
+## Opt-in, very slow where KVM is emulated: the same boot on the builtin VMM.
+test-images-builtin: images
+	$(CARGO) test --release -p images --test boot_builtin -- --ignored --nocapture
 
 doctor: build
 	$(VMTEST) doctor
