@@ -20,7 +20,7 @@ common=(
     util-linux
 )
 images=(
-    mmdebstrap squashfs-tools busybox-static cpio zstd xz-utils kmod dosfstools
+    mmdebstrap squashfs-tools busybox-static cpio zstd xz-utils kmod
 )
 
 case "${1:-test}" in
