@@ -106,31 +106,6 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// `clearcpuid=` bits (word * 32 + bit) of instructions KVM's instruction emulator cannot
-/// run: popcnt movbe aes avx f16c rdrand fma pcid sse4_1 sse4_2 fsgsbase bmi1 avx2 bmi2
-/// invpcid rdseed adx sha_ni rdpid (found by vmm's Linux boot test on a PVM host).
-const EMULATOR_LACKS_BITS: &[u32] = &[
-    4 * 32 + 23,
-    4 * 32 + 22,
-    4 * 32 + 25,
-    4 * 32 + 28,
-    4 * 32 + 29,
-    4 * 32 + 30,
-    4 * 32 + 12,
-    4 * 32 + 17,
-    4 * 32 + 19,
-    4 * 32 + 20,
-    9 * 32,
-    9 * 32 + 3,
-    9 * 32 + 5,
-    9 * 32 + 8,
-    9 * 32 + 10,
-    9 * 32 + 18,
-    9 * 32 + 19,
-    9 * 32 + 29,
-    16 * 32 + 22,
-];
-
 /// The builtin microVM (this project's `vmm` crate): direct kernel boot, virtio-blk disks,
 /// virtio-net on user-mode NAT where the guest may reach only the host ports the phase
 /// names, 16550 serial console, clean exit reasons. No firmware: the runner boots the
@@ -164,20 +139,9 @@ impl Backend for BuiltinBackend {
         cfg.vcpus = spec.vcpus;
         cfg.timeout = Some(spec.timeout);
         if vmm::host::kvm_module_is_pvm() {
-            // KVM here runs guests in its instruction emulator, which lacks CMPXCHG16B, the
-            // XSAVE family and other newer instructions: hide them from the kernel and let
-            // the VMM complete what it must (the same recipe as vmm's Linux boot test).
-            cfg.cpuid_mask
-                .push("cx16".parse().map_err(|e| anyhow::anyhow!("{e}"))?);
-            cfg.cmdline.push_str(&format!(
-                " noxsave clearcpuid={} nosoftlockup",
-                EMULATOR_LACKS_BITS
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ));
-            cfg.emulated_kvm_assist = true;
+            // KVM here runs guests in its instruction emulator: hide what it cannot run
+            // and let the VMM complete the rest (vmm owns the recipe).
+            cfg.adapt_linux_guest_to_emulated_kvm();
         }
         cfg.serial = vmm::SerialConfig {
             log_file: Some(spec.serial_log.clone()),

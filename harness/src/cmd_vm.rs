@@ -122,10 +122,10 @@ pub fn run(args: VmArgs) -> anyhow::Result<i32> {
         "vmtest: guest ended: {reason} after {:.3} s",
         start.elapsed().as_secs_f64()
     );
-    if let ExitReason::Crash(c) = &reason {
-        if let Some(regs) = &c.registers {
-            eprint!("{regs}");
-        }
+    if let ExitReason::Crash(c) = &reason
+        && let Some(regs) = &c.registers
+    {
+        eprint!("{regs}");
     }
     Ok(reason.exit_code())
 }

@@ -120,9 +120,13 @@ impl crate::VmConfig {
     /// only there: `host::probe_kvm().is_emulated()` or `host::kvm_module_is_pvm()`).
     /// Hides CX16 through CPUID (PVM hosts honour that mask but ignore most others), tells
     /// the kernel not to use XSAVE or the features above, turns off the soft-lockup
-    /// watchdog the slow emulated CPU trips, and lets the VMM complete int3, fwait and
-    /// clac/stac.
+    /// watchdog the slow emulated CPU trips, lets the VMM complete int3, fwait and
+    /// clac/stac, and enters a bzImage through PVH (its decompressor alone takes about a
+    /// minute in the emulator; distribution kernels carry the PVH note).
     pub fn adapt_linux_guest_to_emulated_kvm(&mut self) {
+        if self.boot_path == crate::BootPath::Auto {
+            self.boot_path = crate::BootPath::Pvh;
+        }
         if let Ok(cx16) = "cx16".parse() {
             self.cpuid_mask.push(cx16);
         }
