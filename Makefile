@@ -6,7 +6,7 @@ VMTEST = target/release/vmtest
 # Last-resort bound on a whole test run; every VM-booting test has its own, far smaller one.
 TEST_TIMEOUT ?= 3600
 
-.PHONY: all build deps test lint check bench-boot bench-blk fuzz test-linux test-images test-images-builtin images doctor vmtest-deps vmtest
+.PHONY: all build deps test lint check bench-boot bench-blk fuzz test-linux test-images test-images-builtin images doctor vmtest-deps vmtest vmtest-e2e vmtest-builtin
 
 all: build
 
@@ -62,6 +62,29 @@ test-images: images
 ## Opt-in, very slow where KVM is emulated: the same boot on the builtin VMM.
 test-images-builtin: images
 	$(CARGO) test --release -p images --test boot_builtin -- --ignored --nocapture
+
+## The main job's prerequisites: packages, the release binary, an install image.
+vmtest-deps:
+	scripts/install-deps.sh vmtest
+	$(CARGO) build --release -p harness
+	$(VMTEST) images sync --release bookworm --arch amd64
+
+## The main job: the default test set (examples/tests). VMTEST_ARGS e.g.
+## `--vmm qemu --junit vmtest.xml`; VMTEST_TESTS names, globs or regexes.
+VMTEST_TESTS ?=
+VMTEST_ARGS ?=
+vmtest: build
+	$(VMTEST) run $(VMTEST_ARGS) $(VMTEST_TESTS)
+
+## Opt-in, ~5 min per test under TCG: basic end to end through the qemu backend as a
+## cargo test.
+vmtest-e2e: vmtest-deps
+	timeout --kill-after=60 5400 $(CARGO) test -p harness --test e2e_qemu -- --ignored --nocapture
+
+## Opt-in: basic on the builtin VMM (does not finish where KVM is emulated; see
+## harness/README.md).
+vmtest-builtin: build
+	$(VMTEST) --vmm builtin run basic
 
 doctor: build
 	$(VMTEST) doctor

@@ -24,8 +24,8 @@ images=(
 )
 
 case "${1:-test}" in
-    test) pkgs=("${common[@]}" "${images[@]}") ;;
-    vmtest) pkgs=("${common[@]}" "${images[@]}") ;;
+    test) pkgs=("${common[@]}" "${images[@]}" e2fsprogs) ;;
+    vmtest) pkgs=("${common[@]}" "${images[@]}" e2fsprogs ovmf) ;;
     linux) pkgs=("${common[@]}" busybox-static cpio kmod xz-utils zstd) ;;
     *) echo "install-deps: unknown set '$1' (test, vmtest, linux)" >&2; exit 1 ;;
 esac
