@@ -11,6 +11,8 @@
 use std::time::{Duration, Instant};
 
 use images::store::ImageStore;
+
+mod common;
 use vmm::{BlockConfig, BootPath, ExitReason, SerialConfig, VmConfig};
 
 const SQUASH_SERIAL: &str = "vmtest-root";
@@ -29,25 +31,7 @@ fn builtin_vmm_boots_the_image_with_a_nocloud_seed_and_powers_off() {
             .unwrap_or(3600),
     );
     let tmp = tempfile::tempdir().unwrap();
-    let nonce = std::process::id();
-    let marker = format!("VMTEST-MARKER-42-{nonce}");
-    let user_data = format!(
-        "#cloud-config\n\
-         runcmd:\n\
-         \x20 - [sh, -c, 'echo \"VMTEST-MARKER-$((6*7))-{nonce}\" > /dev/ttyS0']\n\
-         power_state:\n\
-         \x20 mode: poweroff\n\
-         \x20 condition: true\n"
-    );
-    let seed = tmp.path().join("seed.img");
-    seed::SeedImage::new()
-        .file(
-            "meta-data",
-            "instance-id: iid-vmtest-builtin\nlocal-hostname: vmtest-boot\n",
-        )
-        .file("user-data", user_data)
-        .write_vfat(&seed)
-        .unwrap();
+    let (seed, marker) = common::marker_seed(tmp.path());
 
     let mut root = BlockConfig::new(&image.squashfs);
     root.serial = Some(SQUASH_SERIAL.into());

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use images::store::ImageStore;
 
+mod common;
+
 /// Hard limit for one boot; a healthy one takes 35-70 s under TCG.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 const SQUASH_SERIAL: &str = "vmtest-root";
@@ -68,30 +70,7 @@ fn boot(machine: Machine, root: Root) {
     );
 
     let tmp = tempfile::tempdir().unwrap();
-    let nonce = format!(
-        "{}-{}",
-        std::process::id(),
-        tmp.path().display().to_string().len()
-    );
-    // The guest computes part of the marker, so seeing it proves the script ran.
-    let marker = format!("VMTEST-MARKER-42-{nonce}");
-    let user_data = format!(
-        "#cloud-config\n\
-         runcmd:\n\
-         \x20 - [sh, -c, 'echo \"VMTEST-MARKER-$((6*7))-{nonce}\" > /dev/ttyS0']\n\
-         power_state:\n\
-         \x20 mode: poweroff\n\
-         \x20 condition: true\n"
-    );
-    let seed = tmp.path().join("seed.img");
-    seed::SeedImage::new()
-        .file(
-            "meta-data",
-            "instance-id: iid-vmtest-images-boot\nlocal-hostname: vmtest-boot\n",
-        )
-        .file("user-data", user_data)
-        .write_vfat(&seed)
-        .unwrap();
+    let (seed, marker) = common::marker_seed(tmp.path());
 
     let (blk, net) = match machine {
         Machine::Pc => ("virtio-blk-pci", "virtio-net-pci"),
