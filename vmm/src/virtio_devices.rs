@@ -13,10 +13,11 @@ use devices::interrupt::EventFdInterrupt;
 use devices::virtio::VirtioDevice;
 use devices::virtio::block::{Block, DiskImage};
 use devices::virtio::mmio::{MmioTransport, QUEUE_NOTIFY_OFFSET};
+use devices::virtio::net::SocketBackend;
 use devices::virtio::net::device::Net;
 use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberOps};
 use kvm_ioctls::{IoEventAddress, VmFd};
-use usernet::{MacAddr, NetSpec, UserNet, UserNetConfig};
+use usernet::{MacAddr, UserNet};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::error::Error;
@@ -77,17 +78,17 @@ impl VirtioDevices {
         })
     }
 
-    /// Adds one virtio-net NIC on its own user-mode network. The network lives as long as
-    /// this set of devices.
+    /// Adds one virtio-net NIC on its (already started) user-mode network. The network
+    /// lives as long as this set of devices.
     pub fn add_user_net(
         &mut self,
         vm: &VmFd,
         mem: &GuestMemoryMmap,
         mmio_bus: &mut Bus,
         mac: MacAddr,
-        spec: &NetSpec,
+        network: UserNet,
+        backend: SocketBackend,
     ) -> Result<(), Error> {
-        let (network, backend) = UserNet::start(&UserNetConfig::from(spec))?;
         let net = Arc::new(Mutex::new(
             Net::new(mac, Box::new(backend))
                 .map_err(|e| Error::Setup(format!("virtio-net {mac}: {e}")))?,

@@ -276,11 +276,15 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     };
     loader::write_cmdline(&mem, &config.cmdline)?;
 
-    // Disks are opened (and locked) now, so a bad one is reported before anything is
-    // written; the files stay open for the VM's life.
-    devices::virtio::block::validate_disks(&config.disks)?;
+    // Disks are opened (and locked) and networks started (forward ports bound) now, so a
+    // bad disk or a busy port is reported before anything is written.
     let disks = devices::virtio::block::open_disks(&config.disks)?;
     let macs = usernet::resolve_nics(&config.nets)?;
+    let networks = config
+        .nets
+        .iter()
+        .map(|spec| usernet::UserNet::start(&usernet::UserNetConfig::from(spec)))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let exit = Arc::new(ExitState::default());
     let serial_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::Setup(e.to_string()))?;
@@ -302,8 +306,8 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     for disk in disks {
         virtio.add_block(&vm, &mem, &mut mmio_bus, disk)?;
     }
-    for (spec, mac) in config.nets.iter().zip(macs) {
-        virtio.add_user_net(&vm, &mem, &mut mmio_bus, mac, spec)?;
+    for (mac, (network, backend)) in macs.into_iter().zip(networks) {
+        virtio.add_user_net(&vm, &mem, &mut mmio_bus, mac, network, backend)?;
     }
     let mmio_bus = Arc::new(mmio_bus);
 

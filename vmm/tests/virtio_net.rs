@@ -76,3 +76,21 @@ fn bad_nics_are_refused_before_the_vm_starts() {
         assert!(bad.parse::<NetSpec>().is_err(), "{bad} accepted");
     }
 }
+
+#[test]
+fn a_busy_forward_port_is_refused_before_anything_is_written() {
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("vmm-net-fwd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("serial.log");
+    let mut config = VmConfig::new(probes::pvh_elf())
+        .timeout(Duration::from_secs(30))
+        .net(format!("user,fwd={port}:22").parse().unwrap());
+    config.serial.log_file = Some(log.clone());
+    let e = vmm::run(&config).unwrap_err().to_string();
+    let log_written = log.exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(e.contains(&port.to_string()), "{e}");
+    assert!(!log_written, "serial log written for: {e}");
+}
