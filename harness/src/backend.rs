@@ -23,15 +23,51 @@ pub enum Boot {
     Firmware { uefi: bool },
 }
 
-/// A disk attached to the guest (virtio-blk unless the backend is told otherwise).
+/// How a disk is attached. The builtin microVM serves only virtio-blk; the others are
+/// what `--vmm auto` sends to qemu.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiskBus {
+    #[default]
+    VirtioBlk,
+    Nvme,
+    /// A `scsi-hd` on one virtio-scsi controller (serial and WWN visible to the guest).
+    Scsi,
+}
+
+/// A disk attached to the guest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Disk {
     pub path: PathBuf,
-    /// What the guest reads as the serial (`/dev/disk/by-id/virtio-<serial>`).
+    /// What the guest reads as the serial (`/dev/disk/by-id/virtio-<serial>` on virtio-blk).
     pub serial: String,
     /// Logical = physical block size.
     pub block_size: u32,
     pub read_only: bool,
+    pub bus: DiskBus,
+    /// World-wide name (`0x` + 16 hex digits), SCSI only.
+    pub wwn: Option<String>,
+    /// How many times the same file is attached: 1, or 2-4 for multipath (SCSI only).
+    pub paths: u8,
+}
+
+impl Disk {
+    /// A plain virtio-blk disk.
+    pub fn virtio(
+        path: PathBuf,
+        serial: impl Into<String>,
+        block_size: u32,
+        read_only: bool,
+    ) -> Self {
+        Disk {
+            path,
+            serial: serial.into(),
+            block_size,
+            read_only,
+            bus: DiskBus::VirtioBlk,
+            wwn: None,
+            paths: 1,
+        }
+    }
 }
 
 /// A NIC on user-mode networking; the guest reaches the host's loopback as 10.0.2.2.
@@ -149,6 +185,14 @@ impl Backend for BuiltinBackend {
             ..Default::default()
         };
         for d in &spec.disks {
+            if d.bus != DiskBus::VirtioBlk || d.paths != 1 {
+                anyhow::bail!(
+                    "disk {} is {:?} with {} path(s): the builtin microVM serves only single-path virtio-blk disks; run this test with --vmm qemu (or auto)",
+                    d.path.display(),
+                    d.bus,
+                    d.paths
+                );
+            }
             cfg.disks.push(vmm::BlockConfig {
                 path: d.path.clone(),
                 serial: Some(d.serial.clone()),

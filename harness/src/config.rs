@@ -648,6 +648,18 @@ impl TestConfig {
                         ),
                     ));
                 }
+                if let Some(w) = &d.wwn {
+                    let hex = w.strip_prefix("0x").unwrap_or(w);
+                    if hex.is_empty() || hex.len() > 16 || u64::from_str_radix(hex, 16).is_err() {
+                        return Err(err(
+                            line_of(text, w),
+                            format!(
+                                "storage.config: wwn `{w}` of disk `{}` is not a 64-bit hex world-wide name (e.g. 0x5000c500a0b1c2d3)",
+                                d.id
+                            ),
+                        ));
+                    }
+                }
                 let opts = v.disks.get(&d.id);
                 let i = disks.len();
                 disks.push(DiskSpec {
@@ -896,6 +908,24 @@ network:
         assert!(
             e.contains("memroy_mib") && e.starts_with("t.yaml:4:"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn malformed_wwn_names_file_line_and_disk() {
+        let t = GOOD.replace("serial: disk-a}", "serial: disk-a, wwn: \"0xnothex\"}");
+        let e = parse(&t).unwrap_err().to_string();
+        assert!(
+            e.starts_with("t.yaml:") && e.contains("0xnothex") && e.contains("sda"),
+            "{e}"
+        );
+        let ok = GOOD.replace(
+            "serial: disk-a}",
+            "serial: disk-a, wwn: \"0x5000c500a0b1c2d3\"}",
+        );
+        assert_eq!(
+            parse(&ok).unwrap().disks[0].wwn.as_deref(),
+            Some("0x5000c500a0b1c2d3")
         );
     }
 

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, Boot, Disk, Nic, Outcome, PhaseSpec};
-use crate::config::TestConfig;
+use crate::backend::{Backend, Boot, Disk, DiskBus, Nic, Outcome, PhaseSpec};
+use crate::config::{DiskDriver, TestConfig};
 use crate::http::{Content, HttpServer};
 use crate::settings::Settings;
 use crate::userdata::{self, OUTPUT_DISK_SERIAL};
@@ -345,11 +345,25 @@ fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult) -> TestRes
     let install_disks: Vec<Disk> = test
         .disks
         .iter()
-        .map(|d| Disk {
-            path: w.disks().join(&d.file_name),
-            serial: d.serial.clone(),
-            block_size: d.block_size,
-            read_only: false,
+        .map(|d| {
+            let mut disk =
+                Disk::virtio(w.disks().join(&d.file_name), &d.serial, d.block_size, false);
+            // The storage config's disks take the test's driver; extra disks stay virtio.
+            if !d.id.starts_with("extra_disk_") {
+                disk.bus = match v.disk_driver {
+                    DiskDriver::VirtioBlk => DiskBus::VirtioBlk,
+                    DiskDriver::Nvme => DiskBus::Nvme,
+                    DiskDriver::Scsi => DiskBus::Scsi,
+                };
+                disk.wwn = d.wwn.clone();
+                if v.multipath {
+                    // Multipath needs a path identity (WWN/serial) the guest sees twice:
+                    // that is SCSI, as in curtin's multipath tests.
+                    disk.bus = DiskBus::Scsi;
+                    disk.paths = 2;
+                }
+            }
+            disk
         })
         .collect();
     let install = PhaseSpec {
@@ -452,19 +466,9 @@ fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult) -> TestRes
         .filter(|d| !d.id.starts_with("extra_disk_"))
         .count();
     let mut boot_disks: Vec<Disk> = install_disks[..n_storage].to_vec();
-    boot_disks.push(Disk {
-        path: output.clone(),
-        serial: OUTPUT_DISK_SERIAL.into(),
-        block_size: 512,
-        read_only: false,
-    });
+    boot_disks.push(Disk::virtio(output.clone(), OUTPUT_DISK_SERIAL, 512, false));
     boot_disks.extend(install_disks[n_storage..].iter().cloned());
-    boot_disks.push(Disk {
-        path: seed_path,
-        serial: "seed".into(),
-        block_size: 512,
-        read_only: true,
-    });
+    boot_disks.push(Disk::virtio(seed_path, "seed", 512, true));
     // BIOS (SeaBIOS) cannot boot from a disk with 4 KiB logical sectors; UEFI can.
     let bios_cannot = !v.uefi && install_disks.first().is_some_and(|d| d.block_size == 4096);
     if ctx.backend.boots_firmware() && bios_cannot {

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use harness::backend::qemu::QemuBackend;
-use harness::backend::{Backend, Boot, Disk, Nic, Outcome, PhaseSpec};
+use harness::backend::{Backend, Boot, Disk, DiskBus, Nic, Outcome, PhaseSpec};
 
 fn backend() -> QemuBackend {
     QemuBackend::detect().unwrap_or_else(|e| panic!("prerequisite missing: {e}"))
@@ -40,12 +40,12 @@ fn poweroff_is_poweroff() {
     for (i, ro) in [(0, false), (1, true)] {
         let p = d.path().join(format!("d{i}.img"));
         std::fs::File::create(&p).unwrap().set_len(1 << 20).unwrap();
-        s.disks.push(Disk {
-            path: p,
-            serial: format!("disk-{i}"),
-            block_size: if ro { 512 } else { 4096 },
-            read_only: ro,
-        });
+        s.disks.push(Disk::virtio(
+            p,
+            format!("disk-{i}"),
+            if ro { 512 } else { 4096 },
+            ro,
+        ));
     }
     s.nics.push(Nic {
         mac: "52:54:00:12:34:01".into(),
@@ -119,12 +119,8 @@ fn kernel_panic_in_the_serial_log_is_a_crash() {
 fn missing_disk_is_an_error_before_starting() {
     let d = tempfile::tempdir().unwrap();
     let mut s = spec(d.path(), probes::Action::PowerOff, Duration::from_secs(10));
-    s.disks.push(Disk {
-        path: d.path().join("absent.img"),
-        serial: "x".into(),
-        block_size: 512,
-        read_only: false,
-    });
+    s.disks
+        .push(Disk::virtio(d.path().join("absent.img"), "x", 512, false));
     let e = backend().run_phase(&s).unwrap_err().to_string();
     assert!(e.contains("absent.img"), "{e}");
 }
@@ -149,12 +145,7 @@ fn builtin_runs_a_phase() {
     let mut s = spec(d.path(), probes::Action::PowerOff, Duration::from_secs(120));
     let p = d.path().join("d0.img");
     std::fs::File::create(&p).unwrap().set_len(1 << 20).unwrap();
-    s.disks.push(Disk {
-        path: p,
-        serial: "disk-0".into(),
-        block_size: 512,
-        read_only: false,
-    });
+    s.disks.push(Disk::virtio(p, "disk-0", 512, false));
     s.nics.push(Nic {
         mac: "52:54:00:12:34:01".into(),
     });
@@ -163,4 +154,45 @@ fn builtin_runs_a_phase() {
     let serial = std::fs::read_to_string(&s.serial_log).unwrap_or_default();
     assert_eq!(r.outcome, Outcome::PowerOff, "serial: {serial}");
     assert!(probes::Report::parse(&serial).is_some(), "{serial}");
+}
+
+/// What the microVM cannot serve: an NVMe disk, and a SCSI disk with a WWN attached twice
+/// (multipath). qemu must accept the devices (the probe then powers off), and the command
+/// line must say what the guest will see.
+#[test]
+fn nvme_and_multipath_scsi_disks_are_attached() {
+    let d = tempfile::tempdir().unwrap();
+    let mut s = spec(d.path(), probes::Action::PowerOff, Duration::from_secs(60));
+    let nvme_img = d.path().join("nvme.img");
+    let mp_img = d.path().join("mp.img");
+    for p in [&nvme_img, &mp_img] {
+        std::fs::File::create(p).unwrap().set_len(1 << 20).unwrap();
+    }
+    let mut nvme = Disk::virtio(nvme_img, "nvme-disk-0", 512, false);
+    nvme.bus = DiskBus::Nvme;
+    let mut mp = Disk::virtio(mp_img, "mpath-a", 4096, false);
+    mp.bus = DiskBus::Scsi;
+    mp.wwn = Some("0x5000c500a0b1c2d3".into());
+    mp.paths = 2;
+    s.disks = vec![nvme, mp];
+
+    let b = backend();
+    let args = b.args(&s).join(" ");
+    assert!(args.contains("virtio-scsi-pci,id=scsi0"), "{args}");
+    assert!(
+        args.contains("nvme,drive=disk0,serial=nvme-disk-0"),
+        "{args}"
+    );
+    for p in 0..2 {
+        assert!(args.contains(&format!("scsi-hd,drive=disk1p{p},bus=scsi0.0,serial=mpath-a,wwn=0x5000c500a0b1c2d3,logical_block_size=4096")), "{args}");
+    }
+    assert_eq!(args.matches("file.locking=off").count(), 2, "{args}");
+
+    let r = b.run_phase(&s).unwrap();
+    assert_eq!(
+        r.outcome,
+        Outcome::PowerOff,
+        "qemu: {}",
+        std::fs::read_to_string(d.path().join("probe-poweroff-qemu.log")).unwrap_or_default()
+    );
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Backend, Boot, Outcome, PhaseResult, PhaseSpec};
+use super::{Backend, Boot, DiskBus, Outcome, PhaseResult, PhaseSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accel {
@@ -107,24 +107,48 @@ impl QemuBackend {
                 }
             }
         }
-        for (i, d) in spec.disks.iter().enumerate() {
-            push("-drive");
-            push(&format!(
-                "file={},if=none,id=disk{i},format=raw,cache=unsafe,discard=unmap{}",
-                d.path.display().to_string().replace(',', ",,"),
-                if d.read_only { ",readonly=on" } else { "" }
-            ));
+        if spec.disks.iter().any(|d| d.bus == DiskBus::Scsi) {
             push("-device");
-            let boot = if i == 0 && matches!(spec.boot, Boot::Firmware { .. }) {
-                ",bootindex=0"
-            } else {
-                ""
-            };
-            push(&format!(
-                "virtio-blk-pci,drive=disk{i},serial={},logical_block_size={bs},physical_block_size={bs}{boot}",
-                d.serial.replace(',', ",,"),
-                bs = d.block_size
-            ));
+            push("virtio-scsi-pci,id=scsi0");
+        }
+        for (i, d) in spec.disks.iter().enumerate() {
+            for path in 0..d.paths.max(1) {
+                let id = if d.paths > 1 {
+                    format!("disk{i}p{path}")
+                } else {
+                    format!("disk{i}")
+                };
+                push("-drive");
+                push(&format!(
+                    "file={},if=none,id={id},format=raw,cache=unsafe,discard=unmap{}{}",
+                    d.path.display().to_string().replace(',', ",,"),
+                    if d.read_only { ",readonly=on" } else { "" },
+                    // Several paths to one file: qemu must not lock it against itself.
+                    if d.paths > 1 { ",file.locking=off" } else { "" }
+                ));
+                push("-device");
+                let boot = if i == 0 && path == 0 && matches!(spec.boot, Boot::Firmware { .. }) {
+                    ",bootindex=0"
+                } else {
+                    ""
+                };
+                let serial = d.serial.replace(',', ",,");
+                let bs = d.block_size;
+                let sizes = format!("logical_block_size={bs},physical_block_size={bs}");
+                push(&match d.bus {
+                    DiskBus::VirtioBlk => {
+                        format!("virtio-blk-pci,drive={id},serial={serial},{sizes}{boot}")
+                    }
+                    DiskBus::Nvme => format!("nvme,drive={id},serial={serial},{sizes}{boot}"),
+                    DiskBus::Scsi => format!(
+                        "scsi-hd,drive={id},bus=scsi0.0,serial={serial}{},{sizes}{boot}",
+                        d.wwn
+                            .as_deref()
+                            .map(|w| format!(",wwn={w}"))
+                            .unwrap_or_default()
+                    ),
+                });
+            }
         }
         for (i, n) in spec.nics.iter().enumerate() {
             push("-netdev");
