@@ -77,6 +77,8 @@ pub const PACKAGES: &[&str] = &[
     "rsync",
     "efibootmgr",
     "grub-pc-bin",
+    // UEFI targets: grub-install --target=x86_64-efi (vmtest: {uefi: true})
+    "grub-efi-amd64-bin",
     "grub2-common",
     "lsb-release",
     "gpg",
