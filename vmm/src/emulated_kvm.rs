@@ -120,7 +120,8 @@ impl crate::VmConfig {
     /// only there: `host::probe_kvm().is_emulated()` or `host::kvm_module_is_pvm()`).
     /// Hides CX16 through CPUID (PVM hosts honour that mask but ignore most others), tells
     /// the kernel not to use XSAVE or the features above, turns off the soft-lockup
-    /// watchdog the slow emulated CPU trips, lets the VMM complete int3, fwait and
+    /// watchdog the slow emulated CPU trips, speculation mitigations and crypto self-tests
+    /// (pure instruction cost in a throwaway test VM), lets the VMM complete int3, fwait and
     /// clac/stac, and enters a bzImage through PVH (its decompressor alone takes about a
     /// minute in the emulator; distribution kernels carry the PVH note).
     pub fn adapt_linux_guest_to_emulated_kvm(&mut self) {
@@ -134,8 +135,11 @@ impl crate::VmConfig {
             .iter()
             .map(|(_, bit)| bit.to_string())
             .collect();
+        // mitigations=off: every `ret` otherwise goes through a return thunk, and each
+        // instruction costs microseconds here. cryptomgr.notests: the crypto self-tests'
+        // RSA arithmetic alone takes many minutes of emulated time.
         self.cmdline.push_str(&format!(
-            " noxsave clearcpuid={} nosoftlockup",
+            " noxsave clearcpuid={} nosoftlockup mitigations=off cryptomgr.notests",
             bits.join(",")
         ));
         self.emulated_kvm_assist = true;
