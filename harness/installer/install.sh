@@ -5,6 +5,7 @@
 # install VM, from the packed archive: `sh installer/install.sh config/plan config/install-cfg.yaml`.
 #
 # Plan lines (fields are checked by the harness: ids, serials and paths hold no blanks):
+#   firmware uefi|bios   (uefi: grub x86_64-efi onto the ESP at /boot/efi; bios: i386-pc)
 #   disk    ID SERIAL PTABLE(msdos|gpt|none) GRUB(0|1)
 #   part    ID DISK NUMBER SIZE_BYTES FLAG(-|boot|bios_grub|swap|lvm|esp|...)
 #   vg      ID NAME DEVICE_ID...
@@ -35,6 +36,12 @@ setdev() { echo "$2" >"$STATE/dev.$1"; }
 getdev() { [ -f "$STATE/dev.$1" ] || fail "no device for storage id $1"; cat "$STATE/dev.$1"; }
 
 [ -d "$SOURCE/usr" ] || fail "install source $SOURCE is not a root filesystem"
+FIRMWARE=$(awk '$1 == "firmware" {print $2; exit}' "$PLAN")
+FIRMWARE=${FIRMWARE:-bios}
+case "$FIRMWARE" in
+    bios | uefi) log "installing for $FIRMWARE firmware" ;;
+    *) fail "plan: firmware $FIRMWARE is not supported (bios, uefi)" ;;
+esac
 udevadm settle || true
 
 # --- disks and partitions -------------------------------------------------------------
@@ -248,12 +255,32 @@ menuentry 'Debian GNU/Linux ($krel)' {
 	initrd $prefix/initrd.img-$krel
 }
 GRUB
-[ -n "$GRUB_DISKS" ] || GRUB_DISKS=$(getdev "$(awk '$1 == "disk" {print $2; exit}' "$PLAN")")
-for d in $GRUB_DISKS; do
-    log "grub-install on $d"
-    chroot "$TARGET" grub-install --target=i386-pc --recheck "$d" >/dev/null 2>&1 ||
-        fail "grub-install on $d failed"
-done
+if [ "$FIRMWARE" = uefi ]; then
+    # The removable-media path (EFI/BOOT/BOOTX64.EFI) is what firmware boots when its NVRAM
+    # holds no boot entries, as on a fresh OVMF; --no-nvram leaves efivars alone (the install
+    # VM may not even have booted through UEFI).
+    [ "$(findmnt -n -o TARGET --target "$TARGET/boot/efi")" = "$TARGET/boot/efi" ] ||
+        fail "UEFI install: nothing is mounted at /boot/efi (the EFI system partition)"
+    [ -d "$TARGET/usr/lib/grub/x86_64-efi" ] ||
+        fail "UEFI install: the image has no grub-efi-amd64-bin (/usr/lib/grub/x86_64-efi); rebuild it with vmtest images build"
+    log "grub-install --target=x86_64-efi on /boot/efi"
+    chroot "$TARGET" grub-install --target=x86_64-efi --efi-directory=/boot/efi \
+        --bootloader-id=debian --removable --no-nvram --no-uefi-secure-boot >"$STATE/grub-install.log" 2>&1 || {
+        sed 's/^/vmtest-installer: grub-install: /' "$STATE/grub-install.log"
+        fail "grub-install --target=x86_64-efi failed"
+    }
+    [ -f "$TARGET/boot/efi/EFI/BOOT/BOOTX64.EFI" ] ||
+        fail "grub-install left no EFI/BOOT/BOOTX64.EFI on the ESP"
+else
+    [ -n "$GRUB_DISKS" ] || GRUB_DISKS=$(getdev "$(awk '$1 == "disk" {print $2; exit}' "$PLAN")")
+    for d in $GRUB_DISKS; do
+        log "grub-install on $d"
+        chroot "$TARGET" grub-install --target=i386-pc --recheck "$d" >"$STATE/grub-install.log" 2>&1 || {
+            sed 's/^/vmtest-installer: grub-install: /' "$STATE/grub-install.log"
+            fail "grub-install on $d failed"
+        }
+    done
+fi
 # The handoff for direct kernel boot (no firmware): what grub would boot.
 printf 'kernel=%s\ninitrd=%s\ncmdline=%s\n' "/boot/vmlinuz-$krel" "/boot/initrd.img-$krel" "$cmdline" \
     >"$TARGET/boot/vmtest-boot.conf"

@@ -5,6 +5,56 @@
 
 use crate::config::{StorageItem, TestConfig};
 
+/// Where a UEFI system's EFI system partition is mounted (curtin's convention).
+const ESP_MOUNT: &str = "/boot/efi";
+
+/// For `vmtest: {uefi: true}`: the format mounted at [`ESP_MOUNT`] must be FAT and sit on
+/// a partition, or the firmware has nothing to boot. Checked here so a wrong config fails
+/// before any VM starts, naming what is missing.
+fn check_esp(test: &TestConfig) -> Result<(), String> {
+    let mount = test
+        .storage
+        .iter()
+        .find_map(|i| match i {
+            StorageItem::Mount(m) if m.path.as_deref() == Some(ESP_MOUNT) => Some(m),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            format!(
+                "a UEFI test (vmtest: {{uefi: true}}) needs an EFI system partition: a partition with `flag: boot` (GPT), a vfat format on it and a mount at {ESP_MOUNT}"
+            )
+        })?;
+    let fmt_id = mount
+        .device
+        .as_deref()
+        .ok_or_else(|| format!("mount {}: needs a `device`", mount.id))?;
+    let format = test
+        .storage
+        .iter()
+        .find_map(|i| match i {
+            StorageItem::Format(f) if f.id == fmt_id => Some(f),
+            _ => None,
+        })
+        .ok_or_else(|| format!("mount {}: no format with id `{fmt_id}`", mount.id))?;
+    if !matches!(format.fstype.as_str(), "fat" | "fat32" | "vfat") {
+        return Err(format!(
+            "format {}: the EFI system partition at {ESP_MOUNT} must be vfat, not {}",
+            format.id, format.fstype
+        ));
+    }
+    let is_partition = test
+        .storage
+        .iter()
+        .any(|i| matches!(i, StorageItem::Partition(p) if p.id == format.volume));
+    if !is_partition {
+        return Err(format!(
+            "format {}: the EFI system partition must be a partition (volume `{}` is not one)",
+            format.id, format.volume
+        ));
+    }
+    Ok(())
+}
+
 /// Ids, serials and paths end up as shell words: allow only characters that need no quoting.
 fn word(kind: &str, s: &str) -> Result<String, String> {
     if !s.is_empty()
@@ -22,7 +72,6 @@ fn word(kind: &str, s: &str) -> Result<String, String> {
 /// Builds the plan for `test`, or says which part of its storage config the script
 /// installer cannot install (use `installer: curtin` for those).
 pub fn build_plan(test: &TestConfig) -> Result<String, String> {
-    let mut out = String::new();
     let mut have_root = false;
     if test.storage.is_empty() {
         return Err(
@@ -30,6 +79,14 @@ pub fn build_plan(test: &TestConfig) -> Result<String, String> {
                 .into(),
         );
     }
+    // First line: which firmware boots the installed system, so the script knows which
+    // grub to install (x86_64-efi onto the ESP, or i386-pc onto the grub disks).
+    let mut out = if test.vmtest.uefi {
+        check_esp(test)?;
+        String::from("firmware uefi\n")
+    } else {
+        String::from("firmware bios\n")
+    };
     for item in &test.storage {
         let line = match item {
             StorageItem::Disk(d) => {
@@ -175,6 +232,36 @@ mod tests {
             "{plan}"
         );
         assert!(plan.contains("disk sdb disk-b gpt 0\n"), "{plan}");
+        assert!(plan.starts_with("firmware bios\n"), "{plan}");
+    }
+
+    #[test]
+    fn uefi_plan_has_an_esp() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tests/basic_uefi.yaml");
+        let t = TestConfig::load(&p).unwrap();
+        let plan = build_plan(&t).unwrap();
+        assert!(plan.starts_with("firmware uefi\n"), "{plan}");
+        assert!(plan.contains("disk sda disk-a gpt 1\n"), "{plan}");
+        assert!(plan.contains("part sda1 sda 1 536870912 boot\n"), "{plan}");
+        assert!(plan.contains("format sda1_esp sda1 fat32 EFI\n"), "{plan}");
+        assert!(
+            plan.contains("mount sda1_mount sda1_esp /boot/efi -\n"),
+            "{plan}"
+        );
+    }
+
+    #[test]
+    fn uefi_without_an_esp_is_refused() {
+        let base = "vmtest: {release: r, uefi: true}\nstorage:\n  version: 1\n  config:\n    - {id: d, type: disk, serial: s, ptable: gpt}\n    - {id: p1, type: partition, device: d, number: 1, size: 512M, flag: boot}\n    - {id: p2, type: partition, device: d, number: 2, size: 2G}\n    - {id: r, type: format, volume: p2, fstype: ext4}\n    - {id: rm, type: mount, device: r, path: /}\n";
+        let t = |extra: &str| {
+            TestConfig::parse("t", Path::new("t.yaml"), &format!("{base}{extra}")).unwrap()
+        };
+        let e = build_plan(&t("")).unwrap_err();
+        assert!(e.contains("EFI system partition"), "{e}");
+        let e = build_plan(&t("    - {id: e, type: format, volume: p1, fstype: ext4}\n    - {id: em, type: mount, device: e, path: /boot/efi}\n")).unwrap_err();
+        assert!(e.contains("must be vfat"), "{e}");
+        let plan = build_plan(&t("    - {id: e, type: format, volume: p1, fstype: vfat}\n    - {id: em, type: mount, device: e, path: /boot/efi}\n")).unwrap();
+        assert!(plan.starts_with("firmware uefi\n"), "{plan}");
     }
 
     #[test]
