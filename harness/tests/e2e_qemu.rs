@@ -1,6 +1,6 @@
 //! End to end through the qemu backend with the script installer and the real image
-//! (IMAGE_DIR, built by `vmtest images build`): install, boot through SeaBIOS and grub,
-//! collect, verify. Slow under TCG (about 4-6 minutes per test), so opt-in:
+//! (IMAGE_DIR, built by `vmtest images build`): install, boot through SeaBIOS (OVMF for
+//! UEFI tests) and grub, collect, verify. Slow under TCG (about 4-6 minutes per test), so opt-in:
 //! `make vmtest-e2e` runs `cargo test -p harness --test e2e_qemu -- --ignored`.
 
 use std::process::{Command, Stdio};
@@ -59,6 +59,20 @@ fn basic_passes_through_qemu() {
 fn basic_lvm_passes_through_qemu() {
     let (code, out) = run_vmtest(&["basic_lvm"], Duration::from_secs(2700));
     assert_eq!(code, 0, "{out}");
+}
+
+/// UEFI: the installer puts grub x86_64-efi on the ESP's removable path and OVMF boots it;
+/// the test's own expectations check `/sys/firmware/efi` in the booted system.
+#[test]
+#[ignore = "boots full Debian guests under qemu with OVMF (minutes under TCG): make vmtest-e2e"]
+fn basic_uefi_passes_through_qemu_and_ovmf() {
+    let (code, out) = run_vmtest(&["basic_uefi"], Duration::from_secs(2700));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("basic_uefi ") && l.contains("PASS")),
+        "{out}"
+    );
 }
 
 /// A real kernel that cannot find its root panics; with `panic=-1` and `-no-reboot` the
