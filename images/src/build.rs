@@ -123,7 +123,8 @@ impl BuildOptions {
         }
     }
 
-    fn packages(&self) -> Vec<String> {
+    /// Every package the root filesystem gets: [`PACKAGES`] and the extras.
+    pub fn packages(&self) -> Vec<String> {
         let mut p: Vec<String> = PACKAGES.iter().map(|s| s.to_string()).collect();
         p.extend(self.extra_packages.iter().cloned());
         p

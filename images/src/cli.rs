@@ -95,17 +95,32 @@ pub fn run(args: ImagesArgs) -> Result<()> {
         ImagesCommand::Sync { build: b, keep } => {
             let want = crate::env_bool("CURTIN_VMTEST_IMAGE_SYNC", false);
             let have = store.has_valid(&b.release, &b.arch)?;
-            if want || !have {
-                eprintln!(
-                    "building {}/{}: {}",
-                    b.release,
-                    b.arch,
-                    if have {
-                        "CURTIN_VMTEST_IMAGE_SYNC is set"
-                    } else {
-                        "no usable image"
-                    }
-                );
+            let missing = if have {
+                store.missing_packages(&b.release, &b.arch, &b.options().packages())?
+            } else {
+                Vec::new()
+            };
+            if want || !have || !missing.is_empty() {
+                let why = if want {
+                    "CURTIN_VMTEST_IMAGE_SYNC is set".to_string()
+                } else if !have {
+                    "no usable image".to_string()
+                } else {
+                    let more = match missing.len() {
+                        n if n > 4 => format!(" and {} more", n - 4),
+                        _ => String::new(),
+                    };
+                    format!(
+                        "the newest image lacks {}{more} (built by an older builder)",
+                        missing
+                            .iter()
+                            .take(4)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                eprintln!("building {}/{}: {why}", b.release, b.arch);
                 let built = build::build(&store, &b.options())?;
                 print_built(&built);
             } else {

@@ -423,6 +423,40 @@ impl ImageStore {
         })
     }
 
+    /// Which of `wanted` the newest valid image built here lacks, read from its
+    /// `squashfs.manifest` ("package<TAB>version" per line). An image built by an older
+    /// builder can miss a package the installer now relies on (grub-efi-amd64-bin for UEFI
+    /// tests, say); `images sync` rebuilds then instead of letting a test fail deep inside
+    /// an install. Images from a simplestreams tree are not ours to judge: empty.
+    pub fn missing_packages(
+        &self,
+        release: &str,
+        arch: &str,
+        wanted: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let img = self.find_newest(release, arch)?;
+        let ImageOrigin::Vmtest { dir } = &img.origin else {
+            return Ok(Vec::new());
+        };
+        let manifest = dir.join("squashfs.manifest");
+        let text = match fs::read_to_string(&manifest) {
+            Ok(t) => t,
+            // No record of what is inside: assume nothing, so sync builds a fresh one.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io_err(&manifest)(e)),
+        };
+        let have: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.split('\t').next())
+            .map(|name| name.split(':').next().unwrap_or(name))
+            .collect();
+        Ok(wanted
+            .iter()
+            .filter(|p| !have.contains(p.as_str()))
+            .cloned()
+            .collect())
+    }
+
     /// Whether a valid image for `release`/`arch` exists (sizes and cached hashes checked).
     pub fn has_valid(&self, release: &str, arch: &str) -> Result<bool, StoreError> {
         Ok(self

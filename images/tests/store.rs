@@ -489,3 +489,32 @@ fn a_new_build_is_newer_than_every_image_of_the_day_even_after_prune() {
         fourth.join("squashfs")
     );
 }
+
+#[test]
+fn missing_packages_reads_the_newest_images_manifest() {
+    let (_t, store) = store();
+    let dir = fake_image(&store, "bookworm", "a");
+    let want: Vec<String> = ["grub-efi-amd64-bin", "python3", "lvm2"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    // No manifest at all: nothing is known to be inside, so everything counts as missing.
+    assert_eq!(
+        store.missing_packages("bookworm", "amd64", &want).unwrap(),
+        want
+    );
+    // dpkg's "name:arch" form counts as the package.
+    fs::write(
+        dir.join("squashfs.manifest"),
+        "python3\t3.11.2-1+b1\nlvm2:amd64\t2.03.16-2\n",
+    )
+    .unwrap();
+    assert_eq!(
+        store.missing_packages("bookworm", "amd64", &want).unwrap(),
+        vec!["grub-efi-amd64-bin".to_string()]
+    );
+    assert!(matches!(
+        store.missing_packages("trixie", "amd64", &want),
+        Err(StoreError::NoImage { .. })
+    ));
+}
