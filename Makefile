@@ -17,9 +17,11 @@ deps:
 	scripts/install-deps.sh test
 
 ## The test suite: installs what it needs, then every crate's tests (unit, probe boots on
-## the builtin VMM, the same probe under qemu, CLI bad-input checks, ACPI via iasl).
+## the builtin VMM, the same probe under qemu, CLI bad-input checks, ACPI via iasl), then
+## the main job end to end through qemu (vmtest-e2e).
 test: deps
 	timeout --kill-after=60 $(TEST_TIMEOUT) $(CARGO) test --workspace --no-fail-fast
+	$(MAKE) vmtest-e2e
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -76,10 +78,18 @@ VMTEST_ARGS ?=
 vmtest: build
 	$(VMTEST) run $(VMTEST_ARGS) $(VMTEST_TESTS)
 
-## Opt-in, ~5 min per test under TCG: basic end to end through the qemu backend as a
-## cargo test.
+## End to end, in CI: the default test set (examples/tests: basic, basic_lvm, basic_4k,
+## basic_uefi) through the qemu backend with the script installer and a real image
+## (built first if the store has none: ~4 min), two at a time; then a real kernel panic
+## ending its phase at once. About 10 min under TCG here. Everything is kept under
+## E2E_TOPDIR (logs, serial logs, collect/; disks of failed tests) with JUnit beside it.
+E2E_TOPDIR = target/vmtest-e2e
 vmtest-e2e: vmtest-deps
-	timeout --kill-after=60 5400 $(CARGO) test -p harness --test e2e_qemu -- --ignored --nocapture
+	rm -rf $(E2E_TOPDIR) $(E2E_TOPDIR).xml
+	CURTIN_VMTEST_TOPDIR=$(CURDIR)/$(E2E_TOPDIR) CURTIN_VMTEST_PARALLEL=2 \
+		timeout --kill-after=60 3600 $(VMTEST) --vmm qemu run --junit $(E2E_TOPDIR).xml $(VMTEST_TESTS)
+	timeout --kill-after=60 600 $(CARGO) test -p harness --test e2e_qemu \
+		real_kernel_panic -- --ignored --nocapture
 
 ## Opt-in: basic on the builtin VMM (does not finish where KVM is emulated; see
 ## harness/README.md).

@@ -1,7 +1,10 @@
 //! End to end through the qemu backend with the script installer and the real image
 //! (IMAGE_DIR, built by `vmtest images build`): install, boot through SeaBIOS (OVMF for
-//! UEFI tests) and grub, collect, verify. Slow under TCG (about 4-6 minutes per test), so opt-in:
-//! `make vmtest-e2e` runs `cargo test -p harness --test e2e_qemu -- --ignored`.
+//! UEFI tests) and grub, collect, verify. Slow under TCG (about 4-6 minutes per test), so
+//! ignored by a plain `cargo test`. CI runs the default set through the CLI itself
+//! (`make vmtest-e2e`, part of `make test`) and, from this file, the kernel-panic case;
+//! the per-test cases here are for running one by hand:
+//! `cargo test -p harness --test e2e_qemu basic_lvm -- --ignored`.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
