@@ -82,11 +82,13 @@ vmtest: build
 ## basic_uefi) through the qemu backend with the script installer and a real image
 ## (built first if the store has none: ~4 min), two at a time; then a real kernel panic
 ## ending its phase at once. About 10 min under TCG here. Everything is kept under
-## E2E_TOPDIR (logs, serial logs, collect/; disks of failed tests) with JUnit beside it.
+## E2E_TOPDIR (logs and collect/ of every test, everything of a failed one) with JUnit
+## beside it.
 E2E_TOPDIR = target/vmtest-e2e
 vmtest-e2e: vmtest-deps
 	rm -rf $(E2E_TOPDIR) $(E2E_TOPDIR).xml
 	CURTIN_VMTEST_TOPDIR=$(CURDIR)/$(E2E_TOPDIR) CURTIN_VMTEST_PARALLEL=2 \
+		CURTIN_VMTEST_KEEP_DATA_PASS=logs,collect \
 		timeout --kill-after=60 3600 $(VMTEST) --vmm qemu run --junit $(E2E_TOPDIR).xml $(VMTEST_TESTS)
 	timeout --kill-after=60 600 $(CARGO) test -p harness --test e2e_qemu \
 		real_kernel_panic -- --ignored --nocapture
