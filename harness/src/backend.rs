@@ -108,6 +108,8 @@ pub enum Outcome {
     Crash(String),
     /// The phase timed out and the VM was killed.
     Timeout,
+    /// The user left the interactive console (Ctrl-A x) and the VM was stopped.
+    Stopped,
 }
 
 impl std::fmt::Display for Outcome {
@@ -117,6 +119,7 @@ impl std::fmt::Display for Outcome {
             Outcome::Reboot => write!(f, "rebooted"),
             Outcome::Crash(why) => write!(f, "crashed: {why}"),
             Outcome::Timeout => write!(f, "timed out"),
+            Outcome::Stopped => write!(f, "console: stopped by the user"),
         }
     }
 }
@@ -222,6 +225,8 @@ impl Backend for BuiltinBackend {
             },
             vmm::ExitReason::Crash(c) => Outcome::Crash(c.reason),
             vmm::ExitReason::Timeout => Outcome::Timeout,
+            // Only the console holds the stop handle.
+            vmm::ExitReason::Stopped => Outcome::Stopped,
         };
         Ok(PhaseResult { outcome, wall })
     }

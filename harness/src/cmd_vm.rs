@@ -107,6 +107,7 @@ pub fn run(args: VmArgs) -> anyhow::Result<i32> {
             overwrite_log: args.overwrite_log,
             stdout: !args.quiet,
             writers: Vec::new(),
+            input: None,
         },
         timeout: args.timeout,
         cpuid_mask,
@@ -115,6 +116,7 @@ pub fn run(args: VmArgs) -> anyhow::Result<i32> {
         emulated_kvm_assist: vmm::host::kvm_module_is_pvm(),
         disks: args.disks,
         nets: args.nets,
+        stop: None,
     };
     let start = Instant::now();
     let reason = vmm::run(&config).context("cannot boot the VM")?;

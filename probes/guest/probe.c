@@ -4,7 +4,10 @@
  * then powers off through ACPI S5, reboots through one of the reset paths, hangs, or
  * crashes, as its command line asks:
  *
- *   action=poweroff|reboot-acpi|reboot-i8042|reboot-triple|hang|crash  (default poweroff)
+ *   action=poweroff|reboot-acpi|reboot-i8042|reboot-triple|hang|crash|echo
+ *                     (default poweroff; echo: copy what COM1 receives back to it until
+ *                     the echo-end byte, then power off)
+ *   echo-end=N        with action=echo: the terminating byte value (default 4, Ctrl-D)
  *   cpus=N            expect N enabled local APICs in the MADT
  *   hids=A,B,...      expect these _HIDs in the DSDT
  *   virtio=1          drive every virtio-mmio device found in the DSDT (see virtio.c)
@@ -360,6 +363,35 @@ static void triple_fault(void)
                      ::"m"(empty) : "rax");
 }
 
+/* The console check: copies every byte COM1 receives back to it, polling the line status
+ * register's data-ready bit (the probe runs with interrupts off), until the terminating
+ * byte; then says how many bytes it echoed and powers off. */
+#define COM1_PORT 0x3f8
+static void echo(void)
+{
+    const char *e = arg("echo-end");
+    u8 end = e ? (u8)parse_dec(e) : 4;
+    u64 n = 0;
+    puts("PROBE echo ready\n");
+    for (;;) {
+        if (!(inb(COM1_PORT + 5) & 1)) {
+            __asm__ volatile("pause");
+            continue;
+        }
+        u8 c = inb(COM1_PORT);
+        if (c == end)
+            break;
+        for (int i = 0; i < 100000 && !(inb(COM1_PORT + 5) & 0x20); i++)
+            ;
+        outb(COM1_PORT, c);
+        n++;
+    }
+    puts("\nPROBE echo done bytes=");
+    put_dec(n);
+    puts("\n");
+    poweroff();
+}
+
 /* The two loops below are the only ones the guest needs to run: keep them cheap, since
  * on an emulated KVM every guest instruction costs microseconds. */
 static u32 fnv1a(const u8 *p, u64 n)
@@ -496,6 +528,8 @@ void probe_main(u32 how, u64 info)
         triple_fault();
     else if (arg_is(action, "hang"))
         halt_forever();
+    else if (arg_is(action, "echo"))
+        echo();
     else if (arg_is(action, "crash"))
         /* Execute from a guest-physical address with no memory behind it: KVM cannot
          * fetch the instruction and reports an internal (emulation) error. */

@@ -35,6 +35,10 @@ pub enum Action {
     Hang,
     /// Jump to a guest-physical address with no memory behind it.
     Crash,
+    /// Print `PROBE echo ready`, copy every byte COM1 receives back to it until the
+    /// terminator (`echo-end=N`, default 4 = Ctrl-D), print `PROBE echo done bytes=N`
+    /// and power off: the check that console input reaches the guest.
+    Echo,
 }
 
 impl Action {
@@ -46,6 +50,7 @@ impl Action {
             Action::RebootTripleFault => "reboot-triple",
             Action::Hang => "hang",
             Action::Crash => "crash",
+            Action::Echo => "echo",
         }
     }
 }

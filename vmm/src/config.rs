@@ -4,6 +4,8 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use devices::serial::SerialInput;
+
 use crate::error::Error;
 
 /// Everything needed to boot one VM.
@@ -29,6 +31,8 @@ pub struct VmConfig {
     pub disks: Vec<devices::virtio::block::BlockConfig>,
     /// virtio-net NICs, each on its own user-mode NAT network.
     pub nets: Vec<usernet::NetSpec>,
+    /// Lets the host end the VM on purpose ([`crate::ExitReason::Stopped`]).
+    pub stop: Option<StopHandle>,
 }
 
 /// How a kernel is entered.
@@ -71,7 +75,12 @@ impl VmConfig {
             emulated_kvm_assist: false,
             disks: Vec::new(),
             nets: Vec::new(),
+            stop: None,
         }
+    }
+    pub fn stop_handle(mut self, stop: StopHandle) -> Self {
+        self.stop = Some(stop);
+        self
     }
     pub fn net(mut self, nic: usernet::NetSpec) -> Self {
         self.nets.push(nic);
@@ -115,17 +124,22 @@ impl VmConfig {
     }
 }
 
-/// Where COM1's output goes. Any combination; with none, output is discarded.
+/// Where COM1's output goes (any combination; with none, output is discarded) and where
+/// its input comes from.
 #[derive(Clone, Default)]
 pub struct SerialConfig {
     /// A log file. It must not exist yet unless `overwrite_log` is set: a previous run's
     /// log is never replaced unasked.
     pub log_file: Option<PathBuf>,
     pub overwrite_log: bool,
-    /// Copy output to this process's stdout (the interactive console).
+    /// Copy output to this process's stdout (the interactive console), unbuffered so a
+    /// prompt without a newline shows at once.
     pub stdout: bool,
     /// Further writers, e.g. an in-memory capture for tests or a line watcher.
     pub writers: Vec<Arc<Mutex<dyn Write + Send>>>,
+    /// Bytes for the guest to read on COM1 (keystrokes). Without one the guest reads
+    /// nothing. Sending may start before the VM does; see [`SerialInput`].
+    pub input: Option<SerialInput>,
 }
 
 impl SerialConfig {
@@ -134,6 +148,67 @@ impl SerialConfig {
         let buf = Arc::new(Mutex::new(Vec::new()));
         self.writers.push(buf.clone());
         buf
+    }
+
+    /// Adds an input and returns it, for sending the guest keystrokes.
+    pub fn input(&mut self) -> SerialInput {
+        self.input.get_or_insert_with(SerialInput::new).clone()
+    }
+}
+
+/// Ends a running VM on purpose: [`crate::run`] then returns [`crate::ExitReason::Stopped`]
+/// once every vCPU thread is joined. Clones share one stop: a stop requested before the VM
+/// starts ends it as soon as it does, and every later run given the handle ends at once.
+#[derive(Clone, Default)]
+pub struct StopHandle {
+    shared: Arc<StopShared>,
+}
+
+#[derive(Default)]
+struct StopShared {
+    stopped: std::sync::atomic::AtomicBool,
+    /// The runs using this handle now.
+    running: Mutex<Vec<std::sync::Weak<crate::vm::ExitState>>>,
+}
+
+impl StopHandle {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks every VM using this handle to stop. Returns at once; `run` does the rest.
+    pub fn stop(&self) {
+        use std::sync::atomic::Ordering;
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        let running = self
+            .shared
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for exit in running.iter().filter_map(std::sync::Weak::upgrade) {
+            exit.set(crate::ExitReason::Stopped);
+        }
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.shared
+            .stopped
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Called by `run` before any vCPU starts.
+    pub(crate) fn register(&self, exit: &Arc<crate::vm::ExitState>) {
+        let mut running = self
+            .shared
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        running.retain(|w| w.strong_count() > 0);
+        running.push(Arc::downgrade(exit));
+        // Checked under the lock `stop` takes, so a stop racing with this is never lost.
+        if self.is_stopped() {
+            exit.set(crate::ExitReason::Stopped);
+        }
     }
 }
 

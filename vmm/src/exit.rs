@@ -16,6 +16,9 @@ pub enum ExitReason {
     Crash(CrashReport),
     /// The watchdog the caller set expired; the VM was stopped.
     Timeout,
+    /// The host asked the VM to stop through a [`crate::StopHandle`] (e.g. the user left
+    /// the interactive console with Ctrl-A x).
+    Stopped,
 }
 
 /// What is known about a crash: a one-line reason and, when a vCPU was involved, its
@@ -35,6 +38,7 @@ impl ExitReason {
             ExitReason::Reboot(_) => 2,
             ExitReason::Crash(_) => 3,
             ExitReason::Timeout => 4,
+            ExitReason::Stopped => 5,
         }
     }
 }
@@ -53,6 +57,7 @@ impl fmt::Display for ExitReason {
                 None => write!(f, "crash: {}", c.reason),
             },
             ExitReason::Timeout => write!(f, "timeout"),
+            ExitReason::Stopped => write!(f, "stopped by the host"),
         }
     }
 }

@@ -32,8 +32,9 @@ mod vm;
 mod vmlinux;
 
 pub use acpi::build_tables_for_inspection;
-pub use config::{BootPath, CpuFeature, SerialConfig, VmConfig};
+pub use config::{BootPath, CpuFeature, SerialConfig, SerialInput, StopHandle, VmConfig};
 pub use devices::ResetSource;
+pub use devices::serial::INPUT_BACKLOG_LIMIT;
 pub use devices::virtio::block::BlockConfig;
 pub use error::Error;
 pub use exit::{CrashReport, ExitReason};

@@ -225,12 +225,40 @@ fn serial_output(config: &VmConfig) -> Result<FanOut, Error> {
         out.push(Box::new(std::io::LineWriter::new(file)));
     }
     if config.serial.stdout {
-        out.push(Box::new(std::io::stdout()));
+        out.push(Box::new(UnbufferedStdout));
     }
     for w in &config.serial.writers {
         out.push(Box::new(SharedWriter(w.clone())));
     }
     Ok(out)
+}
+
+/// Stdout flushed on every write: Rust's stdout holds output until a newline, and an
+/// interactive console must show a prompt (or an echoed key) at once.
+struct UnbufferedStdout;
+
+impl std::io::Write for UnbufferedStdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(buf)?;
+        out.flush()?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()
+    }
+}
+
+/// Keeps a [`devices::serial::SerialInput`] attached to COM1 while the VM runs and detaches
+/// it on every way out, so a sender waiting for room is released when the VM ends.
+struct AttachedInput(Option<devices::serial::SerialInput>);
+
+impl Drop for AttachedInput {
+    fn drop(&mut self) {
+        if let Some(input) = &self.0 {
+            input.detach();
+        }
+    }
 }
 
 struct SharedWriter(Arc<Mutex<dyn std::io::Write + Send>>);
@@ -287,6 +315,9 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
         .collect::<Result<Vec<_>, _>>()?;
 
     let exit = Arc::new(ExitState::default());
+    if let Some(stop) = &config.stop {
+        stop.register(&exit);
+    }
     let serial_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::Setup(e.to_string()))?;
     let serial_irq = EventFdInterrupt::new(serial_evt);
     // Everything the caller could have got wrong is checked by now: create the log.
@@ -349,6 +380,10 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
         });
     }
 
+    let _input = AttachedInput(config.serial.input.clone());
+    if let Some(input) = &config.serial.input {
+        input.attach(&platform.serial);
+    }
     virtio.start()?;
     let started = Instant::now();
     tracing::debug!(setup = ?started - t0, "VM built");
