@@ -96,9 +96,15 @@ pub struct VmtestSection {
     pub arch: String,
     #[serde(default)]
     pub description: Option<String>,
-    /// Which installer runs in the install phase.
+    /// Which installer runs in the install phase: the one the config names, else the
+    /// script installer, or curtin when a curtin tree is given (see
+    /// [`TestConfig::installer`]).
     #[serde(default)]
     pub installer: InstallerKind,
+    /// Whether the config names its installer itself (`installer:` present); then a
+    /// curtin tree given on the command line does not change it.
+    #[serde(skip)]
+    pub installer_pinned: bool,
     /// Size and block size per storage-config disk id.
     #[serde(default)]
     pub disks: BTreeMap<String, DiskOptions>,
@@ -551,10 +557,15 @@ impl TestConfig {
             err(line, msg)
         })?;
         let mut value: Value = serde_yaml::from_str(text).map_err(|e| err(None, e.to_string()))?;
+        let installer_pinned = value
+            .get("vmtest")
+            .and_then(|v| v.get("installer"))
+            .is_some();
         if let Value::Mapping(m) = &mut value {
             m.remove("vmtest");
         }
-        let v = raw.vmtest;
+        let mut v = raw.vmtest;
+        v.installer_pinned = installer_pinned;
         let vline = |key: &str| line_of(text, &format!("{key}:"));
         if v.block_size != 512 && v.block_size != 4096 {
             return Err(err(
@@ -753,6 +764,20 @@ impl TestConfig {
             macs,
             storage,
         })
+    }
+
+    /// The installer that runs for this test when `curtin_given` says whether a curtin
+    /// tree was given (--curtin / CURTIN_SRC): a config that names its installer gets
+    /// it; otherwise curtin when a tree was given (a curtin developer tests *their*
+    /// curtin with the same configs), else the script installer.
+    pub fn installer(&self, curtin_given: bool) -> InstallerKind {
+        if self.vmtest.installer_pinned {
+            self.vmtest.installer
+        } else if curtin_given {
+            InstallerKind::Curtin
+        } else {
+            InstallerKind::Script
+        }
     }
 
     /// What this test needs that only qemu can give, if anything.
@@ -974,6 +999,35 @@ network:
         assert!(e.contains("release"), "{e}");
         let e = parse("vmtest: [\n").unwrap_err().to_string();
         assert!(e.starts_with("t.yaml"), "{e}");
+    }
+
+    #[test]
+    fn installer_follows_the_curtin_tree_unless_pinned() {
+        let c = parse(GOOD).unwrap();
+        assert!(!c.vmtest.installer_pinned);
+        assert_eq!(c.installer(false), InstallerKind::Script);
+        assert_eq!(c.installer(true), InstallerKind::Curtin);
+        let pin = |kind: &str| {
+            parse(&GOOD.replace(
+                "  release: bookworm",
+                &format!("  release: bookworm\n  installer: {kind}"),
+            ))
+            .unwrap()
+        };
+        let script = pin("script");
+        assert!(script.vmtest.installer_pinned);
+        assert_eq!(script.installer(true), InstallerKind::Script);
+        assert_eq!(script.installer(false), InstallerKind::Script);
+        let curtin = pin("curtin");
+        assert_eq!(curtin.installer(false), InstallerKind::Curtin);
+        assert_eq!(curtin.installer(true), InstallerKind::Curtin);
+        let e = parse(&GOOD.replace(
+            "  release: bookworm",
+            "  release: bookworm\n  installer: curtn",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("curtn"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Boot, Disk, DiskBus, Nic, Outcome, PhaseSpec};
-use crate::config::{DiskDriver, TestConfig};
+use crate::config::{DiskDriver, InstallerKind, TestConfig};
 use crate::http::{Content, HttpServer};
 use crate::settings::Settings;
 use crate::userdata::{self, OUTPUT_DISK_SERIAL};
@@ -311,12 +311,26 @@ fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult) -> TestRes
     let http = try_or!(HttpServer::start(), Status::Error, "http server");
     let _ = http.log_posts_to(w.logs().join("webhooks-events.json"));
     let webhook = format!("http://{}:{}/webhook", userdata::HOST_IP, http.port());
+    let installer = test.installer(ctx.curtin_src.is_some());
     let pack = try_or!(
-        userdata::pack_installer(test, ctx.curtin_src, &webhook),
+        userdata::pack_installer(test, ctx.curtin_src, &webhook, s.apt_proxy.as_deref()),
         Status::Error,
         "installer"
     );
     let packed = try_or!(pack.render(), Status::Error, "installer");
+    if installer == InstallerKind::Curtin {
+        // What the harness adds to the test's config, for the developer to read (the
+        // packed copy is inside install/user-data's base64 payload).
+        let added = userdata::curtin_vmtest_config(&webhook, s.apt_proxy.as_deref());
+        try_or!(
+            std::fs::write(
+                w.install().join("curtin-vmtest.yaml"),
+                serde_yaml::to_string(&added).unwrap_or_default()
+            ),
+            Status::Error,
+            "install/curtin-vmtest.yaml"
+        );
+    }
     timer.lap("pack");
     let user_data = userdata::install_user_data(&packed, s.apt_proxy.as_deref());
     let meta = userdata::meta_data(&test.name, "install");
@@ -387,8 +401,12 @@ fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult) -> TestRes
         interactive: ctx.console.as_deref() == Some("install"),
     };
     say(&format!(
-        "install: starting ({}, image {}, {} MiB, {} vCPU, timeout {}s)",
+        "install: starting ({}, installer {}, image {}, {} MiB, {} vCPU, timeout {}s)",
         r.backend,
+        match (installer, ctx.curtin_src) {
+            (InstallerKind::Curtin, Some(src)) => format!("curtin from {}", src.display()),
+            _ => "script".to_string(),
+        },
         image.version,
         memory_mib,
         vcpus,
@@ -646,8 +664,50 @@ fn run_phase_with_heartbeat(
     })
 }
 
-/// Runs tests, `settings.parallel` at a time; results in the order given.
+/// Checks, before any VM starts, that every test's installer can be packed: a test
+/// that needs curtin (`installer: curtin`, or any unpinned test when a curtin tree is
+/// given) needs a valid curtin source tree. One error naming the tests and the fix.
+pub fn check_installers(tests: &[TestConfig], curtin_src: Option<&Path>) -> anyhow::Result<()> {
+    let need: Vec<&str> = tests
+        .iter()
+        .filter(|t| t.installer(curtin_src.is_some()) == InstallerKind::Curtin)
+        .map(|t| t.name.as_str())
+        .collect();
+    if need.is_empty() {
+        return Ok(());
+    }
+    match curtin_src {
+        None => anyhow::bail!(
+            "{} set{} `vmtest.installer: curtin` but no curtin source tree was given: pass --curtin DIR or set CURTIN_SRC (a curtin checkout), or leave out these tests",
+            need.join(", "),
+            if need.len() == 1 { "s" } else { "" }
+        ),
+        Some(src) => userdata::check_curtin_tree(src)
+            .map_err(|e| anyhow::anyhow!("--curtin / CURTIN_SRC: {e:#}")),
+    }
+}
+
+/// Runs tests, `settings.parallel` at a time; results in the order given. When the
+/// installers cannot be packed ([`check_installers`]) no VM starts and every test is an
+/// error with that reason.
 pub fn run_all(tests: &[TestConfig], ctx: &RunContext) -> Vec<TestResult> {
+    if let Err(e) = check_installers(tests, ctx.curtin_src) {
+        let msg = format!("{e:#}");
+        ctx.progress.say("vmtest", &format!("no test run: {msg}"));
+        return tests
+            .iter()
+            .map(|t| TestResult {
+                name: t.name.clone(),
+                backend: ctx.backend.name(),
+                status: Status::Error,
+                errors: vec![msg.clone()],
+                phases: Vec::new(),
+                steps: Vec::new(),
+                total: Duration::ZERO,
+                workdir: ctx.settings.topdir.join(&t.name),
+            })
+            .collect();
+    }
     let n = ctx.settings.parallel.max(1).min(tests.len().max(1));
     if n <= 1 {
         return tests.iter().map(|t| run_test(t, ctx)).collect();

@@ -126,17 +126,89 @@ pub fn boot_user_data(test: &TestConfig) -> String {
     ])
 }
 
+/// Where the packed curtin tree lives inside the archive (`curtin pack`'s layout:
+/// `bin/curtin`, the `curtin` package and `helpers/`).
+pub const CURTIN_PACK_DIR: &str = "curtin";
+
+/// The source curtin installs from when the test's config names no `sources:`: the
+/// ephemeral image's read-only root, the way curtin's vmtest installs the same release.
+pub const CURTIN_SOURCE: &str = "cp:///media/root-ro";
+
+/// Checks that `src` is a curtin source tree the harness can pack.
+pub fn check_curtin_tree(src: &Path) -> anyhow::Result<()> {
+    for (p, what) in [
+        ("curtin/__init__.py", "the curtin package"),
+        ("curtin/commands/main.py", "curtin's command entry point"),
+        ("bin/curtin", "the curtin launcher"),
+        ("helpers/common", "curtin's shell helpers"),
+    ] {
+        if !src.join(p).is_file() {
+            anyhow::bail!(
+                "{} is not a curtin source tree: {p} ({what}) is missing; give the top of a curtin checkout (git clone https://git.launchpad.net/curtin)",
+                src.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What the harness adds to a test's curtin config. It is passed to curtin *before* the
+/// test's own config, so anything the test says wins (curtin merges configs in order).
+///
+/// - `kernel: {install: false}`: the install source is the ephemeral root, which already
+///   carries its kernel; without it curtin looks the running kernel up in its Ubuntu
+///   table, finds nothing for a Debian release and falls back to `linux-generic`, which
+///   Debian does not have.
+/// - `reporting.vmtest`: a webhook to the harness, whose events land in
+///   `logs/webhooks-events.json` (curtin's vmtest does the same with its `maas` reporter).
+/// - `apt.proxy`: the proxy the test run hands on (apt_proxy / CURTIN_VMTEST_APT_PROXY),
+///   used by apt inside the target when curtin installs packages there.
+/// - `showtrace: true`: a failing curtin command prints its traceback on the console.
+pub fn curtin_vmtest_config(webhook: &str, apt_proxy: Option<&str>) -> serde_yaml::Value {
+    let mut cfg = json!({
+        "showtrace": true,
+        "kernel": {"install": false},
+        "reporting": {"vmtest": {"type": "webhook", "endpoint": webhook, "level": "DEBUG"}},
+    });
+    if let Some(p) = apt_proxy {
+        cfg["apt"] = json!({"proxy": p});
+    }
+    serde_yaml::to_value(cfg).unwrap_or_default()
+}
+
+/// The `curtin install` command line inside the unpacked archive.
+pub fn curtin_command(test: &TestConfig) -> Vec<String> {
+    let mut cmd: Vec<String> = [
+        "sh",
+        "curtin/bin/curtin",
+        "-vv",
+        "install",
+        "--config=config/vmtest.yaml",
+        "--config=config/test.yaml",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // A source on the command line replaces the config's `sources:`; only give the
+    // default when the test names none.
+    if test.installer_config.get("sources").is_none() {
+        cmd.push(CURTIN_SOURCE.into());
+    }
+    cmd
+}
+
 /// Packs the installer for `test`: the script installer with its plan, or curtin from
-/// `curtin_src` (a curtin source tree with `curtin/` and `bin/curtin`).
-/// `webhook` is where curtin posts its events.
+/// `curtin_src` (see [`TestConfig::installer`] for which). `webhook` is where curtin
+/// posts its events, `apt_proxy` the proxy apt in the target uses.
 pub fn pack_installer(
     test: &TestConfig,
     curtin_src: Option<&Path>,
     webhook: &str,
+    apt_proxy: Option<&str>,
 ) -> anyhow::Result<Pack> {
-    let mut cfg = test.installer_config.clone();
+    let cfg = &test.installer_config;
     let mut pack = Pack::new();
-    match test.vmtest.installer {
+    match test.installer(curtin_src.is_some()) {
         InstallerKind::Script => {
             let plan =
                 build_plan(test).map_err(|e| anyhow::anyhow!("{}: {e}", test.file.display()))?;
@@ -144,7 +216,7 @@ pub fn pack_installer(
                 .file("config/plan", plan, 0o644)
                 .file(
                     "config/install-cfg.yaml",
-                    serde_yaml::to_string(&cfg)?,
+                    serde_yaml::to_string(cfg)?,
                     0o644,
                 )
                 .command(&[
@@ -157,40 +229,23 @@ pub fn pack_installer(
         InstallerKind::Curtin => {
             let src = curtin_src.ok_or_else(|| {
                 anyhow::anyhow!(
-                    "{}: this test uses curtin; give its source tree with --curtin DIR or CURTIN_SRC",
+                    "{}: this test uses curtin (vmtest.installer: curtin); give a curtin source tree with --curtin DIR or CURTIN_SRC",
                     test.file.display()
                 )
             })?;
-            if !src.join("curtin").is_dir() || !src.join("bin/curtin").is_file() {
-                anyhow::bail!(
-                    "{} is not a curtin source tree (no curtin/ and bin/curtin)",
-                    src.display()
-                );
+            check_curtin_tree(src)?;
+            // What `curtin pack` ships: the launcher, the package and the helpers; not
+            // the tests, docs or packaging.
+            for sub in ["bin", "curtin", "helpers"] {
+                pack.tree(&src.join(sub), &format!("{CURTIN_PACK_DIR}/{sub}"))?;
             }
-            if let serde_yaml::Value::Mapping(m) = &mut cfg {
-                let key = serde_yaml::Value::from("reporting");
-                if !m.contains_key(&key) {
-                    let r: serde_yaml::Value = serde_yaml::from_str(&format!(
-                        "vmtest: {{type: webhook, endpoint: '{webhook}'}}"
-                    ))?;
-                    m.insert(key, r);
-                }
-            }
-            pack.tree(src, "curtin-src")?
-                .file(
-                    "config/install-cfg.yaml",
-                    serde_yaml::to_string(&cfg)?,
-                    0o644,
-                )
-                .env("PYTHONPATH", "$PACK_DIR/curtin-src")
-                .command(&[
-                    "python3",
-                    "curtin-src/bin/curtin",
-                    "-vv",
-                    "install",
-                    "--config=config/install-cfg.yaml",
-                    "cp:///media/root-ro",
-                ]);
+            pack.file(
+                "config/vmtest.yaml",
+                serde_yaml::to_string(&curtin_vmtest_config(webhook, apt_proxy))?,
+                0o644,
+            )
+            .file("config/test.yaml", serde_yaml::to_string(cfg)?, 0o644)
+            .command(&curtin_command(test));
         }
     }
     Ok(pack)
@@ -221,10 +276,44 @@ mod tests {
         TestConfig::load(&p).unwrap()
     }
 
+    /// A minimal tree with curtin's layout (what `check_curtin_tree` looks for), plus
+    /// files `curtin pack` leaves out.
+    fn fake_curtin() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (p, text) in [
+            ("curtin/__init__.py", ""),
+            ("curtin/commands/main.py", ""),
+            ("bin/curtin", "#!/bin/sh\n"),
+            ("helpers/common", "#!/bin/bash\n"),
+            ("tests/vmtests/__init__.py", ""),
+            ("doc/index.rst", ""),
+            ("curtin/__pycache__/x.cpython-311.pyc", ""),
+        ] {
+            let f = d.path().join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(&f, text).unwrap();
+        }
+        d
+    }
+
+    fn payload_files(p: &Pack) -> std::collections::BTreeMap<String, String> {
+        let payload = p.payload().unwrap();
+        let gz = flate2::read::GzDecoder::new(&payload[..]);
+        let mut tar = tar::Archive::new(gz);
+        let mut out = std::collections::BTreeMap::new();
+        for e in tar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+            out.insert(e.path().unwrap().display().to_string(), s);
+        }
+        out
+    }
+
     #[test]
     fn install_user_data_shape() {
         let t = basic();
-        let packed = pack_installer(&t, None, "http://10.0.2.2:1/webhook")
+        let packed = pack_installer(&t, None, "http://10.0.2.2:1/webhook", None)
             .unwrap()
             .render()
             .unwrap();
@@ -260,23 +349,116 @@ mod tests {
     }
 
     #[test]
-    fn curtin_needs_a_tree() {
+    fn without_a_curtin_tree_the_script_installer_runs() {
+        let files = payload_files(&pack_installer(&basic(), None, "x", None).unwrap());
+        let names: Vec<&str> = files.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "config/install-cfg.yaml",
+                "config/plan",
+                "installer/install.sh"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pinned_curtin_test_needs_a_tree() {
         let mut t = basic();
         t.vmtest.installer = InstallerKind::Curtin;
-        let e = pack_installer(&t, None, "x").err().unwrap().to_string();
-        assert!(e.contains("--curtin"), "{e}");
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("curtin")).unwrap();
-        std::fs::create_dir_all(d.path().join("bin")).unwrap();
-        std::fs::write(d.path().join("curtin/__init__.py"), "").unwrap();
-        std::fs::write(d.path().join("bin/curtin"), "#!/usr/bin/python3\n").unwrap();
-        let p = pack_installer(&t, Some(d.path()), "http://10.0.2.2:9/webhook")
+        t.vmtest.installer_pinned = true;
+        let e = pack_installer(&t, None, "x", None)
+            .err()
             .unwrap()
-            .render()
-            .unwrap();
-        assert!(p.contains(
-            "curtin-src/bin/curtin -vv install --config=config/install-cfg.yaml cp:///media/root-ro"
-        ));
+            .to_string();
+        assert!(e.contains("--curtin") && e.contains("CURTIN_SRC"), "{e}");
+        assert!(e.contains("basic.yaml"), "{e}");
+    }
+
+    #[test]
+    fn not_a_curtin_tree_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let e = pack_installer(&basic(), Some(d.path()), "x", None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("is not a curtin source tree") && e.contains("curtin/__init__.py"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_pinned_script_test_ignores_the_tree() {
+        let mut t = basic();
+        t.vmtest.installer = InstallerKind::Script;
+        t.vmtest.installer_pinned = true;
+        let c = fake_curtin();
+        let files = payload_files(&pack_installer(&t, Some(c.path()), "x", None).unwrap());
+        assert!(files.contains_key("installer/install.sh"), "{files:?}");
+    }
+
+    #[test]
+    fn curtin_pack_holds_what_curtin_pack_ships_and_both_configs() {
+        let c = fake_curtin();
+        let p = pack_installer(
+            &basic(),
+            Some(c.path()),
+            "http://10.0.2.2:9/webhook",
+            Some("http://proxy:3128"),
+        )
+        .unwrap();
+        let files = payload_files(&p);
+        let names: Vec<&str> = files.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "config/test.yaml",
+                "config/vmtest.yaml",
+                "curtin/bin/curtin",
+                "curtin/curtin/__init__.py",
+                "curtin/curtin/commands/main.py",
+                "curtin/helpers/common",
+            ]
+        );
+        // The test's config goes to curtin unchanged; the harness's additions apart.
+        let test: serde_yaml::Value = serde_yaml::from_str(&files["config/test.yaml"]).unwrap();
+        assert_eq!(test, basic().installer_config);
+        let added: serde_yaml::Value = serde_yaml::from_str(&files["config/vmtest.yaml"]).unwrap();
+        assert_eq!(added["kernel"]["install"].as_bool(), Some(false));
+        assert_eq!(added["showtrace"].as_bool(), Some(true));
+        let hook = &added["reporting"]["vmtest"];
+        assert_eq!(hook["type"].as_str(), Some("webhook"));
+        assert_eq!(hook["endpoint"].as_str(), Some("http://10.0.2.2:9/webhook"));
+        assert_eq!(added["apt"]["proxy"].as_str(), Some("http://proxy:3128"));
+        let added = curtin_vmtest_config("http://h/webhook", None);
+        assert!(added.get("apt").is_none());
+        // The launcher runs through sh (bin/curtin is a shell script that finds python3
+        // and puts the unpacked tree on PYTHONPATH); the harness's config comes first so
+        // the test's own config wins where both say something.
+        let text = p.render().unwrap();
+        assert!(
+            text.contains(
+                "PACK_COMMAND=(sh curtin/bin/curtin -vv install --config=config/vmtest.yaml --config=config/test.yaml cp:///media/root-ro)"
+            ),
+            "{}",
+            &text[..text.find(MARKER_LINE).unwrap_or(text.len())]
+        );
+    }
+
+    const MARKER_LINE: &str = "\n_____PAYLOAD_____\n";
+
+    #[test]
+    fn a_test_with_sources_gets_no_source_argument() {
+        let mut t = basic();
+        assert_eq!(curtin_command(&t).last().unwrap(), CURTIN_SOURCE);
+        if let serde_yaml::Value::Mapping(m) = &mut t.installer_config {
+            m.insert(
+                "sources".into(),
+                serde_yaml::from_str("{rootfs: 'cp:///somewhere'}").unwrap(),
+            );
+        }
+        assert!(!curtin_command(&t).iter().any(|w| w == CURTIN_SOURCE));
     }
 
     #[test]

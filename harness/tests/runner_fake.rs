@@ -562,3 +562,112 @@ fn timeout_precedence() {
         vec![Duration::from_secs(5), Duration::from_secs(88)]
     );
 }
+
+fn run_with_curtin(
+    env: &Env,
+    s: &Settings,
+    backend: FakeBackend,
+    tests: &[TestConfig],
+    curtin: Option<&Path>,
+) -> Vec<runner::TestResult> {
+    let ctx = RunContext {
+        settings: s,
+        backend: &backend,
+        images: &env.images,
+        curtin_src: curtin,
+        progress: Progress::new(None, true),
+        console: None,
+    };
+    runner::run_all(tests, &ctx)
+}
+
+fn pinned(env: &Env, name: &str, installer: &str) -> TestConfig {
+    let _ = env;
+    let text = TEST.replace(
+        "  release: bookworm",
+        &format!("  release: bookworm\n  installer: {installer}"),
+    );
+    TestConfig::parse(name, Path::new(&format!("{name}.yaml")), &text).unwrap()
+}
+
+/// A directory with curtin's layout: enough for the harness to pack it.
+fn fake_curtin_tree(dir: &Path) -> PathBuf {
+    let c = dir.join("curtin-src");
+    for p in [
+        "curtin/__init__.py",
+        "curtin/commands/main.py",
+        "bin/curtin",
+        "helpers/common",
+    ] {
+        std::fs::create_dir_all(c.join(p).parent().unwrap()).unwrap();
+        std::fs::write(c.join(p), "").unwrap();
+    }
+    c
+}
+
+#[test]
+fn curtin_test_without_a_tree_is_one_error_before_any_vm() {
+    let env = Env::new();
+    let s = env.settings(&[]);
+    let started = Arc::new(Mutex::new(0));
+    let started2 = started.clone();
+    let b = FakeBackend::new(move |spec| {
+        *started2.lock().unwrap() += 1;
+        good_guest(spec)
+    });
+    let tests = [env.test("plain"), pinned(&env, "needs_curtin", "curtin")];
+    let rs = run_with_curtin(&env, &s, b, &tests, None);
+    assert_eq!(*started.lock().unwrap(), 0, "no VM may start");
+    for r in &rs {
+        assert_eq!(r.status, Status::Error);
+        let e = r.errors.join("\n");
+        assert!(
+            e.contains("needs_curtin sets `vmtest.installer: curtin`")
+                && e.contains("--curtin DIR")
+                && e.contains("CURTIN_SRC"),
+            "{e}"
+        );
+    }
+    // Not a curtin tree: named before any VM too.
+    let b = FakeBackend::new(|_| panic!("no VM may start"));
+    let rs = run_with_curtin(&env, &s, b, &[env.test("plain2")], Some(env.dir.path()));
+    assert_eq!(rs[0].status, Status::Error);
+    assert!(
+        rs[0].errors[0].contains("is not a curtin source tree"),
+        "{:?}",
+        rs[0].errors
+    );
+}
+
+#[test]
+fn a_curtin_tree_makes_curtin_the_installer_unless_a_test_pins_script() {
+    let env = Env::new();
+    let s = env.settings(&[("CURTIN_VMTEST_KEEP_DATA_PASS", "install")]);
+    let tree = fake_curtin_tree(env.dir.path());
+    let b = FakeBackend::new(good_guest);
+    let tests = [env.test("follows"), pinned(&env, "pinned_script", "script")];
+    let rs = run_with_curtin(&env, &s, b, &tests, Some(&tree));
+    for r in &rs {
+        assert_eq!(r.status, Status::Pass, "{}: {:?}", r.name, r.errors);
+    }
+    let ud = |t: &str| std::fs::read_to_string(s.topdir.join(t).join("install/user-data")).unwrap();
+    let follows = ud("follows");
+    assert!(
+        follows.contains("sh curtin/bin/curtin -vv install --config=config/vmtest.yaml --config=config/test.yaml cp:///media/root-ro"),
+        "curtin runs for the unpinned test"
+    );
+    let added =
+        std::fs::read_to_string(s.topdir.join("follows/install/curtin-vmtest.yaml")).unwrap();
+    assert!(
+        added.contains("/webhook") && added.contains("install: false"),
+        "{added}"
+    );
+    let script = ud("pinned_script");
+    assert!(script.contains("sh installer/install.sh config/plan"));
+    assert!(!script.contains("curtin/bin/curtin"));
+    assert!(
+        !s.topdir
+            .join("pinned_script/install/curtin-vmtest.yaml")
+            .exists()
+    );
+}

@@ -1,0 +1,142 @@
+//! End to end with curtin itself: `vmtest --vmm qemu run basic --curtin $CURTIN_SRC` packs
+//! the curtin tree named by CURTIN_SRC, runs `curtin install` in the bookworm install
+//! image (IMAGE_DIR) under qemu, boots the installed system, collects and verifies.
+//!
+//! Opt-in (about 10 minutes under TCG, and it needs a curtin checkout):
+//! `make vmtest-curtin CURTIN_SRC=/path/to/curtin`, or
+//! `CURTIN_SRC=... cargo test -p harness --test e2e_curtin -- --ignored --nocapture`.
+//! Without CURTIN_SRC the test fails and says so; it never skips.
+//!
+//! The run's data stays in `<target>/tmp/vmtest-curtin-e2e` (logs and collect/ on pass and
+//! on failure) so a failing curtin can be read: logs/install-serial.log carries curtin's
+//! console output, logs/webhooks-events.json its events.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Hard limit for the whole run (install + boot under TCG on a busy 2-core host
+/// measured well below this); on expiry the run's process group is killed.
+const LIMIT: Duration = Duration::from_secs(3000);
+
+fn curtin_src() -> PathBuf {
+    let Some(src) = std::env::var_os("CURTIN_SRC").filter(|s| !s.is_empty()) else {
+        panic!(
+            "CURTIN_SRC is not set: this test runs curtin itself and needs a curtin source tree \
+             (CURTIN_SRC=/path/to/curtin make vmtest-curtin, or \
+             git clone https://git.launchpad.net/curtin)"
+        );
+    };
+    let src = PathBuf::from(src);
+    assert!(
+        src.join("curtin/__init__.py").is_file() && src.join("bin/curtin").is_file(),
+        "CURTIN_SRC={} is not a curtin source tree (no curtin/__init__.py or bin/curtin)",
+        src.display()
+    );
+    src
+}
+
+/// Runs vmtest in its own process group so that a timeout kills it and its VMs.
+fn run_vmtest(args: &[&str], curtin: &Path, topdir: &Path) -> (i32, String) {
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmtest"))
+        .args(["--vmm", "qemu", "run"])
+        .args(args)
+        .arg("--curtin")
+        .arg(curtin)
+        .env("CURTIN_VMTEST_TOPDIR", topdir)
+        .env("CURTIN_VMTEST_KEEP_DATA_PASS", "logs,collect,install")
+        .env("CURTIN_VMTEST_KEEP_DATA_FAIL", "all")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start vmtest");
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut out = String::new();
+            use std::io::Read;
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            println!("{out}");
+            return (status.code().unwrap_or(-1), out);
+        }
+        if start.elapsed() > LIMIT {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+            panic!(
+                "vmtest with curtin did not finish within {LIMIT:?}: killed (data in {})",
+                topdir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+#[ignore = "runs curtin in full Debian guests under qemu (about 10 min under TCG): make vmtest-curtin CURTIN_SRC=..."]
+fn basic_installs_with_curtin_and_passes() {
+    let curtin = curtin_src();
+    let topdir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vmtest-curtin-e2e");
+    let _ = std::fs::remove_dir_all(&topdir);
+    let (code, out) = run_vmtest(&["basic"], &curtin, &topdir);
+    let w = topdir.join("basic");
+    assert_eq!(
+        code,
+        0,
+        "{out}\n(data in {}: logs/install-serial.log has curtin's output)",
+        w.display()
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("basic ") && l.contains("PASS")),
+        "{out}"
+    );
+    // curtin, not the script installer, did the install.
+    let serial = std::fs::read_to_string(w.join("logs/install-serial.log")).unwrap_or_default();
+    assert!(
+        serial.contains("curtin: Installation started.")
+            && serial.contains("curtin: Installation finished."),
+        "install serial log does not show curtin's own start and finish"
+    );
+    // Its events reached the harness's webhook: the first is cmd-install's start, the
+    // last its successful finish (the check curtin's vmtest makes).
+    let events = std::fs::read_to_string(w.join("logs/webhooks-events.json")).unwrap_or_default();
+    let events: Vec<serde_json::Value> = events
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let kind = |e: &serde_json::Value| {
+        (
+            e["event_type"].as_str().unwrap_or("").to_string(),
+            e["name"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let (first, last) = (events.first(), events.last());
+    assert_eq!(
+        first.map(kind),
+        Some(("start".into(), "cmd-install".into())),
+        "{} webhook events",
+        events.len()
+    );
+    assert_eq!(
+        last.map(kind),
+        Some(("finish".into(), "cmd-install".into())),
+        "{} webhook events",
+        events.len()
+    );
+    assert_eq!(last.unwrap()["result"].as_str(), Some("SUCCESS"));
+    // curtin saved the config it ran with into the installed system's /root.
+    let cfg = w.join("collect/root/curtin-install-cfg.yaml");
+    let cfg = std::fs::read_to_string(&cfg)
+        .unwrap_or_else(|e| panic!("{}: {e} (curtin's saved config)", cfg.display()));
+    assert!(cfg.contains("disk-a") && cfg.contains("webhook"), "{cfg}");
+}
