@@ -214,9 +214,22 @@ impl Backend for BuiltinBackend {
                 forwards: Vec::new(),
             });
         }
+        let console = if spec.interactive {
+            let stop = vmm::StopHandle::new();
+            cfg.stop = Some(stop.clone());
+            let input = cfg.serial.input();
+            Some(
+                crate::console::Console::attach_stdin(input, move || stop.stop())
+                    .map_err(|e| anyhow::anyhow!("cannot attach the console to stdin: {e}"))?,
+            )
+        } else {
+            None
+        };
         let start = std::time::Instant::now();
-        let reason = vmm::run(&cfg).map_err(|e| anyhow::anyhow!("builtin VMM: {e}"))?;
+        let reason = vmm::run(&cfg);
         let wall = start.elapsed();
+        drop(console); // the terminal is restored before anything else is printed
+        let reason = reason.map_err(|e| anyhow::anyhow!("builtin VMM: {e}"))?;
         let outcome = match reason {
             vmm::ExitReason::PowerOff => Outcome::PowerOff,
             vmm::ExitReason::Reboot(_) => match qemu::panic_line(&spec.serial_log) {
@@ -225,7 +238,7 @@ impl Backend for BuiltinBackend {
             },
             vmm::ExitReason::Crash(c) => Outcome::Crash(c.reason),
             vmm::ExitReason::Timeout => Outcome::Timeout,
-            // Only the console holds the stop handle.
+            // Only the console holds the stop handle: the user left with Ctrl-A x.
             vmm::ExitReason::Stopped => Outcome::Stopped,
         };
         Ok(PhaseResult { outcome, wall })

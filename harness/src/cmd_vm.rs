@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use vmm::{CpuFeature, ExitReason, SerialConfig, VmConfig};
 
-/// Exit codes: 0 power-off, 2 reboot, 3 crash, 4 timeout, 1 bad input or VMM error.
+/// Exit codes: 0 power-off, 2 reboot, 3 crash, 4 timeout, 5 stopped at the console
+/// (Ctrl-A x), 1 bad input or VMM error.
 #[derive(Debug, clap::Args)]
 pub struct VmArgs {
     /// Kernel: a bzImage (e.g. /boot/vmlinuz-*) or an ELF with a PVH entry note.
@@ -29,8 +30,13 @@ pub struct VmArgs {
     #[arg(long)]
     pub overwrite_log: bool,
     /// Do not copy the serial console to stdout.
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "console")]
     pub quiet: bool,
+    /// Interactive console: keystrokes go to the guest's ttyS0 (raw mode on a terminal).
+    /// Ctrl-A x leaves and stops the VM (exit code 5), Ctrl-A h lists the keys, Ctrl-A
+    /// Ctrl-A sends Ctrl-A.
+    #[arg(long)]
+    pub console: bool,
     /// Stop the VM after this long: seconds, or with a unit (90s, 5m).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
@@ -96,7 +102,7 @@ pub fn run(args: VmArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|f| f.parse::<CpuFeature>())
         .collect::<Result<Vec<_>, _>>()?;
-    let config = VmConfig {
+    let mut config = VmConfig {
         kernel: args.kernel,
         initrd: args.initrd,
         cmdline: args.append,
@@ -118,10 +124,28 @@ pub fn run(args: VmArgs) -> anyhow::Result<i32> {
         nets: args.nets,
         stop: None,
     };
+    let console = if args.console {
+        let stop = vmm::StopHandle::new();
+        config.stop = Some(stop.clone());
+        let input = config.serial.input();
+        Some(
+            crate::console::Console::attach_stdin(input, move || stop.stop())
+                .context("cannot attach the console to stdin")?,
+        )
+    } else {
+        None
+    };
     let start = Instant::now();
-    let reason = vmm::run(&config).context("cannot boot the VM")?;
+    let reason = vmm::run(&config);
+    // Detach (and restore the terminal) before saying anything more.
+    drop(console);
+    let reason = reason.context("cannot boot the VM")?;
+    let how = match reason {
+        ExitReason::Stopped => "stopped at the console (Ctrl-A x)".to_string(),
+        ref other => other.to_string(),
+    };
     eprintln!(
-        "vmtest: guest ended: {reason} after {:.3} s",
+        "vmtest: guest ended: {how} after {:.3} s",
         start.elapsed().as_secs_f64()
     );
     if let ExitReason::Crash(c) = &reason

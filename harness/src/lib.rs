@@ -19,6 +19,7 @@ pub enum VmmChoice {
 pub mod backend;
 pub mod bootinfo;
 pub mod collect;
+pub mod console;
 pub mod config;
 pub mod http;
 pub mod pack;

@@ -3,6 +3,11 @@
 //! networking, the serial console goes to a file, and QMP tells how the guest ended
 //! (`SHUTDOWN` with reason guest-shutdown or guest-reset; `-no-reboot` turns a reset,
 //! and so a `panic=-1` panic, into an exit). The VM is killed at its timeout.
+//!
+//! An interactive phase puts the console on stdio through qemu's multiplexer, so qemu's
+//! own escape keys work (Ctrl-A x quits, Ctrl-A h helps, Ctrl-A Ctrl-A sends Ctrl-A: the
+//! builtin VMM's console copies them) and the serial log is still written. Ctrl-A x shows
+//! on QMP as `SHUTDOWN` with reason `host-qmp-quit`, reported as [`Outcome::Stopped`].
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -224,6 +229,15 @@ pub fn tail(path: &Path, lines: usize) -> String {
     v[v.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Whether qemu's console multiplexer said it quit on Ctrl-A x (its last line).
+fn left_at_console(serial_log: &Path) -> bool {
+    let text = std::fs::read(serial_log).unwrap_or_default();
+    let start = text.len().saturating_sub(256);
+    String::from_utf8_lossy(&text[start..])
+        .trim_end()
+        .ends_with("QEMU: Terminated")
+}
+
 /// A kernel panic in the serial log (with `-no-reboot`, `panic=-1` shows as a reset).
 pub fn panic_line(serial_log: &Path) -> Option<String> {
     let text = std::fs::read(serial_log).ok()?;
@@ -265,7 +279,7 @@ impl Backend for QemuBackend {
         args.push("-chardev".into());
         if spec.interactive {
             args.push(format!(
-                "stdio,id=console,signal=off,logfile={}",
+                "stdio,id=console,mux=on,signal=off,logfile={}",
                 spec.serial_log.display()
             ));
         } else {
@@ -292,11 +306,17 @@ impl Backend for QemuBackend {
         cmd.args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::from(cmdfile));
-        if spec.interactive {
+        // qemu makes the terminal raw and restores it when it exits, but not when it is
+        // killed at the timeout: keep the settings to put back ourselves.
+        let _terminal = if spec.interactive {
             cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit());
+            let saved = crate::console::TerminalGuard::save(libc::STDIN_FILENO)?;
+            eprintln!("{}", crate::console::ATTACH_LINE);
+            saved
         } else {
             cmd.stdin(Stdio::null());
-        }
+            None
+        };
         let child = cmd
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", self.binary.display()))?;
@@ -337,6 +357,12 @@ impl Backend for QemuBackend {
         }
         let reason = reason.lock().unwrap().clone();
         let outcome = match reason.as_deref() {
+            // Nothing but the console's Ctrl-A x asks qemu to quit (the harness's QMP
+            // client sends no commands); qemu prints "QEMU: Terminated" on the console.
+            Some("host-qmp-quit") if spec.interactive => Outcome::Stopped,
+            None if spec.interactive && status.success() && left_at_console(&spec.serial_log) => {
+                Outcome::Stopped
+            }
             Some("guest-shutdown") => Outcome::PowerOff,
             Some("guest-reset") => Outcome::Reboot,
             Some("guest-panic") => Outcome::Crash("guest panic (pvpanic)".into()),
