@@ -185,7 +185,9 @@ while read -r _ id fmt path opts; do
     echo "UUID=$uuid $path $fstype $opts 0 $pass" >>"$STATE/fstab"
     log "mounted $dev on $path"
 done <"$STATE/mounts"
-# Every swap format is used, whether or not a mount entry names it (curtin's way).
+# Every swap format is used, whether or not a mount entry names it. (curtin itself only
+# puts a swap into fstab when a `type: mount` entry names its format; configs meant for
+# both installers give the swap such an entry, which the plan leaves out.)
 while read -r kind id vol fstype label; do
     [ "$kind" = format ] && [ "$fstype" = swap ] || continue
     uuid=$(blkid -s UUID -o value "$(getdev "$id")")
