@@ -46,7 +46,9 @@ pub struct RunArgs {
     /// Write JUnit XML results here.
     #[arg(long)]
     pub junit: Option<PathBuf>,
-    /// Attach this phase's serial console (install or boot) to the terminal.
+    /// Attach this phase's serial console (install or boot) to the terminal, for exactly
+    /// one test: keystrokes go to the guest, Ctrl-A x leaves (stopping the VM), Ctrl-A h
+    /// lists the keys.
     #[arg(long, value_parser = ["install", "boot"])]
     pub console: Option<String>,
 }
@@ -295,6 +297,18 @@ pub fn run(cmd: HarnessCommand, vmm: VmmChoice) -> anyhow::Result<i32> {
         HarnessCommand::Run(a) => {
             let dir = tests_dir(a.sel.tests_dir.as_deref());
             let tests = select(&dir, &a.sel.tests)?;
+            // One terminal, one console: several tests (run in parallel) cannot share stdin.
+            if a.console.is_some() && tests.len() != 1 {
+                anyhow::bail!(
+                    "--console attaches to exactly one test, but {} are selected ({}): name one",
+                    tests.len(),
+                    tests
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             run_tests(
                 tests,
                 vmm,
