@@ -19,8 +19,8 @@ pub enum VmmChoice {
 pub mod backend;
 pub mod bootinfo;
 pub mod collect;
-pub mod console;
 pub mod config;
+pub mod console;
 pub mod http;
 pub mod pack;
 pub mod plan;
