@@ -257,12 +257,14 @@ const CHILD_ENV: &str = "VMTEST_CONSOLE_TEST_CHILD";
 fn run_child_phase(backend: &str) {
     use harness::backend::{Backend, Boot, PhaseSpec};
     let dir = tempfile::tempdir().unwrap();
+    // "qemu-hang": a guest that never ends, killed at a short timeout.
+    let hang = backend.ends_with("-hang");
     let spec = PhaseSpec {
         name: "console".into(),
         boot: Boot::Direct {
             kernel: probes::pvh_elf().to_path_buf(),
             initrd: None,
-            cmdline: "action=echo".into(),
+            cmdline: if hang { "action=hang" } else { "action=echo" }.into(),
         },
         disks: vec![],
         nics: vec![],
@@ -270,12 +272,12 @@ fn run_child_phase(backend: &str) {
         vcpus: 1,
         serial_log: dir.path().join("serial.log"),
         log_dir: dir.path().to_path_buf(),
-        timeout: Duration::from_secs(100),
+        timeout: Duration::from_secs(if hang { 3 } else { 100 }),
         host_ports: vec![],
         interactive: true,
     };
     let b: Box<dyn Backend> = match backend {
-        "qemu" => Box::new(
+        "qemu" | "qemu-hang" => Box::new(
             harness::backend::qemu::QemuBackend::detect()
                 .unwrap_or_else(|e| panic!("prerequisite missing: {e}")),
         ),
@@ -327,4 +329,28 @@ fn builtin_phase_console_stopped_by_the_user() {
 #[test]
 fn qemu_phase_console_stopped_by_the_user() {
     backend_console("qemu", "qemu_phase_console_stopped_by_the_user");
+}
+
+/// qemu restores the terminal when it exits, but a phase's timeout kills it: the harness
+/// must put the settings back itself.
+#[test]
+fn qemu_killed_at_the_timeout_leaves_the_terminal_restored() {
+    let test_name = "qemu_killed_at_the_timeout_leaves_the_terminal_restored";
+    if let Ok(which) = std::env::var(CHILD_ENV) {
+        return run_child_phase(&which);
+    }
+    let pty = openpty();
+    let before = settings(pty.slave.as_raw_fd());
+    let screen = Screen::watch(&pty.master);
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "qemu-hang");
+    let mut child = spawn_on(&pty, &mut cmd);
+    screen.wait_for(&mut child, ATTACHED, "PROBE RESULT");
+    assert_ne!(settings(pty.slave.as_raw_fd()), before, "qemu made it raw");
+    let status = wait_exit(&mut child, &screen);
+    let text = screen.text();
+    assert!(status.success(), "child failed:\n{text}");
+    assert!(text.contains("CHILD OUTCOME [timed out]"), "{text}");
+    assert_eq!(settings(pty.slave.as_raw_fd()), before, "terminal restored");
 }
