@@ -12,7 +12,9 @@
 //! ```
 //!
 //! The crate knows nothing of installers or tests: the harness builds a [`VmConfig`] and
-//! reads the [`ExitReason`].
+//! reads the [`ExitReason`]. For an interactive console, [`SerialConfig::input`] gives a
+//! [`SerialInput`] whose bytes the guest reads on COM1, and a [`StopHandle`] given to the
+//! config ends the run on purpose with [`ExitReason::Stopped`].
 
 mod acpi;
 mod config;
