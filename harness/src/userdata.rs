@@ -234,6 +234,14 @@ pub fn pack_installer(
                 )
             })?;
             check_curtin_tree(src)?;
+            if test.vmtest.uefi {
+                // curtin decides BIOS or UEFI by /sys/firmware/efi in the install
+                // environment, which the directly booted install kernel does not have.
+                anyhow::bail!(
+                    "{}: `uefi: true` with curtin is not supported yet: the install phase boots the image's kernel directly, without UEFI firmware, so curtin would see a BIOS machine and install grub for i386-pc, which OVMF cannot boot; pin `vmtest.installer: script` for this test",
+                    test.file.display()
+                );
+            }
             // What `curtin pack` ships: the launcher, the package and the helpers; not
             // the tests, docs or packaging.
             for sub in ["bin", "curtin", "helpers"] {
@@ -447,6 +455,24 @@ mod tests {
     }
 
     const MARKER_LINE: &str = "\n_____PAYLOAD_____\n";
+
+    #[test]
+    fn uefi_with_curtin_is_refused_before_any_vm() {
+        let c = fake_curtin();
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tests/basic_uefi.yaml");
+        let t = TestConfig::load(&file).unwrap();
+        assert!(t.vmtest.uefi);
+        let e = pack_installer(&t, Some(c.path()), "x", None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("uefi: true") && e.contains("installer: script"),
+            "{e}"
+        );
+        // The script installer does UEFI installs.
+        assert!(pack_installer(&t, None, "x", None).is_ok());
+    }
 
     #[test]
     fn a_test_with_sources_gets_no_source_argument() {
