@@ -67,6 +67,8 @@ pub enum Status {
 pub struct TestResult {
     pub name: String,
     pub backend: String,
+    /// Which installer ran: `script` or `curtin`.
+    pub installer: String,
     pub status: Status,
     /// What went wrong, one item per problem.
     pub errors: Vec<String>,
@@ -161,6 +163,13 @@ fn fail(mut r: TestResult, status: Status, errs: Vec<String>) -> TestResult {
     r
 }
 
+fn installer_name(kind: InstallerKind) -> &'static str {
+    match kind {
+        InstallerKind::Script => "script",
+        InstallerKind::Curtin => "curtin",
+    }
+}
+
 /// Runs one test end to end; never panics on guest or config problems.
 pub fn run_test(test: &TestConfig, ctx: &RunContext) -> TestResult {
     let start = Instant::now();
@@ -168,6 +177,7 @@ pub fn run_test(test: &TestConfig, ctx: &RunContext) -> TestResult {
     let mut r = TestResult {
         name: test.name.clone(),
         backend: ctx.backend.name(),
+        installer: installer_name(test.installer(ctx.curtin_src.is_some())).into(),
         status: Status::Pass,
         errors: Vec::new(),
         phases: Vec::new(),
@@ -249,7 +259,7 @@ fn finish(test: &TestConfig, ctx: &RunContext, r: &mut TestResult) {
         .map(|(n, d)| (n.clone(), serde_json::json!(d.as_secs_f64() * 1000.0)))
         .collect();
     let record = serde_json::json!({
-        "test": test.name, "backend": r.backend,
+        "test": test.name, "backend": r.backend, "installer": r.installer,
         "status": format!("{:?}", r.status).to_lowercase(),
         "errors": r.errors, "phases_s": phases, "harness_steps_ms": steps,
         "total_s": r.total.as_secs_f64(),
@@ -699,6 +709,7 @@ pub fn run_all(tests: &[TestConfig], ctx: &RunContext) -> Vec<TestResult> {
             .map(|t| TestResult {
                 name: t.name.clone(),
                 backend: ctx.backend.name(),
+                installer: installer_name(t.installer(ctx.curtin_src.is_some())).into(),
                 status: Status::Error,
                 errors: vec![msg.clone()],
                 phases: Vec::new(),
@@ -746,8 +757,8 @@ pub fn summary_table(results: &[TestResult]) -> String {
         .unwrap_or(4)
         .max(4);
     s.push_str(&format!(
-        "{:<w$}  {:<6}  {:<9}  {:>9}  {:>9}  {:>9}  {:>8}\n",
-        "test", "result", "backend", "install", "boot", "total", "harness"
+        "{:<w$}  {:<6}  {:<9}  {:<9}  {:>9}  {:>9}  {:>9}  {:>8}\n",
+        "test", "result", "backend", "installer", "install", "boot", "total", "harness"
     ));
     for r in results {
         let phase = |n: &str| {
@@ -763,10 +774,11 @@ pub fn summary_table(results: &[TestResult]) -> String {
             Status::Error => "ERROR",
         };
         s.push_str(&format!(
-            "{:<w$}  {:<6}  {:<9}  {:>9}  {:>9}  {:>8.1}s  {:>6.0}ms\n",
+            "{:<w$}  {:<6}  {:<9}  {:<9}  {:>9}  {:>9}  {:>8.1}s  {:>6.0}ms\n",
             r.name,
             st,
             r.backend,
+            r.installer,
             phase("install"),
             phase("boot"),
             r.total.as_secs_f64(),
@@ -840,8 +852,9 @@ pub fn junit_xml(results: &[TestResult]) -> String {
             .map(|(n, d)| format!("{n}={:.1}s", d.as_secs_f64()))
             .collect();
         s.push_str(&format!(
-            "    <system-out>work dir: {}\nphases: {}\nharness overhead: {:.0} ms</system-out>\n",
+            "    <system-out>work dir: {}\ninstaller: {}\nphases: {}\nharness overhead: {:.0} ms</system-out>\n",
             xml_escape(&r.workdir.display().to_string()),
+            xml_escape(&r.installer),
             phases.join(" "),
             r.overhead().as_secs_f64() * 1000.0
         ));

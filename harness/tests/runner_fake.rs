@@ -454,6 +454,11 @@ fn summary_and_junit() {
     let results = run(&env, &s, b, &[env.test("j1")]);
     let table = runner::summary_table(&results);
     assert!(table.contains("j1") && table.contains("FAIL"), "{table}");
+    assert!(
+        table.lines().next().unwrap().contains("installer")
+            && table.lines().nth(1).unwrap().contains("script"),
+        "{table}"
+    );
     assert!(table.trim_end().ends_with("0 passed, 1 failed"), "{table}");
     let x = runner::junit_xml(&results);
     assert!(
@@ -642,7 +647,7 @@ fn curtin_test_without_a_tree_is_one_error_before_any_vm() {
 #[test]
 fn a_curtin_tree_makes_curtin_the_installer_unless_a_test_pins_script() {
     let env = Env::new();
-    let s = env.settings(&[("CURTIN_VMTEST_KEEP_DATA_PASS", "install")]);
+    let s = env.settings(&[("CURTIN_VMTEST_KEEP_DATA_PASS", "install,logs")]);
     let tree = fake_curtin_tree(env.dir.path());
     let b = FakeBackend::new(good_guest);
     let tests = [env.test("follows"), pinned(&env, "pinned_script", "script")];
@@ -662,6 +667,10 @@ fn a_curtin_tree_makes_curtin_the_installer_unless_a_test_pins_script() {
         added.contains("/webhook") && added.contains("install: false"),
         "{added}"
     );
+    assert_eq!(rs[0].installer, "curtin");
+    assert_eq!(rs[1].installer, "script");
+    let rec = std::fs::read_to_string(s.topdir.join("follows/logs/success")).unwrap_or_default();
+    assert!(rec.contains("\"installer\": \"curtin\""), "{rec}");
     let script = ud("pinned_script");
     assert!(script.contains("sh installer/install.sh config/plan"));
     assert!(!script.contains("curtin/bin/curtin"));
