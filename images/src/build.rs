@@ -77,6 +77,10 @@ pub const PACKAGES: &[&str] = &[
     "rsync",
     "efibootmgr",
     "grub-pc-bin",
+    // curtin's curthooks configure the grub-pc package in a BIOS target
+    // (`dpkg-reconfigure grub-pc`); without it in the image curtin fetches it from the
+    // network in the middle of every install.
+    "grub-pc",
     // UEFI targets: grub-install --target=x86_64-efi (vmtest: {uefi: true})
     "grub-efi-amd64-bin",
     "grub2-common",
