@@ -2,7 +2,7 @@
 //! the curtin tree named by CURTIN_SRC, runs `curtin install` in the bookworm install
 //! image (IMAGE_DIR) under qemu, boots the installed system, collects and verifies.
 //!
-//! Opt-in (about 18 minutes for both tests under TCG, and it needs a curtin checkout):
+//! Opt-in (about 27 minutes for the three tests under TCG, and it needs a curtin checkout):
 //! `make vmtest-curtin CURTIN_SRC=/path/to/curtin`, or
 //! `CURTIN_SRC=... cargo test -p harness --test e2e_curtin -- --ignored --test-threads=1 --nocapture`
 //! (one VM at a time).
@@ -84,11 +84,18 @@ fn run_vmtest(args: &[&str], curtin: &Path, topdir: &Path) -> (i32, String) {
 
 /// Runs one test config with curtin and checks that curtin (not the script installer)
 /// installed it, reported to the webhook and left its config in the installed system.
-fn installs_with_curtin_and_passes(test: &str) {
+/// `tests_dir`: where the config is, when not examples/tests.
+fn installs_with_curtin_and_passes(test: &str, tests_dir: Option<&Path>) {
     let curtin = curtin_src();
     let topdir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("vmtest-curtin-e2e-{test}"));
     let _ = std::fs::remove_dir_all(&topdir);
-    let (code, out) = run_vmtest(&[test], &curtin, &topdir);
+    let dir_args: Vec<String> = match tests_dir {
+        Some(d) => vec!["--tests-dir".into(), d.display().to_string()],
+        None => Vec::new(),
+    };
+    let mut args: Vec<&str> = dir_args.iter().map(String::as_str).collect();
+    args.push(test);
+    let (code, out) = run_vmtest(&args, &curtin, &topdir);
     let w = topdir.join(test);
     assert_eq!(
         code,
@@ -148,12 +155,54 @@ fn installs_with_curtin_and_passes(test: &str) {
 #[test]
 #[ignore = "runs curtin in full Debian guests under qemu (about 11 min under TCG): make vmtest-curtin CURTIN_SRC=..."]
 fn basic_installs_with_curtin_and_passes() {
-    installs_with_curtin_and_passes("basic");
+    installs_with_curtin_and_passes("basic", None);
 }
 
 /// GPT with bios_grub, /boot, root and /home on LVM.
 #[test]
 #[ignore = "runs curtin in full Debian guests under qemu (about 7 min under TCG): make vmtest-curtin CURTIN_SRC=..."]
 fn basic_lvm_installs_with_curtin_and_passes() {
-    installs_with_curtin_and_passes("basic_lvm");
+    installs_with_curtin_and_passes("basic_lvm", None);
+}
+
+/// Root on an mdadm RAID1 over two GPT disks, grub on both: storage only curtin
+/// installs, so the config lives here rather than in examples/tests (whose default set
+/// runs with the script installer).
+const RAID1: &str = r#"
+vmtest:
+  release: bookworm
+  installer: curtin
+  description: RAID1 root over two GPT disks, grub on both (curtin only)
+  disks:
+    sda: {size: 6G}
+    sdb: {size: 6G}
+  timeouts: {install: 1800, boot: 600}
+  collect_scripts:
+    - cat /proc/mdstat > proc_mdstat
+  expect:
+    - fstab: [{mountpoint: /, fstype: ext4, spec: "^/dev/disk/by-id/md-uuid-"}]
+    - mounts: [{mountpoint: /, fstype: ext4}]
+    - matches: {file: proc_mounts, regex: "^/dev/md[0-9]+ / ext4"}
+    - matches: {file: proc_mdstat, regex: "active raid1 vd[ab]2\\[[01]\\] vd[ab]2\\[[01]\\]"}
+    - by_id: [virtio-disk-a-part2, virtio-disk-b-part2]
+storage:
+  version: 1
+  config:
+    - {id: sda, type: disk, ptable: gpt, serial: disk-a, name: disk_a, grub_device: true, wipe: superblock}
+    - {id: sdb, type: disk, ptable: gpt, serial: disk-b, name: disk_b, grub_device: true, wipe: superblock}
+    - {id: sda1, type: partition, device: sda, number: 1, size: 1M, flag: bios_grub}
+    - {id: sdb1, type: partition, device: sdb, number: 1, size: 1M, flag: bios_grub}
+    - {id: sda2, type: partition, device: sda, number: 2, size: 5G, flag: raid}
+    - {id: sdb2, type: partition, device: sdb, number: 2, size: 5G, flag: raid}
+    - {id: md0, type: raid, name: md0, raidlevel: 1, devices: [sda2, sdb2]}
+    - {id: md0_root, type: format, volume: md0, fstype: ext4}
+    - {id: md0_mount, type: mount, device: md0_root, path: /}
+"#;
+
+#[test]
+#[ignore = "runs curtin in full Debian guests under qemu (about 9 min under TCG): make vmtest-curtin CURTIN_SRC=..."]
+fn raid1_root_installs_with_curtin_and_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("raid1_curtin.yaml"), RAID1).unwrap();
+    installs_with_curtin_and_passes("raid1_curtin", Some(dir.path()));
 }
