@@ -4,7 +4,7 @@
  * then powers off through ACPI S5, reboots through one of the reset paths, hangs, or
  * crashes, as its command line asks:
  *
- *   action=poweroff|reboot-acpi|reboot-i8042|reboot-triple|hang|crash|echo
+ *   action=poweroff|reboot-acpi|reboot-i8042|reboot-triple|reboot-vector|hang|crash|echo
  *                     (default poweroff; echo: copy what COM1 receives back to it until
  *                     the echo-end byte, then power off)
  *   echo-end=N        with action=echo: the terminating byte value (default 4, Ctrl-D)
@@ -526,6 +526,10 @@ void probe_main(u32 how, u64 info)
         outb(0x64, 0xfe);
     else if (arg_is(action, "reboot-triple"))
         triple_fault();
+    else if (arg_is(action, "reboot-vector"))
+        /* Jump to the reset vector (F000:FFF0 = 0xffff0, identity-mapped here), where
+         * Linux's BIOS reboot path ends up: the VMM's stub there must reset the VM. */
+        ((void (*)(void))0xffff0ul)();
     else if (arg_is(action, "hang"))
         halt_forever();
     else if (arg_is(action, "echo"))

@@ -31,6 +31,8 @@ pub enum Action {
     RebootI8042,
     /// Load an empty IDT and raise an exception.
     RebootTripleFault,
+    /// Jump to the reset vector (0xffff0), where Linux's BIOS reboot path ends up.
+    RebootVector,
     /// `cli; hlt` forever.
     Hang,
     /// Jump to a guest-physical address with no memory behind it.
@@ -48,6 +50,7 @@ impl Action {
             Action::RebootAcpi => "reboot-acpi",
             Action::RebootI8042 => "reboot-i8042",
             Action::RebootTripleFault => "reboot-triple",
+            Action::RebootVector => "reboot-vector",
             Action::Hang => "hang",
             Action::Crash => "crash",
             Action::Echo => "echo",

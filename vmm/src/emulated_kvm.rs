@@ -121,9 +121,10 @@ impl crate::VmConfig {
     /// Hides CX16 through CPUID (PVM hosts honour that mask but ignore most others), tells
     /// the kernel not to use XSAVE or the features above, turns off the soft-lockup
     /// watchdog the slow emulated CPU trips, speculation mitigations and crypto self-tests
-    /// (pure instruction cost in a throwaway test VM), lets the VMM complete int3, fwait and
-    /// clac/stac, and enters a bzImage through PVH (its decompressor alone takes about a
-    /// minute in the emulator; distribution kernels carry the PVH note).
+    /// (pure instruction cost in a throwaway test VM), restarts through the ACPI reset
+    /// register, lets the VMM complete int3, fwait and clac/stac, and enters a bzImage
+    /// through PVH (its decompressor alone takes about a minute in the emulator;
+    /// distribution kernels carry the PVH note).
     pub fn adapt_linux_guest_to_emulated_kvm(&mut self) {
         if self.boot_path == crate::BootPath::Auto {
             self.boot_path = crate::BootPath::Pvh;
@@ -137,11 +138,44 @@ impl crate::VmConfig {
             .collect();
         // mitigations=off: every `ret` otherwise goes through a return thunk, and each
         // instruction costs microseconds here. cryptomgr.notests: the crypto self-tests'
-        // RSA arithmetic alone takes many minutes of emulated time.
+        // RSA arithmetic alone takes many minutes of emulated time. reboot=acpi: on a
+        // hardware-reduced ACPI machine without EFI, Linux restarts (and, with panic=-1,
+        // ends a panic) through the BIOS path, which drops to real mode to reach the reset
+        // vector; the emulator here cannot run real mode, while the ACPI reset register
+        // needs one port write.
         self.cmdline.push_str(&format!(
             " noxsave clearcpuid={} nosoftlockup mitigations=off cryptomgr.notests",
             bits.join(",")
         ));
+        if !self
+            .cmdline
+            .split_whitespace()
+            .any(|w| w.starts_with("reboot="))
+        {
+            self.cmdline.push_str(" reboot=acpi");
+        }
         self.emulated_kvm_assist = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_recipe_restarts_through_acpi_unless_the_command_line_says_otherwise() {
+        let mut c = crate::VmConfig::new("/k");
+        c.cmdline = "console=ttyS0 panic=-1".into();
+        c.adapt_linux_guest_to_emulated_kvm();
+        assert!(
+            c.cmdline
+                .starts_with("console=ttyS0 panic=-1 noxsave clearcpuid=")
+        );
+        assert!(c.cmdline.ends_with(" reboot=acpi"), "{}", c.cmdline);
+        assert_eq!(c.boot_path, crate::BootPath::Pvh);
+        assert!(c.emulated_kvm_assist);
+
+        let mut c = crate::VmConfig::new("/k");
+        c.cmdline = "reboot=k".into();
+        c.adapt_linux_guest_to_emulated_kvm();
+        assert!(!c.cmdline.contains("reboot=acpi"), "{}", c.cmdline);
     }
 }

@@ -24,7 +24,12 @@ pub const CMDLINE_MAX: usize = 0x10000;
 pub const EBDA_START: u64 = 0x9fc00;
 /// ACPI tables, in the BIOS read-only area where guests also search for the RSDP.
 pub const ACPI_START: u64 = 0xe0000;
-pub const ACPI_END: u64 = 0x100000;
+pub const ACPI_END: u64 = RESET_VECTOR;
+/// Where an x86 CPU starts after a reset (F000:FFF0), and where Linux's BIOS reboot path
+/// (`machine_real_restart`) jumps. There is no firmware here, so the VMM puts a stub there
+/// that pulls the i8042 reset line: a guest that falls back to the BIOS path still ends
+/// as a reboot instead of running whatever bytes lie there.
+pub const RESET_VECTOR: u64 = 0xffff0;
 /// First byte of "high" memory; kernels are loaded from here up.
 pub const HIMEM_START: u64 = 0x100000;
 /// The 32-bit MMIO hole: RAM stops here and resumes at 4 GiB.

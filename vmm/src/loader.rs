@@ -294,6 +294,18 @@ pub fn write_cmdline(mem: &GuestMemoryMmap, cmdline: &str) -> Result<(), Error> 
         .map_err(|e| Error::Setup(format!("writing the command line: {e}")))
 }
 
+/// The code at the reset vector: `mov al, 0xfe; out 0x64, al` (pulse the i8042's reset
+/// line), then `hlt; jmp $-1` should the reset not end the VM at once. These bytes mean
+/// the same in real, protected and long mode, so the stub works however the guest gets
+/// there.
+pub const RESET_STUB: [u8; 7] = [0xb0, 0xfe, 0xe6, 0x64, 0xf4, 0xeb, 0xfd];
+
+/// Writes [`RESET_STUB`] at the reset vector (see [`RESET_VECTOR`]).
+pub fn write_reset_stub(mem: &GuestMemoryMmap) -> Result<(), Error> {
+    mem.write_slice(&RESET_STUB, GuestAddress(RESET_VECTOR))
+        .map_err(|e| Error::Setup(format!("writing the reset vector stub: {e}")))
+}
+
 /// Fills the Linux zero page.
 pub fn write_zero_page(
     mem: &GuestMemoryMmap,

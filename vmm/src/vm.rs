@@ -346,6 +346,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     device_aml.extend_from_slice(virtio.aml());
     let tables = AcpiTables::build(config.vcpus, &device_aml);
     let rsdp = tables.write(&mem)?;
+    loader::write_reset_stub(&mem)?;
     match kernel.entry {
         loader::Entry::Linux64 { .. } => {
             loader::write_zero_page(&mem, &kernel, config.cmdline.len(), initrd, rsdp)?

@@ -102,6 +102,8 @@ fn each_reset_path_is_reported_as_reboot() {
         (Action::RebootAcpi, ResetSource::AcpiResetRegister),
         (Action::RebootI8042, ResetSource::I8042),
         (Action::RebootTripleFault, ResetSource::TripleFault),
+        // No firmware: the VMM's stub at the reset vector pulls the i8042 reset line.
+        (Action::RebootVector, ResetSource::I8042),
     ] {
         let (reason, serial) = boot(probes::pvh_elf(), action, 1, None);
         assert_eq!(reason, ExitReason::Reboot(source), "{action:?}: {serial}");
