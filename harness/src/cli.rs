@@ -34,6 +34,9 @@ pub struct Selection {
 pub struct ListArgs {
     #[command(flatten)]
     pub sel: Selection,
+    /// With a curtin tree, unpinned tests list curtin as their installer, as `run` would.
+    #[arg(long, env = "CURTIN_SRC")]
+    pub curtin: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -177,7 +180,7 @@ fn list(args: ListArgs) -> anyhow::Result<i32> {
             "{:<w$}  {:<10}  {:<9}  {:<5}  {}",
             t.name,
             t.vmtest.release,
-            format!("{:?}", t.vmtest.installer).to_lowercase(),
+            format!("{:?}", t.installer(args.curtin.is_some())).to_lowercase(),
             need,
             t.vmtest.description.as_deref().unwrap_or("")
         );
@@ -195,6 +198,8 @@ fn run_tests(
     if tests.is_empty() {
         anyhow::bail!("no tests selected");
     }
+    // A missing or wrong curtin tree is one plain error, before TOPDIR or any image.
+    runner::check_installers(&tests, curtin)?;
     let settings = Settings::from_env().map_err(|e| anyhow::anyhow!(e))?;
     if settings.image_sync {
         // curtin's "sync": fetch the newest images first. Ours are built from Debian

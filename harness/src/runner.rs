@@ -448,6 +448,18 @@ fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult) -> TestRes
     };
     match &res.outcome {
         Outcome::PowerOff => {}
+        // Left at the console on purpose: the test did not finish, nor did it fail.
+        Outcome::Stopped => {
+            r.steps = timer.steps;
+            return fail(
+                r,
+                Status::Error,
+                vec![format!(
+                    "install phase {}: left with Ctrl-A x, test not finished",
+                    res.outcome
+                )],
+            );
+        }
         other => {
             r.steps = timer.steps;
             let mut errs = vec![format!("install phase {other}")];
@@ -559,6 +571,17 @@ fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult) -> TestRes
         res.outcome,
         res.wall.as_secs_f64()
     ));
+    if res.outcome == Outcome::Stopped {
+        r.steps = timer.steps;
+        return fail(
+            r,
+            Status::Error,
+            vec![format!(
+                "boot phase {}: left with Ctrl-A x, test not finished",
+                res.outcome
+            )],
+        );
+    }
     if res.outcome != Outcome::PowerOff {
         r.steps = timer.steps;
         let errs = vec![
@@ -654,7 +677,9 @@ fn run_phase_with_heartbeat(
             let mut next = HEARTBEAT;
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(50));
-                if start.elapsed() >= next {
+                // With the console attached the guest's output is on the terminal
+                // already; a progress line would land in the middle of it.
+                if start.elapsed() >= next && !spec.interactive {
                     next += HEARTBEAT;
                     ctx.progress.say(
                         test,

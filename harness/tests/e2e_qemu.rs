@@ -17,6 +17,8 @@ fn run_vmtest(tests: &[&str], limit: Duration) -> (i32, String) {
         .args(tests)
         .env("CURTIN_VMTEST_TOPDIR", &topdir)
         .env("CURTIN_VMTEST_KEEP_DATA_FAIL", "logs,collect")
+        // These are the script installer's runs; a curtin tree would switch installers.
+        .env_remove("CURTIN_SRC")
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -227,6 +227,31 @@ fn keep_data_fail_is_honoured() {
     assert!(!w.join("disks").exists());
 }
 
+/// Ctrl-A x at an attached console stops the VM on purpose: the test is an error (not
+/// finished), not a failure of the installer or the installed system.
+#[test]
+fn leaving_the_console_is_an_unfinished_test_in_either_phase() {
+    let env = Env::new();
+    let s = env.settings(&[]);
+    for phase in ["install", "boot"] {
+        let b = FakeBackend::new(move |spec| {
+            if spec.name == phase {
+                return ok(Outcome::Stopped);
+            }
+            good_guest(spec)
+        });
+        let name = format!("left_{phase}");
+        let r = &run(&env, &s, b, &[env.test(&name)])[0];
+        assert_eq!(r.status, Status::Error, "{phase}: {:?}", r.errors);
+        assert!(
+            r.errors[0].contains(&format!("{phase} phase"))
+                && r.errors[0].contains("Ctrl-A x, test not finished"),
+            "{:?}",
+            r.errors
+        );
+    }
+}
+
 #[test]
 fn hang_times_out_and_panic_fails_at_once() {
     let env = Env::new();
