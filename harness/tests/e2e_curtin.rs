@@ -12,9 +12,10 @@
 //! on failure) so a failing curtin can be read: logs/install-serial.log carries curtin's
 //! console output, logs/webhooks-events.json its events.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Hard limit for the whole run (install + boot under TCG on a busy 2-core host
 /// measured well below this); on expiry the run's process group is killed.
@@ -37,49 +38,18 @@ fn curtin_src() -> PathBuf {
     src
 }
 
-/// Runs vmtest in its own process group so that a timeout kills it and its VMs.
+/// Runs vmtest with curtin; past [`LIMIT`] it is killed with its VMs.
 fn run_vmtest(args: &[&str], curtin: &Path, topdir: &Path) -> (i32, String) {
-    use std::os::unix::process::CommandExt;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vmtest"))
-        .args(["--vmm", "qemu", "run"])
+    let mut cmd = common::vmtest();
+    cmd.args(["--vmm", "qemu", "run"])
         .args(args)
         .arg("--curtin")
         .arg(curtin)
         .env("CURTIN_VMTEST_TOPDIR", topdir)
         .env("CURTIN_VMTEST_KEEP_DATA_PASS", "logs,collect,install")
-        .env("CURTIN_VMTEST_KEEP_DATA_FAIL", "all")
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .process_group(0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start vmtest");
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut out = String::new();
-            use std::io::Read;
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            println!("{out}");
-            return (status.code().unwrap_or(-1), out);
-        }
-        if start.elapsed() > LIMIT {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.wait();
-            panic!(
-                "vmtest with curtin did not finish within {LIMIT:?}: killed (data in {})",
-                topdir.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        .env("CURTIN_VMTEST_KEEP_DATA_FAIL", "all");
+    let what = format!("vmtest with curtin (data in {})", topdir.display());
+    common::run_with_limit(cmd, LIMIT, &what)
 }
 
 /// Runs one test config with curtin and checks that curtin (not the script installer)

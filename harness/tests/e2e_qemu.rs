@@ -6,45 +6,20 @@
 //! the per-test cases here are for running one by hand:
 //! `cargo test -p harness --test e2e_qemu basic_lvm -- --ignored`.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
 
 fn run_vmtest(tests: &[&str], limit: Duration) -> (i32, String) {
     let top = tempfile::tempdir().unwrap();
-    let topdir = top.path().join("top");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vmtest"))
-        .args(["--vmm", "qemu", "run"])
+    let mut cmd = common::vmtest();
+    cmd.args(["--vmm", "qemu", "run"])
         .args(tests)
-        .env("CURTIN_VMTEST_TOPDIR", &topdir)
+        .env("CURTIN_VMTEST_TOPDIR", top.path().join("top"))
         .env("CURTIN_VMTEST_KEEP_DATA_FAIL", "logs,collect")
         // These are the script installer's runs; a curtin tree would switch installers.
-        .env_remove("CURTIN_SRC")
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start vmtest");
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut out = String::new();
-            use std::io::Read;
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            println!("{out}");
-            return (status.code().unwrap_or(-1), out);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("vmtest did not finish within {limit:?}: killed");
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        .env_remove("CURTIN_SRC");
+    common::run_with_limit(cmd, limit, "vmtest")
 }
 
 #[test]
