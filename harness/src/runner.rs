@@ -157,6 +157,16 @@ impl Timer {
     }
 }
 
+/// Ctrl-A x at an attached console stopped `phase` on purpose: the test did not finish,
+/// and neither the installer nor the installed system failed.
+fn left_at_console(r: TestResult, phase: &str) -> TestResult {
+    let why = format!(
+        "{phase} phase {}: left with Ctrl-A x, test not finished",
+        Outcome::Stopped
+    );
+    fail(r, Status::Error, vec![why])
+}
+
 fn fail(mut r: TestResult, status: Status, errs: Vec<String>) -> TestResult {
     r.status = status;
     r.errors.extend(errs);
@@ -451,14 +461,7 @@ fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult) -> TestRes
         // Left at the console on purpose: the test did not finish, nor did it fail.
         Outcome::Stopped => {
             r.steps = timer.steps;
-            return fail(
-                r,
-                Status::Error,
-                vec![format!(
-                    "install phase {}: left with Ctrl-A x, test not finished",
-                    res.outcome
-                )],
-            );
+            return left_at_console(r, "install");
         }
         other => {
             r.steps = timer.steps;
@@ -573,14 +576,7 @@ fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult) -> TestRes
     ));
     if res.outcome == Outcome::Stopped {
         r.steps = timer.steps;
-        return fail(
-            r,
-            Status::Error,
-            vec![format!(
-                "boot phase {}: left with Ctrl-A x, test not finished",
-                res.outcome
-            )],
-        );
+        return left_at_console(r, "boot");
     }
     if res.outcome != Outcome::PowerOff {
         r.steps = timer.steps;
