@@ -13,22 +13,8 @@ use std::time::Duration;
 
 use harness::backend::{FakeBackend, Outcome, PhaseResult, PhaseSpec};
 use harness::config::TestConfig;
-use harness::runner::{self, ImageFiles, ImageProvider, Progress, RunContext, StoreImages};
+use harness::runner::{self, DirImages, ImageProvider, Progress, RunContext, StoreImages};
 use harness::settings::Settings;
-
-struct FakeImages(PathBuf);
-
-impl ImageProvider for FakeImages {
-    fn find(&self, _: &str, _: &str) -> anyhow::Result<ImageFiles> {
-        Ok(ImageFiles {
-            kernel: self.0.join("kernel"),
-            initrd: self.0.join("initrd"),
-            squashfs: self.0.join("squashfs"),
-            version: "fake".into(),
-            _guard: None,
-        })
-    }
-}
 
 fn collect_tar() -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
@@ -105,7 +91,7 @@ fn main() {
                 .unwrap_or_else(|| "/srv/images".into()),
         })
     } else {
-        Box::new(FakeImages(img))
+        Box::new(DirImages(img))
     };
     let basic = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tests/basic.yaml");
     let test = TestConfig::load(&basic).unwrap();

@@ -54,6 +54,22 @@ impl ImageProvider for StoreImages {
     }
 }
 
+/// One image's files in a directory (`kernel`, `initrd`, `squashfs`), without a store:
+/// for tests and benchmarks that drive the runner with a fake backend.
+pub struct DirImages(pub PathBuf);
+
+impl ImageProvider for DirImages {
+    fn find(&self, _release: &str, _arch: &str) -> anyhow::Result<ImageFiles> {
+        Ok(ImageFiles {
+            kernel: self.0.join("kernel"),
+            initrd: self.0.join("initrd"),
+            squashfs: self.0.join("squashfs"),
+            version: "fake".into(),
+            _guard: None,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     Pass,

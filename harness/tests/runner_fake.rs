@@ -9,22 +9,8 @@ use std::time::{Duration, Instant};
 
 use harness::backend::{FakeBackend, Outcome, PhaseResult, PhaseSpec};
 use harness::config::TestConfig;
-use harness::runner::{self, ImageFiles, ImageProvider, Progress, RunContext, Status};
+use harness::runner::{self, DirImages, Progress, RunContext, Status};
 use harness::settings::Settings;
-
-struct FakeImages(PathBuf);
-
-impl ImageProvider for FakeImages {
-    fn find(&self, _release: &str, _arch: &str) -> anyhow::Result<ImageFiles> {
-        Ok(ImageFiles {
-            kernel: self.0.join("kernel"),
-            initrd: self.0.join("initrd"),
-            squashfs: self.0.join("squashfs"),
-            version: "fake".into(),
-            _guard: None,
-        })
-    }
-}
 
 const TEST: &str = r#"
 vmtest:
@@ -44,7 +30,7 @@ storage:
 
 struct Env {
     dir: tempfile::TempDir,
-    images: FakeImages,
+    images: DirImages,
 }
 
 impl Env {
@@ -56,7 +42,7 @@ impl Env {
             std::fs::write(img.join(f), format!("fake {f}")).unwrap();
         }
         Env {
-            images: FakeImages(img),
+            images: DirImages(img),
             dir,
         }
     }
