@@ -276,7 +276,7 @@ fn run_tests(
         }
     }
     let results: Vec<TestResult> = results.into_iter().flatten().collect();
-    print!("{}", runner::summary_table(&results));
+    print!("{}", crate::report::summary_table(&results));
     for r in results.iter().filter(|r| r.status != runner::Status::Pass) {
         println!("--- {} ({}):", r.name, r.workdir.display());
         for e in &r.errors {
@@ -284,7 +284,7 @@ fn run_tests(
         }
     }
     if let Some(j) = junit {
-        std::fs::write(j, runner::junit_xml(&results))
+        std::fs::write(j, crate::report::junit_xml(&results))
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", j.display()))?;
     }
     Ok(

@@ -24,6 +24,8 @@ pub mod console;
 pub mod http;
 pub mod pack;
 pub mod plan;
+pub mod progress;
+pub mod report;
 pub mod runner;
 pub mod settings;
 pub mod userdata;

@@ -463,7 +463,7 @@ fn summary_and_junit() {
         good_guest(spec)
     });
     let results = run(&env, &s, b, &[env.test("j1")]);
-    let table = runner::summary_table(&results);
+    let table = harness::report::summary_table(&results);
     assert!(table.contains("j1") && table.contains("FAIL"), "{table}");
     assert!(
         table.lines().next().unwrap().contains("installer")
@@ -471,7 +471,7 @@ fn summary_and_junit() {
         "{table}"
     );
     assert!(table.trim_end().ends_with("0 passed, 1 failed"), "{table}");
-    let x = runner::junit_xml(&results);
+    let x = harness::report::junit_xml(&results);
     assert!(
         x.contains("<testcase classname=\"vmtest.fake\" name=\"j1\""),
         "{x}"
