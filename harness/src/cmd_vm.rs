@@ -89,12 +89,30 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     } else {
         (t, 1.0)
     };
-    num.parse::<f64>()
+    let secs = num
+        .trim()
+        .parse::<f64>()
         .ok()
-        .filter(|v| v.is_finite() && *v > 0.0)
-        .map(|v| Duration::from_secs_f64(v * mult))
-        .ok_or_else(|| format!("'{s}' is not a duration (examples: 30, 90s, 5m)"))
+        .filter(|v| v.is_finite())
+        .map(|v| v * mult)
+        .ok_or_else(|| format!("'{s}' is not a duration (examples: 30, 90s, 5m)"))?;
+    // `Duration::from_secs_f64` panics on what it cannot hold, and a deadline far in the
+    // future overflows `Instant` arithmetic: bound the value before converting it.
+    if !(secs <= MAX_DURATION.as_secs_f64()) {
+        return Err(format!(
+            "'{s}' is longer than the longest duration accepted ({} days)",
+            MAX_DURATION.as_secs() / 86_400
+        ));
+    }
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("'{s}' is not a positive duration (examples: 30, 90s, 5m)"))
 }
+
+/// The longest `--timeout` (a year): long enough for any VM run, short enough that a
+/// deadline computed from it never overflows.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
 pub fn run(args: VmArgs) -> anyhow::Result<i32> {
     let cpuid_mask = args
@@ -177,5 +195,13 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("soon").is_err());
+        // Huge, infinite and vanishing values are errors, never a panic.
+        for bad in ["1e30", "1e30h", "inf", "NaN", "1e-12", "0", "-0"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+        assert!(parse_duration("1e30").unwrap_err().contains("365 days"));
+        assert_eq!(parse_duration("365d").ok(), None);
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
     }
 }

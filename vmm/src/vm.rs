@@ -388,7 +388,8 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     virtio.start()?;
     let started = Instant::now();
     tracing::debug!(setup = ?started - t0, "VM built");
-    let deadline = config.timeout.map(|t| started + t);
+    // A timeout too long for `Instant` to hold is no deadline (adding it would panic).
+    let deadline = config.timeout.and_then(|t| started.checked_add(t));
     let mut threads = Vec::new();
     for vcpu in vcpus {
         let finished = vcpu.finished.clone();
