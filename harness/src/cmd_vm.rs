@@ -98,7 +98,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("'{s}' is not a duration (examples: 30, 90s, 5m)"))?;
     // `Duration::from_secs_f64` panics on what it cannot hold, and a deadline far in the
     // future overflows `Instant` arithmetic: bound the value before converting it.
-    if !(secs <= MAX_DURATION.as_secs_f64()) {
+    if secs > MAX_DURATION.as_secs_f64() {
         return Err(format!(
             "'{s}' is longer than the longest duration accepted ({} days)",
             MAX_DURATION.as_secs() / 86_400
