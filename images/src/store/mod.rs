@@ -1,0 +1,442 @@
+//! The image store: a MAAS-style directory tree (`IMAGE_DIR`, default `/srv/images`).
+//!
+//! # Layout
+//!
+//! Our images use the layout curtin's vmtest uses for mirrored MAAS images, so real MAAS
+//! images (and the tools that mirror them) can share the directory:
+//!
+//! ```text
+//! IMAGE_DIR/
+//!   <release>/<arch>/<version>/
+//!     vmtest-image.json                       the image index (see `index`); written last
+//!     squashfs                                root filesystem (squashfs, zstd)
+//!     squashfs.manifest                       "package<TAB>version" of every package
+//!     <kernel_release>/<flavor>/boot-kernel   the kernel (bzImage)
+//!     <kernel_release>/<flavor>/boot-initrd   the initramfs (gzip'd cpio, see `initramfs`)
+//!   streams/v1/index.json, streams/v1/*.json  simplestreams trees written by other tools
+//!                                             (read only; their items are paths in IMAGE_DIR)
+//!   .lock                                     store lock (see Concurrency)
+//!   .locks/                                   per-image and per-build locks, hash caches
+//!   .partial/<release>-<arch>/                a build in progress (never listed as an image)
+//! ```
+//!
+//! `<version>` is a MAAS-style serial: the UTC build date `YYYYMMDD`, with `.1`, `.2`, ...
+//! appended when that day already has an image. Versions compare by their numeric parts.
+//!
+//! # Index format
+//!
+//! Each of our images carries `vmtest-image.json`, described in `index`.
+//!
+//! An image is *valid* when its index parses, names all three boot items, and every item
+//! exists with the recorded size and sha256. A version directory without an index is an
+//! interrupted build's leftover and never valid. Hashes are cached per file (size, mtime,
+//! inode) in `.locks/<image>.verified`, so repeated look-ups hash a file only after it
+//! changed; `vmtest images verify` always re-hashes.
+//!
+//! # Concurrency
+//!
+//! All locks are `flock(2)`: they vanish with the process that held them.
+//! - `.lock`: shared while looking images up, exclusive (briefly) while publishing a new
+//!   image or removing one.
+//! - `.locks/<origin>-<release>-<arch>-<version>.lock`: shared for as long as an [`Image`]
+//!   lives; prune only removes an image whose lock it can take exclusively.
+//! - `.locks/build-<release>-<arch>.lock`: exclusive for a whole build, so two builders of
+//!   the same release wait for each other instead of racing.
+//!
+//! # Rooms
+//!
+//! - this file: the store API (look-up, listing, pruning, verification);
+//! - `index`: the `vmtest-image.json` format and reading our own version directories;
+//! - `candidate`: what a scan finds (origin, files, problems), valid or not;
+//! - `simplestreams`: images other tools mirrored into `streams/v1`;
+//! - `hash_cache`: checking files against the index, with cached hashes;
+//! - `version`: ordering MAAS-style serials;
+//! - `publish`: build slots and moving a finished image in;
+//! - `locking`: the store's `flock` locks;
+//! - `fs_tree`: path and tree helpers (confined joins, mount-aware removal).
+
+mod candidate;
+mod dates;
+mod fs_tree;
+mod hash_cache;
+mod index;
+mod locking;
+mod publish;
+mod simplestreams;
+mod version;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::lock::{FileLock, LockKind};
+use candidate::Candidate;
+
+pub use candidate::{ImageOrigin, Problem};
+pub(crate) use dates::now_secs;
+pub use dates::{utc_date, utc_timestamp};
+pub use fs_tree::remove_tree;
+pub use hash_cache::sha256_file;
+pub use index::{BOOT_ITEMS, INDEX_FILE, INDEX_FORMAT, ImageIndex, IndexItem};
+pub use publish::BuildSlot;
+pub use version::compare_versions;
+use version::sort_newest_first;
+
+/// Default store location (`IMAGE_DIR`).
+pub const DEFAULT_IMAGE_DIR: &str = "/srv/images";
+
+const STORE_LOCK: &str = ".lock";
+const LOCKS_DIR: &str = ".locks";
+const PARTIAL_DIR: &str = ".partial";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "no usable image for {release}/{arch} in {}: run `vmtest images build --release {release} --arch {arch}`{}",
+        dir.display(),
+        fmt_reasons(reasons)
+    )]
+    NoImage {
+        release: String,
+        arch: String,
+        dir: PathBuf,
+        reasons: Vec<String>,
+    },
+    #[error("{} is corrupt: sha256 {actual}, index says {expected}; run `vmtest images prune` and `vmtest images build`", path.display())]
+    Corrupt {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error(
+        "image store {} is not writable ({source}): set IMAGE_DIR to a writable directory, or fix its permissions",
+        dir.display()
+    )]
+    NotWritable { dir: PathBuf, source: io::Error },
+    #[error("image store {} is not a directory: set IMAGE_DIR to a directory", dir.display())]
+    NotADirectory { dir: PathBuf },
+    #[error("{}: {why}", path.display())]
+    BadIndex { path: PathBuf, why: String },
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{}: {why}", path.display())]
+    Unsafe { path: PathBuf, why: String },
+}
+
+fn fmt_reasons(reasons: &[String]) -> String {
+    if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" (found but unusable: {})", reasons.join("; "))
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A valid image, ready to boot. Holds a shared lock on the image while it lives, so
+/// `prune` cannot remove it from under a running test.
+#[derive(Debug)]
+pub struct Image {
+    pub release: String,
+    pub arch: String,
+    pub version: String,
+    pub kernel_release: String,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub squashfs: PathBuf,
+    pub origin: ImageOrigin,
+    lock: Option<FileLock>,
+}
+
+impl Image {
+    /// Whether this handle holds the image's shared lock (false only in a read-only store).
+    pub fn is_locked(&self) -> bool {
+        self.lock.is_some()
+    }
+}
+
+/// One entry of [`ImageStore::list`].
+#[derive(Debug, Clone)]
+pub struct ImageEntry {
+    pub release: String,
+    pub arch: String,
+    pub version: String,
+    pub kernel_release: String,
+    pub origin: ImageOrigin,
+    /// Total size of the items in bytes (as recorded).
+    pub size: u64,
+    /// `None` when valid.
+    pub problem: Option<Problem>,
+    /// Another process (or handle) holds the image's lock.
+    pub in_use: bool,
+}
+
+impl ImageEntry {
+    pub fn is_valid(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+/// What [`ImageStore::prune`] did.
+#[derive(Debug, Default)]
+pub struct PruneReport {
+    pub kept: Vec<String>,
+    pub removed: Vec<(String, String)>,
+    pub in_use: Vec<String>,
+}
+
+/// How hard to check files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// Sizes always; sha256 unless the file is unchanged since it last hashed correctly.
+    Cached,
+    /// Re-hash everything.
+    Full,
+}
+
+/// Handle on an image directory.
+#[derive(Debug, Clone)]
+pub struct ImageStore {
+    dir: PathBuf,
+}
+
+impl ImageStore {
+    /// Opens the store at `dir`. The directory need not exist yet (a build creates it);
+    /// an existing non-directory is an error.
+    pub fn open(dir: &Path) -> Result<ImageStore, StoreError> {
+        match fs::metadata(dir) {
+            Ok(m) if !m.is_dir() => return Err(StoreError::NotADirectory { dir: dir.into() }),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(dir)(e)),
+        }
+        Ok(ImageStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Opens `IMAGE_DIR` (default `/srv/images`).
+    pub fn from_env() -> Result<ImageStore, StoreError> {
+        let dir = std::env::var_os("IMAGE_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_IMAGE_DIR));
+        ImageStore::open(&dir)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The newest valid image for `release`/`arch`, locked (shared) for the handle's life.
+    /// Newer images that fail their checks are skipped with a warning; if none is valid the
+    /// error lists what was wrong with each.
+    pub fn find_newest(&self, release: &str, arch: &str) -> Result<Image, StoreError> {
+        let _store = self.store_lock(LockKind::Shared)?;
+        let mut cands: Vec<Candidate> = self
+            .candidates()?
+            .into_iter()
+            .filter(|c| c.release == release && c.arch == arch)
+            .collect();
+        sort_newest_first(&mut cands);
+        let mut reasons = Vec::new();
+        for c in cands {
+            match self.check(&c, Verify::Cached) {
+                Ok(()) => {
+                    let lock = self.image_lock(&c, LockKind::Shared, true)?.flatten();
+                    let item = |k: &str| c.items[k].path.clone();
+                    return Ok(Image {
+                        kernel: item("boot-kernel"),
+                        initrd: item("boot-initrd"),
+                        squashfs: item("squashfs"),
+                        release: c.release,
+                        arch: c.arch,
+                        version: c.version,
+                        kernel_release: c.kernel_release,
+                        origin: c.origin,
+                        lock,
+                    });
+                }
+                Err(p) => {
+                    tracing::warn!("skipping image {}: {p}", c.label());
+                    reasons.push(format!("{}: {p}", c.label()));
+                }
+            }
+        }
+        Err(StoreError::NoImage {
+            release: release.into(),
+            arch: arch.into(),
+            dir: self.dir.clone(),
+            reasons,
+        })
+    }
+
+    /// Which of `wanted` the newest valid image built here lacks, read from its
+    /// `squashfs.manifest` ("package<TAB>version" per line). An image built by an older
+    /// builder can miss a package the installer now relies on (grub-efi-amd64-bin for UEFI
+    /// tests, say); `images sync` rebuilds then instead of letting a test fail deep inside
+    /// an install. Images from a simplestreams tree are not ours to judge: empty.
+    pub fn missing_packages(
+        &self,
+        release: &str,
+        arch: &str,
+        wanted: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let img = self.find_newest(release, arch)?;
+        let ImageOrigin::Vmtest { dir } = &img.origin else {
+            return Ok(Vec::new());
+        };
+        let manifest = dir.join("squashfs.manifest");
+        let text = match fs::read_to_string(&manifest) {
+            Ok(t) => t,
+            // No record of what is inside: assume nothing, so sync builds a fresh one.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io_err(&manifest)(e)),
+        };
+        let have: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.split('\t').next())
+            .map(|name| name.split(':').next().unwrap_or(name))
+            .collect();
+        Ok(wanted
+            .iter()
+            .filter(|p| !have.contains(p.as_str()))
+            .cloned()
+            .collect())
+    }
+
+    /// Whether a valid image for `release`/`arch` exists (sizes and cached hashes checked).
+    pub fn has_valid(&self, release: &str, arch: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .list(Verify::Cached)?
+            .iter()
+            .any(|e| e.release == release && e.arch == arch && e.is_valid()))
+    }
+
+    /// Every image in the store (ours and simplestreams ones), newest first per release,
+    /// with the result of checking it.
+    pub fn list(&self, verify: Verify) -> Result<Vec<ImageEntry>, StoreError> {
+        let _store = self.store_lock(LockKind::Shared)?;
+        let mut cands = self.candidates()?;
+        sort_newest_first(&mut cands);
+        let mut out = Vec::new();
+        for c in cands {
+            let problem = self.check(&c, verify).err();
+            let in_use = match self.image_lock(&c, LockKind::Exclusive, false) {
+                Ok(Some(Some(_))) => false,
+                Ok(Some(None)) => true,
+                _ => false,
+            };
+            out.push(ImageEntry {
+                size: c.items.values().map(|i| i.size).sum(),
+                release: c.release,
+                arch: c.arch,
+                version: c.version,
+                kernel_release: c.kernel_release,
+                origin: c.origin,
+                problem,
+                in_use,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Keeps the newest `keep` valid images of each release/arch that `vmtest images build`
+    /// made; removes older ones, broken ones (corrupt, incomplete) and leftovers of failed
+    /// builds. Images in use are left alone. Simplestreams images belong to the tool that
+    /// mirrored them and are never touched.
+    pub fn prune(&self, keep: usize) -> Result<PruneReport, StoreError> {
+        let mut report = PruneReport::default();
+        if !self.dir.exists() {
+            return Ok(report);
+        }
+        let _store = self.store_lock(LockKind::Exclusive)?;
+        let mut cands: Vec<Candidate> = self
+            .candidates()?
+            .into_iter()
+            .filter(|c| matches!(c.origin, ImageOrigin::Vmtest { .. }))
+            .collect();
+        sort_newest_first(&mut cands);
+        let mut kept_per: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for c in cands {
+            let problem = self.check(&c, Verify::Cached).err();
+            let n = kept_per
+                .entry((c.release.clone(), c.arch.clone()))
+                .or_default();
+            let reason = match &problem {
+                None if *n < keep => {
+                    *n += 1;
+                    report.kept.push(c.label());
+                    continue;
+                }
+                None => format!("older than the newest {keep}"),
+                Some(p) => p.to_string(),
+            };
+            let ImageOrigin::Vmtest { dir } = &c.origin else {
+                continue;
+            };
+            match self.image_lock(&c, LockKind::Exclusive, false)? {
+                Some(Some(lock)) => {
+                    remove_tree(dir)?;
+                    let _ = fs::remove_file(self.verified_cache(&c));
+                    let _ = fs::remove_file(lock.path());
+                    report.removed.push((c.label(), reason));
+                }
+                Some(None) => report.in_use.push(c.label()),
+                None => {
+                    remove_tree(dir)?;
+                    report.removed.push((c.label(), reason));
+                }
+            }
+        }
+        // Leftovers of builds that are not running any more.
+        let partial = self.dir.join(PARTIAL_DIR);
+        if let Ok(rd) = fs::read_dir(&partial) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let lock = self.locks_dir().join(format!("build-{name}.lock"));
+                if let Ok(Some(_held)) = FileLock::try_acquire(&lock, LockKind::Exclusive, true) {
+                    remove_tree(&e.path())?;
+                    report.removed.push((
+                        format!(".partial/{name}"),
+                        "leftover of an unfinished build".into(),
+                    ));
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Re-hashes every image; returns the entries (problems named in each).
+    pub fn verify(&self) -> Result<Vec<ImageEntry>, StoreError> {
+        self.list(Verify::Full)
+    }
+
+    /// Creates the store directories and proves the store is writable.
+    pub fn ensure_writable(&self) -> Result<(), StoreError> {
+        let not_writable = |source| StoreError::NotWritable {
+            dir: self.dir.clone(),
+            source,
+        };
+        fs::create_dir_all(self.locks_dir()).map_err(not_writable)?;
+        fs::create_dir_all(self.dir.join(PARTIAL_DIR)).map_err(not_writable)?;
+        let probe = self.dir.join(format!(".write-test-{}", std::process::id()));
+        fs::write(&probe, b"").map_err(not_writable)?;
+        let _ = fs::remove_file(&probe);
+        Ok(())
+    }
+
+    fn locks_dir(&self) -> PathBuf {
+        self.dir.join(LOCKS_DIR)
+    }
+
+    fn verified_cache(&self, c: &Candidate) -> PathBuf {
+        self.locks_dir().join(format!("{}.verified", c.id()))
+    }
+}

@@ -1,0 +1,155 @@
+//! Building into the store: the build slot (lock and staging directory) and publishing a
+//! finished image as a new version.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::candidate::sanitize;
+use super::dates::{now_secs, utc_date};
+use super::fs_tree::{remove_tree, safe_join};
+use super::hash_cache::CacheEntry;
+use super::index::{INDEX_FILE, ImageIndex};
+use super::version::compare_versions;
+use super::{ImageStore, PARTIAL_DIR, StoreError, io_err};
+use crate::lock::{FileLock, LockKind};
+
+impl ImageStore {
+    /// Starts a build of `release`/`arch`: takes the build lock (waiting if another build of
+    /// the same release runs) and returns the staging directory to build in.
+    pub fn begin_build(&self, release: &str, arch: &str) -> Result<BuildSlot, StoreError> {
+        self.ensure_writable()?;
+        let name = sanitize(&format!("{release}-{arch}"));
+        let lock_path = self.locks_dir().join(format!("build-{name}.lock"));
+        let lock = match FileLock::try_acquire(&lock_path, LockKind::Exclusive, true)
+            .map_err(io_err(&lock_path))?
+        {
+            Some(l) => l,
+            None => {
+                let holder = fs::read_to_string(&lock_path).unwrap_or_default();
+                eprintln!(
+                    "another build of {release}/{arch} is running ({}, lock {}); waiting for it",
+                    holder.trim(),
+                    lock_path.display()
+                );
+                FileLock::acquire(&lock_path, LockKind::Exclusive, true)
+                    .map_err(io_err(&lock_path))?
+            }
+        };
+        lock.note_holder(&format!("pid {}\n", std::process::id()));
+        let staging = self.dir.join(PARTIAL_DIR).join(&name);
+        fs::create_dir_all(&staging).map_err(io_err(&staging))?;
+        Ok(BuildSlot {
+            store: self.clone(),
+            release: release.into(),
+            arch: arch.into(),
+            staging,
+            _lock: lock,
+        })
+    }
+}
+
+/// The right to build one release/arch, and the place to do it.
+#[derive(Debug)]
+pub struct BuildSlot {
+    store: ImageStore,
+    release: String,
+    arch: String,
+    /// Scratch directory for this build, kept across interrupted runs of the same build.
+    pub staging: PathBuf,
+    _lock: FileLock,
+}
+
+impl BuildSlot {
+    /// Moves the finished image in `out` (which must be inside the staging directory and
+    /// hold every item of `index`) into the store as a new version, writing the index last,
+    /// then removes the staging directory. Returns the image directory.
+    pub fn publish(&self, out: &Path, mut index: ImageIndex) -> Result<PathBuf, StoreError> {
+        let _store = self.store.store_lock(LockKind::Exclusive)?;
+        let arch_dir = self.store.dir.join(&self.release).join(&self.arch);
+        fs::create_dir_all(&arch_dir).map_err(io_err(&arch_dir))?;
+        // The new version must sort after every version of the same day, also after pruning
+        // removed some (a free but lower name would make the new image look older).
+        let today = utc_date(now_secs());
+        let same_day: Vec<String> = fs::read_dir(&arch_dir)
+            .map_err(io_err(&arch_dir))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|v| v.starts_with(&today))
+            .collect();
+        let mut version = today.clone();
+        let mut n = 0;
+        while same_day
+            .iter()
+            .any(|v| compare_versions(v, &version) != Ordering::Less)
+        {
+            n += 1;
+            version = format!("{today}.{n}");
+        }
+        index.version = version.clone();
+        index.release = self.release.clone();
+        index.arch = self.arch.clone();
+        for (name, item) in &index.items {
+            let p = safe_join(out, &item.path).ok_or_else(|| StoreError::Unsafe {
+                path: out.join(&item.path),
+                why: format!("item {name} leaves the image directory"),
+            })?;
+            let len = fs::metadata(&p).map_err(io_err(&p))?.len();
+            if len != item.size {
+                return Err(StoreError::BadIndex {
+                    path: p,
+                    why: format!("has {len} bytes, index says {}", item.size),
+                });
+            }
+        }
+        let index_path = out.join(INDEX_FILE);
+        let text = serde_json::to_string_pretty(&index).expect("index serializes");
+        write_synced(&index_path, text.as_bytes())?;
+        let dest = arch_dir.join(&version);
+        fs::rename(out, &dest).map_err(io_err(&dest))?;
+        if let Ok(d) = fs::File::open(&arch_dir) {
+            let _ = d.sync_all();
+        }
+        // The builder just hashed every item: record that, so the first look-up need not
+        // hash hundreds of megabytes again.
+        let mut cache = BTreeMap::new();
+        for item in index.items.values() {
+            let p = dest.join(&item.path);
+            if let Ok(meta) = fs::metadata(&p) {
+                cache.insert(
+                    p.to_string_lossy().into_owned(),
+                    CacheEntry {
+                        size: meta.len(),
+                        mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+                        ino: meta.ino(),
+                        sha256: item.sha256.to_ascii_lowercase(),
+                    },
+                );
+            }
+        }
+        let id = sanitize(&format!("vmtest-{}-{}-{version}", self.release, self.arch));
+        if let Ok(text) = serde_json::to_string(&cache) {
+            let _ = fs::write(self.store.locks_dir().join(format!("{id}.verified")), text);
+        }
+        drop(_store);
+        // The build is complete: its scratch space (the root tree, logs) goes.
+        remove_tree(&self.staging)?;
+        Ok(dest)
+    }
+
+    pub fn release(&self) -> &str {
+        &self.release
+    }
+    pub fn arch(&self) -> &str {
+        &self.arch
+    }
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    use std::io::Write;
+    let mut f = fs::File::create(path).map_err(io_err(path))?;
+    f.write_all(data).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
