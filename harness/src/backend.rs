@@ -212,6 +212,7 @@ impl Backend for BuiltinBackend {
                 mac: Some(mac),
                 allow_ports: spec.host_ports.clone(),
                 forwards: Vec::new(),
+                outbound: Default::default(),
             });
         }
         let console = if spec.interactive {

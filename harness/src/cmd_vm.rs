@@ -52,8 +52,10 @@ pub struct VmArgs {
     /// guest sees them in this order.
     #[arg(long = "disk")]
     pub disks: Vec<vmm::BlockConfig>,
-    /// A virtio-net NIC on user-mode NAT: user[,mac=M][,allow=PORT][,fwd=HOST:GUEST].
-    /// The guest reaches the host (at 10.0.2.2) only on allowed ports. Repeatable.
+    /// A virtio-net NIC on user-mode NAT:
+    /// user[,mac=M][,allow=PORT][,fwd=HOST:GUEST][,out=RULE]. The guest reaches the host
+    /// (at 10.0.2.2) only on allowed ports, and beyond it only what `out=` rules allow
+    /// (internet, host:PORT, ADDR[/PREFIX][:PORT]; nothing by default). Repeatable.
     #[arg(long = "net")]
     pub nets: Vec<vmm::NetSpec>,
 }

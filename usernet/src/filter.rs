@@ -1,21 +1,28 @@
-//! What the guest may reach on the host.
+//! What the guest may reach, through the host and beyond it.
 //!
 //! libslirp maps every address of the virtual network except the DNS one (10.0.2.2, but also
-//! 10.0.2.77, ...) to the host's 127.0.0.1, and would happily connect to the host's own
-//! addresses or to 127.0.0.1 itself if a guest crafted such packets. The guest is untrusted,
-//! so every frame it sends passes this filter before libslirp sees it:
+//! 10.0.2.77, 10.0.2.255, ...) to the host's 127.0.0.1, and would happily connect to the
+//! host's own addresses or to 127.0.0.1 itself if a guest crafted such packets. The guest is
+//! untrusted, so every frame it sends passes this filter before libslirp sees it:
 //!
 //! * the gateway (10.0.2.2) is reachable only on the TCP ports the caller allowed;
-//! * the DNS proxy (10.0.2.3) only on port 53, DHCP only on UDP port 67;
+//! * the DNS proxy (10.0.2.3) only on port 53, DHCP only on UDP port 67 at the gateway or
+//!   the all-ones broadcast (the only two libslirp answers itself: to any other address of
+//!   the virtual network, port 67 would be the host's loopback port 67);
 //! * anything else aimed at the virtual network, at 127.0.0.0/8, 0.0.0.0/8, broadcast,
 //!   multicast or at any address of the host's own interfaces is refused: TCP gets a RST
 //!   (so the guest fails fast with "connection refused"), everything else is dropped;
 //! * fragments aimed at those addresses are dropped (their ports cannot be checked);
 //! * ARP passes (libslirp answers for the virtual addresses); IPv6 is disabled.
 //!
-//! The rest of the internet is reachable through the NAT as usual.
+//! Beyond the host, the guest reaches only what its [`Outbound`] rules allow (nothing by
+//! default); even `internet` leaves out cloud metadata (169.254.169.254), link-local and
+//! private ranges and the networks of the host's interfaces (its LAN). Refusals are the
+//! same as above: a RST for TCP, a drop otherwise.
 
 use std::net::Ipv4Addr;
+
+use crate::outbound::Outbound;
 
 pub const VNETWORK: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 0);
 pub const VNETMASK: Ipv4Addr = Ipv4Addr::new(255, 255, 255, 0);
@@ -45,11 +52,14 @@ pub enum Verdict {
 #[derive(Debug, Clone)]
 pub struct HostFilter {
     allow_ports: Vec<u16>,
-    host_addrs: Vec<Ipv4Addr>,
+    /// The host's interface addresses with their prefix lengths (loopback included).
+    host: Vec<(Ipv4Addr, u8)>,
+    outbound: Outbound,
 }
 
-/// IPv4 addresses of the host's interfaces (loopback included).
-pub fn host_ipv4_addrs() -> Vec<Ipv4Addr> {
+/// IPv4 addresses of the host's interfaces (loopback included), each with the prefix
+/// length of its network.
+pub fn host_ipv4_nets() -> Vec<(Ipv4Addr, u8)> {
     let mut out = Vec::new();
     let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs allocates a list we walk read-only and free with freeifaddrs.
@@ -64,9 +74,17 @@ pub fn host_ipv4_addrs() -> Vec<Ipv4Addr> {
         let mut p = ifap;
         while !p.is_null() {
             let a = (*p).ifa_addr;
+            let m = (*p).ifa_netmask;
             if !a.is_null() && i32::from((*a).sa_family) == libc::AF_INET {
                 let sin = &*(a as *const libc::sockaddr_in);
-                out.push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+                // A missing netmask counts as the address alone.
+                let prefix = if m.is_null() {
+                    32
+                } else {
+                    let mask = &*(m as *const libc::sockaddr_in);
+                    u32::from_be(mask.sin_addr.s_addr).count_ones() as u8
+                };
+                out.push((Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)), prefix));
             }
             p = (*p).ifa_next;
         }
@@ -80,10 +98,16 @@ fn in_vnet(a: Ipv4Addr) -> bool {
 }
 
 impl HostFilter {
-    pub fn new(allow_ports: &[u16], host_addrs: Vec<Ipv4Addr>) -> Self {
+    /// `allow_ports`: host loopback ports open at the gateway (the `host:PORT` rules of
+    /// `outbound` are added); `host`: the host's interface addresses and prefix lengths
+    /// ([`host_ipv4_nets`], injected so tests need not read the host).
+    pub fn new(allow_ports: &[u16], host: Vec<(Ipv4Addr, u8)>, outbound: Outbound) -> Self {
+        let mut ports = allow_ports.to_vec();
+        ports.extend(outbound.host_ports());
         Self {
-            allow_ports: allow_ports.to_vec(),
-            host_addrs,
+            allow_ports: ports,
+            host,
+            outbound,
         }
     }
 
@@ -94,7 +118,7 @@ impl HostFilter {
             || dst.octets()[0] == 0
             || dst.is_broadcast()
             || dst.is_multicast()
-            || self.host_addrs.contains(&dst)
+            || self.host.iter().any(|&(a, _)| a == dst)
     }
 
     pub fn check(&self, frame: &[u8]) -> Verdict {
@@ -109,28 +133,41 @@ impl HostFilter {
         let Some(ip) = Ipv4View::parse(&frame[ETH_HLEN..]) else {
             return Verdict::Drop;
         };
-        if !self.protected(ip.dst) {
-            return Verdict::Pass;
-        }
-        if ip.fragmented {
-            return Verdict::Drop;
-        }
-        let dport = ip.l4.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]]));
-        let allowed = match (ip.proto, dport) {
-            (PROTO_UDP, Some(67)) => {
-                ip.dst == GATEWAY || ip.dst.is_broadcast() || ip.dst == Ipv4Addr::new(10, 0, 2, 255)
+        let dport = match ip.proto {
+            PROTO_TCP | PROTO_UDP if !ip.fragmented => {
+                ip.l4.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]]))
             }
+            _ => None,
+        };
+        let allowed = if !self.protected(ip.dst) {
+            self.outbound.allows(ip.dst, dport, &self.host)
+        } else if ip.fragmented {
+            false
+        } else {
+            self.host_side_allowed(&ip, dport)
+        };
+        if allowed {
+            Verdict::Pass
+        } else if ip.proto == PROTO_TCP
+            && !ip.fragmented
+            && ip.l4.len() >= 20
+            && ip.l4[13] & TCP_RST == 0
+        {
+            Verdict::Reject
+        } else {
+            Verdict::Drop
+        }
+    }
+
+    /// What the host itself (through libslirp's aliases) answers the guest on.
+    fn host_side_allowed(&self, ip: &Ipv4View, dport: Option<u16>) -> bool {
+        match (ip.proto, dport) {
+            // libslirp serves DHCP itself only at these two; elsewhere port 67 is the host's.
+            (PROTO_UDP, Some(67)) => ip.dst == GATEWAY || ip.dst.is_broadcast(),
             (PROTO_UDP | PROTO_TCP, Some(53)) => ip.dst == DNS,
             (PROTO_TCP, Some(p)) => ip.dst == GATEWAY && self.allow_ports.contains(&p),
             (PROTO_ICMP, _) => ip.dst == GATEWAY || ip.dst == DNS,
             _ => false,
-        };
-        if allowed {
-            Verdict::Pass
-        } else if ip.proto == PROTO_TCP && ip.l4.len() >= 20 && ip.l4[13] & TCP_RST == 0 {
-            Verdict::Reject
-        } else {
-            Verdict::Drop
         }
     }
 }
@@ -343,11 +380,18 @@ mod tests {
     use super::frames::*;
     use super::*;
 
-    fn filter() -> HostFilter {
+    const LAN: (Ipv4Addr, u8) = (Ipv4Addr::new(192, 168, 1, 20), 24);
+
+    fn filter_with(outbound: &str) -> HostFilter {
         HostFilter::new(
             &[8080],
-            vec![Ipv4Addr::LOCALHOST, Ipv4Addr::new(192, 168, 1, 20)],
+            vec![(Ipv4Addr::LOCALHOST, 8), LAN],
+            outbound.parse().unwrap(),
         )
+    }
+
+    fn filter() -> HostFilter {
+        filter_with("")
     }
 
     #[test]
@@ -375,11 +419,88 @@ mod tests {
             f.check(&tcp_syn(Ipv4Addr::new(192, 168, 1, 20), 1, 8080, 1)),
             Verdict::Reject
         );
-        // The internet is fine.
+    }
+
+    #[test]
+    fn nothing_beyond_the_host_by_default() {
+        let f = filter();
+        for dst in [
+            Ipv4Addr::new(151, 101, 2, 132),
+            Ipv4Addr::new(169, 254, 169, 254),
+            Ipv4Addr::new(192, 168, 1, 1),
+        ] {
+            assert_eq!(f.check(&tcp_syn(dst, 1, 443, 1)), Verdict::Reject, "{dst}");
+            assert_eq!(
+                f.check(&udp(GUEST, dst, 1, 123, b"x")),
+                Verdict::Drop,
+                "{dst}"
+            );
+        }
+    }
+
+    #[test]
+    fn internet_leaves_out_metadata_link_local_private_and_the_lan() {
+        let f = filter_with("internet");
         assert_eq!(
             f.check(&tcp_syn(Ipv4Addr::new(151, 101, 2, 132), 1, 443, 1)),
             Verdict::Pass
         );
+        assert_eq!(
+            f.check(&udp(GUEST, Ipv4Addr::new(8, 8, 8, 8), 1, 53, b"x")),
+            Verdict::Pass
+        );
+        for dst in [
+            Ipv4Addr::new(169, 254, 169, 254),
+            Ipv4Addr::new(169, 254, 0, 1),
+            Ipv4Addr::new(192, 168, 1, 1),
+            Ipv4Addr::new(10, 9, 8, 7),
+            Ipv4Addr::new(172, 16, 0, 1),
+            Ipv4Addr::new(100, 64, 0, 1),
+        ] {
+            assert_eq!(f.check(&tcp_syn(dst, 1, 80, 1)), Verdict::Reject, "{dst}");
+            assert_eq!(
+                f.check(&udp(GUEST, dst, 1, 80, b"x")),
+                Verdict::Drop,
+                "{dst}"
+            );
+        }
+        // A LAN on public addresses is still the host's LAN.
+        let f = HostFilter::new(
+            &[],
+            vec![(Ipv4Addr::new(151, 101, 2, 7), 24)],
+            "internet".parse().unwrap(),
+        );
+        assert_eq!(
+            f.check(&tcp_syn(Ipv4Addr::new(151, 101, 2, 132), 1, 443, 1)),
+            Verdict::Reject
+        );
+    }
+
+    #[test]
+    fn named_destinations_and_host_ports_open_only_themselves() {
+        let f = filter_with("192.168.1.5:3142,host:3128,169.254.169.254");
+        let proxy = Ipv4Addr::new(192, 168, 1, 5);
+        assert_eq!(f.check(&tcp_syn(proxy, 1, 3142, 1)), Verdict::Pass);
+        assert_eq!(f.check(&tcp_syn(proxy, 1, 22, 1)), Verdict::Reject);
+        assert_eq!(f.check(&tcp_syn(GATEWAY, 1, 3128, 1)), Verdict::Pass);
+        assert_eq!(f.check(&tcp_syn(GATEWAY, 1, 8080, 1)), Verdict::Pass);
+        assert_eq!(f.check(&tcp_syn(GATEWAY, 1, 22, 1)), Verdict::Reject);
+        assert_eq!(
+            f.check(&tcp_syn(Ipv4Addr::new(169, 254, 169, 254), 1, 80, 1)),
+            Verdict::Pass
+        );
+        // The host's own LAN address stays the host's, whatever the rules.
+        assert_eq!(
+            f.check(&tcp_syn(Ipv4Addr::new(192, 168, 1, 20), 1, 3142, 1)),
+            Verdict::Reject
+        );
+        // A fragment carries no port: only an every-port rule lets it through.
+        let mut frag = tcp_syn(proxy, 1, 3142, 1);
+        frag[20] = 0x20;
+        assert_eq!(f.check(&frag), Verdict::Drop);
+        let mut frag = tcp_syn(Ipv4Addr::new(169, 254, 169, 254), 1, 80, 1);
+        frag[20] = 0x20;
+        assert_eq!(f.check(&frag), Verdict::Pass);
     }
 
     #[test]
@@ -388,6 +509,19 @@ mod tests {
         assert_eq!(f.check(&udp(GUEST, DNS, 5353, 53, b"q")), Verdict::Pass);
         assert_eq!(f.check(&dhcp_discover(7)), Verdict::Pass);
         assert_eq!(f.check(&udp(GUEST, GATEWAY, 68, 67, b"req")), Verdict::Pass);
+        // libslirp answers DHCP only at the gateway and 255.255.255.255; at the virtual
+        // network's broadcast (or any other alias) port 67 is the host's loopback port 67.
+        for alias in [
+            Ipv4Addr::new(10, 0, 2, 255),
+            Ipv4Addr::new(10, 0, 2, 77),
+            DNS,
+        ] {
+            assert_eq!(
+                f.check(&udp(GUEST, alias, 68, 67, b"req")),
+                Verdict::Drop,
+                "{alias}"
+            );
+        }
         assert_eq!(f.check(&arp_request(GATEWAY)), Verdict::Pass);
         assert_eq!(f.check(&udp(GUEST, GATEWAY, 1, 8080, b"x")), Verdict::Drop);
         assert_eq!(
@@ -396,7 +530,8 @@ mod tests {
         );
         assert_eq!(
             f.check(&udp(GUEST, Ipv4Addr::new(8, 8, 8, 8), 1, 53, b"x")),
-            Verdict::Pass
+            Verdict::Drop,
+            "DNS goes through the proxy at 10.0.2.3"
         );
     }
 

@@ -3,11 +3,14 @@
 //! Each NIC gets a [`UserNet`]: a libslirp instance (NAT, DHCP handing out 10.0.2.15, a DNS
 //! proxy at 10.0.2.3, the host at the gateway 10.0.2.2) on its own thread, joined to the
 //! NIC's virtio-net device by a frame socket. The guest is untrusted: a [`filter::HostFilter`]
-//! lets it reach the host only on the TCP ports the caller allows (see [`NetSpec`]).
+//! lets it reach the host only on the TCP ports the caller allows (see [`NetSpec`]), and
+//! beyond the host only what its [`Outbound`] rules name (nothing by default).
 
 pub mod filter;
+pub mod outbound;
 pub mod slirp;
 pub mod spec;
 
+pub use outbound::{Outbound, OutboundError, OutboundRule};
 pub use slirp::{UserNet, UserNetConfig, UserNetError};
 pub use spec::{MacAddr, NetSpec, NetSpecError, PortForward, resolve_nics};

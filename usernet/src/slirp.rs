@@ -20,6 +20,7 @@ use libslirp_sys as sys;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::filter::{self, HostFilter, Verdict};
+use crate::outbound::Outbound;
 use crate::spec::PortForward;
 
 /// What one user-mode network offers the guest.
@@ -29,6 +30,8 @@ pub struct UserNetConfig {
     pub allow_ports: Vec<u16>,
     /// Host 127.0.0.1:host -> guest 10.0.2.15:guest TCP forwards.
     pub forwards: Vec<PortForward>,
+    /// What the guest may reach beyond those host ports (nothing by default).
+    pub outbound: Outbound,
     /// DHCP host name for the guest.
     pub hostname: Option<String>,
 }
@@ -38,6 +41,7 @@ impl From<&crate::spec::NetSpec> for UserNetConfig {
         Self {
             allow_ports: s.allow_ports.clone(),
             forwards: s.forwards.clone(),
+            outbound: s.outbound.clone(),
             hostname: None,
         }
     }
@@ -70,7 +74,11 @@ impl UserNet {
     pub fn start(cfg: &UserNetConfig) -> Result<(UserNet, SocketBackend), UserNetError> {
         let (backend, net_end) = SocketBackend::pair()?;
         let stop = EventFd::new(EFD_NONBLOCK)?;
-        let filter = HostFilter::new(&cfg.allow_ports, filter::host_ipv4_addrs());
+        let filter = HostFilter::new(
+            &cfg.allow_ports,
+            filter::host_ipv4_nets(),
+            cfg.outbound.clone(),
+        );
         let hostname = match &cfg.hostname {
             Some(h) => Some(CString::new(h.as_str()).map_err(|_| UserNetError::Hostname)?),
             None => None,
@@ -574,7 +582,7 @@ mod tests {
         let (mut guest, net) = SocketBackend::pair().unwrap();
         let state = State {
             net,
-            filter: HostFilter::new(&[], vec![]),
+            filter: HostFilter::new(&[], vec![], Outbound::none()),
             start: Instant::now(),
             pollfds: RefCell::new(Vec::new()),
             timers: RefCell::new(Vec::new()),

@@ -1,8 +1,11 @@
-//! `--net user[,mac=M][,allow=PORT][,fwd=HOST:GUEST]`: one NIC, checked before the VM starts.
+//! `--net user[,mac=M][,allow=PORT][,fwd=HOST:GUEST][,out=RULE]`: one NIC, checked before the
+//! VM starts.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
+
+use crate::outbound::{Outbound, OutboundError};
 
 pub use devices::virtio::net::MacAddr;
 pub use devices::virtio::net::device::MacAddrError;
@@ -23,6 +26,8 @@ pub struct NetSpec {
     /// host port, on loopback or any host address, is refused.
     pub allow_ports: Vec<u16>,
     pub forwards: Vec<PortForward>,
+    /// What the guest may reach beyond the host (nothing by default; see [`Outbound`]).
+    pub outbound: Outbound,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,8 +46,10 @@ pub enum NetSpecError {
         "network spec {spec:?}: forward {value:?} must be HOST_PORT:GUEST_PORT, e.g. fwd=2222:22"
     )]
     BadForward { spec: String, value: String },
+    #[error("network spec {spec:?}: {source}")]
+    BadOutbound { spec: String, source: OutboundError },
     #[error(
-        "network spec {spec:?}: unknown option {option:?} (expected user[,mac=M][,allow=PORT][,fwd=HOST:GUEST])"
+        "network spec {spec:?}: unknown option {option:?} (expected user[,mac=M][,allow=PORT][,fwd=HOST:GUEST][,out=RULE])"
     )]
     UnknownOption { spec: String, option: String },
     #[error("network spec {spec:?}: option {option:?} given twice")]
@@ -123,6 +130,15 @@ impl FromStr for NetSpec {
                         guest: port(spec, "forwarded guest port", g)?,
                     });
                 }
+                "out" => {
+                    let rule = v.parse().map_err(|source| NetSpecError::BadOutbound {
+                        spec: spec.into(),
+                        source,
+                    })?;
+                    if !out.outbound.rules.contains(&rule) {
+                        out.outbound.rules.push(rule);
+                    }
+                }
                 _ => {
                     return Err(NetSpecError::UnknownOption {
                         spec: spec.into(),
@@ -146,6 +162,9 @@ impl fmt::Display for NetSpec {
         }
         for fw in &self.forwards {
             write!(f, ",fwd={}:{}", fw.host, fw.guest)?;
+        }
+        for r in &self.outbound.rules {
+            write!(f, ",out={r}")?;
         }
         Ok(())
     }
@@ -197,9 +216,10 @@ mod tests {
 
     #[test]
     fn parses_every_option() {
-        let n: NetSpec = "user,mac=52:54:00:00:00:07,allow=8000,allow=8001,fwd=2222:22"
-            .parse()
-            .unwrap();
+        let n: NetSpec =
+            "user,mac=52:54:00:00:00:07,allow=8000,allow=8001,fwd=2222:22,out=internet,out=host:3142"
+                .parse()
+                .unwrap();
         assert_eq!(n.mac.unwrap().to_string(), "52:54:00:00:00:07");
         assert_eq!(n.allow_ports, [8000, 8001]);
         assert_eq!(
@@ -209,9 +229,10 @@ mod tests {
                 guest: 22
             }]
         );
+        assert_eq!(n.outbound.to_string(), "internet,host:3142");
         assert_eq!(
             n.to_string(),
-            "user,mac=52:54:00:00:00:07,allow=8000,allow=8001,fwd=2222:22"
+            "user,mac=52:54:00:00:00:07,allow=8000,allow=8001,fwd=2222:22,out=internet,out=host:3142"
         );
         assert_eq!("user".parse::<NetSpec>().unwrap(), NetSpec::default());
     }
@@ -230,6 +251,8 @@ mod tests {
         assert!(err("user,fwd=2222:").contains("forwarded guest port"));
         assert!(err("user,bogus=1").contains("unknown option"));
         assert!(err("user,restrict").contains("unknown option"));
+        assert!(err("user,out=everything").contains("expected `internet`"));
+        assert!(err("user,out=127.0.0.1:80").contains("use host:PORT"));
         assert!(err("user,mac=52:54:00:00:00:01,mac=52:54:00:00:00:02").contains("twice"));
     }
 

@@ -179,3 +179,41 @@ fn dropping_the_network_closes_the_backend() {
     let mut buf = [0u8; 64];
     assert!(b.recv(&mut buf).is_err());
 }
+
+fn expect_rst(b: &mut SocketBackend, sport: u16) {
+    expect(b, "RST", |f| {
+        summary(f).is_some_and(|(_, dst, _, flags, dport)| {
+            dst == GUEST && dport == sport && flags.is_some_and(|fl| fl & 0x04 != 0)
+        })
+    });
+}
+
+#[test]
+fn nothing_beyond_the_host_without_outbound_rules() {
+    let (_net, mut b) = start(&UserNetConfig::default());
+    introduce_guest(&mut b);
+    b.send(&tcp_syn(Ipv4Addr::new(151, 101, 2, 132), 40010, 443, 1))
+        .unwrap();
+    expect_rst(&mut b, 40010);
+}
+
+#[test]
+fn cloud_metadata_and_private_ranges_are_refused_even_with_internet() {
+    let (_net, mut b) = start(&UserNetConfig {
+        outbound: "internet".parse().unwrap(),
+        ..Default::default()
+    });
+    introduce_guest(&mut b);
+    for (i, dst) in [
+        Ipv4Addr::new(169, 254, 169, 254),
+        Ipv4Addr::new(192, 168, 0, 1),
+        Ipv4Addr::new(10, 1, 1, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let sport = 40020 + i as u16;
+        b.send(&tcp_syn(dst, sport, 80, 1)).unwrap();
+        expect_rst(&mut b, sport);
+    }
+}
