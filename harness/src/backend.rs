@@ -233,7 +233,7 @@ impl Backend for BuiltinBackend {
         let reason = reason.map_err(|e| anyhow::anyhow!("builtin VMM: {e}"))?;
         let outcome = match reason {
             vmm::ExitReason::PowerOff => Outcome::PowerOff,
-            vmm::ExitReason::Reboot(_) => match qemu::panic_line(&spec.serial_log) {
+            vmm::ExitReason::Reboot(_) => match crate::serial_log::panic_line(&spec.serial_log) {
                 Some(p) => Outcome::Crash(p),
                 None => Outcome::Reboot,
             },

@@ -27,6 +27,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod runner;
+pub mod serial_log;
 pub mod settings;
 pub mod userdata;
 pub mod verdict;

@@ -22,19 +22,62 @@ pub const INSTALL_FAILURE_PATTERNS: &[&str] = &[
     r"vmtest-initramfs: FATAL",
 ];
 
-/// Checks an install serial log; `Err` lists what is wrong (first matching lines).
-pub fn install_verdict(serial: &str) -> Result<(), Vec<String>> {
-    let mut errs = Vec::new();
-    for p in INSTALL_FAILURE_PATTERNS {
-        let re = Regex::new(p).expect("static pattern");
-        if let Some(line) = serial.lines().find(|l| re.is_match(l)) {
-            errs.push(format!("serial log matches `{p}`: {}", line.trim()));
+/// The install verdict, fed one line at a time: the first line matching each failure
+/// pattern, and whether the success line was seen anywhere. Fed from a file by
+/// [`install_verdict_of_log`], it holds no more than one line of the log.
+struct InstallScan {
+    patterns: regex::RegexSet,
+    /// First matching line per pattern.
+    hits: Vec<Option<String>>,
+    success: bool,
+}
+
+impl InstallScan {
+    fn new() -> InstallScan {
+        InstallScan {
+            patterns: regex::RegexSet::new(INSTALL_FAILURE_PATTERNS).expect("static patterns"),
+            hits: vec![None; INSTALL_FAILURE_PATTERNS.len()],
+            success: false,
         }
     }
-    if !serial.contains(INSTALL_SUCCESS) {
-        errs.push(format!("serial log lacks `{INSTALL_SUCCESS}`"));
+
+    fn line(&mut self, line: &str) {
+        self.success |= line.contains(INSTALL_SUCCESS);
+        for i in self.patterns.matches(line).iter() {
+            self.hits[i].get_or_insert_with(|| line.trim().to_string());
+        }
     }
-    if errs.is_empty() { Ok(()) } else { Err(errs) }
+
+    fn finish(self) -> Result<(), Vec<String>> {
+        let mut errs: Vec<String> = INSTALL_FAILURE_PATTERNS
+            .iter()
+            .zip(self.hits)
+            .filter_map(|(p, hit)| hit.map(|l| format!("serial log matches `{p}`: {l}")))
+            .collect();
+        if !self.success {
+            errs.push(format!("serial log lacks `{INSTALL_SUCCESS}`"));
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+}
+
+/// Checks an install serial log's text; `Err` lists what is wrong (first matching lines).
+pub fn install_verdict(serial: &str) -> Result<(), Vec<String>> {
+    let mut scan = InstallScan::new();
+    serial.lines().for_each(|l| scan.line(l));
+    scan.finish()
+}
+
+/// [`install_verdict`] of a serial log file, streamed: the success line is near the end
+/// but a failure pattern may be anywhere, so every line is looked at, in bounded chunks
+/// and never the whole file at once.
+pub fn install_verdict_of_log(path: &Path) -> Result<(), Vec<String>> {
+    let mut scan = InstallScan::new();
+    crate::serial_log::for_each_line(path, |l| {
+        scan.line(l);
+        std::ops::ControlFlow::Continue(())
+    });
+    scan.finish()
 }
 
 fn read(collect: &Path, file: &str) -> Result<String, String> {
@@ -225,6 +268,28 @@ mod tests {
         .unwrap_err();
         assert!(e[0].contains("Kernel panic"));
         assert!(install_verdict("").is_err());
+    }
+
+    /// The verdict of a log file streams it: a failure line far from the end is found,
+    /// and so is the success line at the very end.
+    #[test]
+    fn install_verdict_of_a_big_log() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("install-serial.log");
+        let mut text = String::from("early: \u{1b}[31mcurtin: Installation failed\u{1b}[0m\n");
+        for i in 0..50_000 {
+            text.push_str(&format!("[{i}] chatter\r\n"));
+        }
+        text.push_str("curtin: Installation finished.\n");
+        std::fs::write(&p, &text).unwrap();
+        let e = install_verdict_of_log(&p).unwrap_err();
+        assert_eq!(
+            e,
+            vec!["serial log matches `Installation failed`: early: curtin: Installation failed"]
+        );
+        std::fs::write(&p, &text[text.find('\n').unwrap() + 1..]).unwrap();
+        assert!(install_verdict_of_log(&p).is_ok());
+        assert!(install_verdict_of_log(&d.path().join("none")).is_err());
     }
 
     #[test]

@@ -107,7 +107,7 @@ fn kernel_panic_in_the_serial_log_is_a_crash() {
     )
     .unwrap();
     assert!(
-        harness::backend::qemu::panic_line(&s.serial_log)
+        harness::serial_log::panic_line(&s.serial_log)
             .unwrap()
             .contains("Attempted to kill init")
     );

@@ -218,33 +218,9 @@ fn qmp_watch(path: &Path, reason: Arc<Mutex<Option<String>>>, deadline: Instant)
     }
 }
 
-/// The last lines of a log, for error messages.
-pub fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read(path).unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
-    let v: Vec<&str> = text.lines().collect();
-    if v.iter().all(|l| l.trim().is_empty()) {
-        return format!("({} is empty: the guest printed nothing)", path.display());
-    }
-    v[v.len().saturating_sub(lines)..].join("\n")
-}
-
 /// Whether qemu's console multiplexer said it quit on Ctrl-A x (its last line).
 fn left_at_console(serial_log: &Path) -> bool {
-    let text = std::fs::read(serial_log).unwrap_or_default();
-    let start = text.len().saturating_sub(256);
-    String::from_utf8_lossy(&text[start..])
-        .trim_end()
-        .ends_with("QEMU: Terminated")
-}
-
-/// A kernel panic in the serial log (with `-no-reboot`, `panic=-1` shows as a reset).
-pub fn panic_line(serial_log: &Path) -> Option<String> {
-    let text = std::fs::read(serial_log).ok()?;
-    let text = String::from_utf8_lossy(&text);
-    text.lines()
-        .find(|l| l.contains("Kernel panic - not syncing"))
-        .map(|l| l.trim().to_string())
+    crate::serial_log::last_line(serial_log).ends_with("QEMU: Terminated")
 }
 
 impl Backend for QemuBackend {
@@ -349,7 +325,7 @@ impl Backend for QemuBackend {
                 wall,
             });
         };
-        if let Some(p) = panic_line(&spec.serial_log) {
+        if let Some(p) = crate::serial_log::panic_line(&spec.serial_log) {
             return Ok(PhaseResult {
                 outcome: Outcome::Crash(p),
                 wall,
@@ -370,7 +346,10 @@ impl Backend for QemuBackend {
             None if status.success() => {
                 Outcome::Crash("qemu exited without a shutdown event".into())
             }
-            None => Outcome::Crash(format!("qemu failed ({status}): {}", tail(&stderr_log, 5))),
+            None => Outcome::Crash(format!(
+                "qemu failed ({status}): {}",
+                crate::serial_log::tail(&stderr_log, 5)
+            )),
         };
         Ok(PhaseResult { outcome, wall })
     }

@@ -170,12 +170,10 @@ pub(super) fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult)
         http.requests()
     ));
     drop(http);
-    let serial = String::from_utf8_lossy(&std::fs::read(&install.serial_log).unwrap_or_default())
-        .into_owned();
     let tail = || {
         format!(
             "install serial log tail:\n{}",
-            crate::backend::qemu::tail(&install.serial_log, 25)
+            crate::serial_log::tail(&install.serial_log, 25)
         )
     };
     match &res.outcome {
@@ -188,14 +186,14 @@ pub(super) fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult)
         other => {
             r.steps = timer.steps;
             let mut errs = vec![format!("install phase {other}")];
-            if let Err(e) = verdict::install_verdict(&serial) {
+            if let Err(e) = verdict::install_verdict_of_log(&install.serial_log) {
                 errs.extend(e);
             }
             errs.push(tail());
             return fail(r, Status::Fail, errs);
         }
     }
-    if let Err(mut e) = verdict::install_verdict(&serial) {
+    if let Err(mut e) = verdict::install_verdict_of_log(&install.serial_log) {
         r.steps = timer.steps;
         e.push(tail());
         return fail(r, Status::Fail, e);
@@ -306,7 +304,7 @@ pub(super) fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult)
             format!("boot phase {}", res.outcome),
             format!(
                 "boot serial log tail:\n{}",
-                crate::backend::qemu::tail(&boot.serial_log, 25)
+                crate::serial_log::tail(&boot.serial_log, 25)
             ),
         ];
         return fail(r, Status::Fail, errs);
@@ -334,7 +332,7 @@ pub(super) fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult)
     timer.lap("collect");
     let mut fails = Vec::new();
     if rep.files == 0 {
-        fails.push(format!("the output disk held no files (collect scripts did not run?); boot serial log tail:\n{}", crate::backend::qemu::tail(&boot.serial_log, 25)));
+        fails.push(format!("the output disk held no files (collect scripts did not run?); boot serial log tail:\n{}", crate::serial_log::tail(&boot.serial_log, 25)));
     }
     fails.extend(verdict::check_expectations(&w.collect(), &v.expect));
     timer.lap("verify");
