@@ -98,17 +98,16 @@ pub(super) struct Candidate {
 
 impl Candidate {
     pub(super) fn id(&self) -> String {
-        sanitize(&format!(
-            "{}-{}-{}-{}",
-            self.origin.tag(),
-            self.release,
-            self.arch,
-            self.version
-        ))
+        image_id(self.origin.tag(), &self.release, &self.arch, &self.version)
     }
     pub(super) fn label(&self) -> String {
         format!("{}/{}/{}", self.release, self.arch, self.version)
     }
+}
+
+/// The name of an image's lock and hash cache in `.locks/`.
+pub(super) fn image_id(origin: &str, release: &str, arch: &str, version: &str) -> String {
+    sanitize(&format!("{origin}-{release}-{arch}-{version}"))
 }
 
 pub(super) fn sanitize(s: &str) -> String {

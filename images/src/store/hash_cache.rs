@@ -19,13 +19,10 @@ impl ImageStore {
         if let Some(p) = &c.broken {
             return Err(p.clone());
         }
-        let cache_path = self.verified_cache(c);
-        let mut cache: BTreeMap<String, CacheEntry> = match verify {
-            Verify::Cached => fs::read_to_string(&cache_path)
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or_default(),
-            Verify::Full => BTreeMap::new(),
+        let cache_path = self.verified_cache(&c.id());
+        let mut cache = match verify {
+            Verify::Cached => HashCache::load(&cache_path),
+            Verify::Full => HashCache::default(),
         };
         let mut changed = false;
         for (name, item) in &c.items {
@@ -48,46 +45,91 @@ impl ImageStore {
             let Some(expected) = &item.sha256 else {
                 continue;
             };
-            let stamp = CacheEntry {
-                size: meta.len(),
-                mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-                ino: meta.ino(),
-                sha256: expected.to_ascii_lowercase(),
-            };
-            let key = item.path.to_string_lossy().into_owned();
-            if cache.get(&key) == Some(&stamp) {
+            if cache.is_fresh(&item.path, &meta, expected) {
                 continue;
             }
             let actual = sha256_file(&item.path).map_err(|_| Problem::Missing {
                 item: name.clone(),
                 path: item.path.clone(),
             })?;
-            if actual != stamp.sha256 {
+            if !actual.eq_ignore_ascii_case(expected) {
                 return Err(Problem::Corrupt {
                     path: item.path.clone(),
                     expected: expected.clone(),
                     actual,
                 });
             }
-            cache.insert(key, stamp);
+            cache.record(&item.path, &meta, expected);
             changed = true;
         }
-        if changed && let Ok(text) = serde_json::to_string(&cache) {
-            let tmp = cache_path.with_extension(format!("tmp{}", std::process::id()));
-            if fs::write(&tmp, text).is_ok() && fs::rename(&tmp, &cache_path).is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
+        if changed {
+            cache.save(&cache_path);
         }
         Ok(())
     }
 }
 
+/// What each file of an image looked like when it last hashed correctly, keyed by path
+/// (`.locks/<image>.verified`). A file whose size, mtime and inode are unchanged is not
+/// hashed again.
+#[derive(Debug, Default)]
+pub(super) struct HashCache {
+    entries: BTreeMap<String, CacheEntry>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct CacheEntry {
-    pub(super) size: u64,
-    pub(super) mtime_ns: i128,
-    pub(super) ino: u64,
-    pub(super) sha256: String,
+struct CacheEntry {
+    size: u64,
+    mtime_ns: i128,
+    ino: u64,
+    sha256: String,
+}
+
+impl CacheEntry {
+    fn stamp(meta: &fs::Metadata, sha256: &str) -> CacheEntry {
+        CacheEntry {
+            size: meta.len(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            ino: meta.ino(),
+            sha256: sha256.to_ascii_lowercase(),
+        }
+    }
+}
+
+impl HashCache {
+    /// The cache at `path`; empty when missing or unreadable (everything is hashed then).
+    pub(super) fn load(path: &Path) -> HashCache {
+        let entries = fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        HashCache { entries }
+    }
+
+    /// Whether `file` (now `meta`) is unchanged since it hashed to `sha256`.
+    pub(super) fn is_fresh(&self, file: &Path, meta: &fs::Metadata, sha256: &str) -> bool {
+        self.entries.get(&*file.to_string_lossy()) == Some(&CacheEntry::stamp(meta, sha256))
+    }
+
+    /// Notes that `file` (now `meta`) hashes to `sha256`.
+    pub(super) fn record(&mut self, file: &Path, meta: &fs::Metadata, sha256: &str) {
+        self.entries.insert(
+            file.to_string_lossy().into_owned(),
+            CacheEntry::stamp(meta, sha256),
+        );
+    }
+
+    /// Writes the cache (through a temporary file, so readers never see half of it). A
+    /// cache that cannot be written only costs a re-hash later.
+    pub(super) fn save(&self, path: &Path) {
+        let Ok(text) = serde_json::to_string(&self.entries) else {
+            return;
+        };
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        if fs::write(&tmp, text).is_err() || fs::rename(&tmp, path).is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+    }
 }
 
 /// sha256 of a file as lowercase hex.

@@ -384,7 +384,7 @@ impl ImageStore {
             match self.image_lock(&c, LockKind::Exclusive, false)? {
                 Some(Some(lock)) => {
                     remove_tree(dir)?;
-                    let _ = fs::remove_file(self.verified_cache(&c));
+                    let _ = fs::remove_file(self.verified_cache(&c.id()));
                     let _ = fs::remove_file(lock.path());
                     report.removed.push((c.label(), reason));
                 }
@@ -436,7 +436,7 @@ impl ImageStore {
         self.dir.join(LOCKS_DIR)
     }
 
-    fn verified_cache(&self, c: &Candidate) -> PathBuf {
-        self.locks_dir().join(format!("{}.verified", c.id()))
+    fn verified_cache(&self, image_id: &str) -> PathBuf {
+        self.locks_dir().join(format!("{image_id}.verified"))
     }
 }

@@ -1,18 +1,15 @@
 //! Building into the store: the build slot (lock and staging directory) and publishing a
 //! finished image as a new version.
 
-use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::candidate::sanitize;
+use super::candidate::{image_id, sanitize};
 use super::dates::{now_secs, utc_date};
 use super::fs_tree::{remove_tree, safe_join};
-use super::hash_cache::CacheEntry;
+use super::hash_cache::HashCache;
 use super::index::{INDEX_FILE, ImageIndex};
-use super::version::compare_versions;
+use super::version::next_version;
 use super::{ImageStore, PARTIAL_DIR, StoreError, io_err};
 use crate::lock::{FileLock, LockKind};
 
@@ -73,21 +70,12 @@ impl BuildSlot {
         // The new version must sort after every version of the same day, also after pruning
         // removed some (a free but lower name would make the new image look older).
         let today = utc_date(now_secs());
-        let same_day: Vec<String> = fs::read_dir(&arch_dir)
+        let existing: Vec<String> = fs::read_dir(&arch_dir)
             .map_err(io_err(&arch_dir))?
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|v| v.starts_with(&today))
             .collect();
-        let mut version = today.clone();
-        let mut n = 0;
-        while same_day
-            .iter()
-            .any(|v| compare_versions(v, &version) != Ordering::Less)
-        {
-            n += 1;
-            version = format!("{today}.{n}");
-        }
+        let version = next_version(&today, &existing);
         index.version = version.clone();
         index.release = self.release.clone();
         index.arch = self.arch.clone();
@@ -114,25 +102,15 @@ impl BuildSlot {
         }
         // The builder just hashed every item: record that, so the first look-up need not
         // hash hundreds of megabytes again.
-        let mut cache = BTreeMap::new();
+        let mut cache = HashCache::default();
         for item in index.items.values() {
             let p = dest.join(&item.path);
             if let Ok(meta) = fs::metadata(&p) {
-                cache.insert(
-                    p.to_string_lossy().into_owned(),
-                    CacheEntry {
-                        size: meta.len(),
-                        mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-                        ino: meta.ino(),
-                        sha256: item.sha256.to_ascii_lowercase(),
-                    },
-                );
+                cache.record(&p, &meta, &item.sha256);
             }
         }
-        let id = sanitize(&format!("vmtest-{}-{}-{version}", self.release, self.arch));
-        if let Ok(text) = serde_json::to_string(&cache) {
-            let _ = fs::write(self.store.locks_dir().join(format!("{id}.verified")), text);
-        }
+        let id = image_id("vmtest", &self.release, &self.arch, &version);
+        cache.save(&self.store.verified_cache(&id));
         drop(_store);
         // The build is complete: its scratch space (the root tree, logs) goes.
         remove_tree(&self.staging)?;

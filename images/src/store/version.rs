@@ -51,6 +51,23 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
     pa.len().cmp(&pb.len())
 }
 
+/// The version a build published on `day` (`YYYYMMDD`) gets: `day`, or `day.N` sorting
+/// after every version of that day in `existing`, also after pruning removed some (a free but
+/// lower name would make the new image look older).
+pub(super) fn next_version(day: &str, existing: &[String]) -> String {
+    let same_day: Vec<&String> = existing.iter().filter(|v| v.starts_with(day)).collect();
+    let mut version = day.to_string();
+    let mut n = 0;
+    while same_day
+        .iter()
+        .any(|v| compare_versions(v, &version) != Ordering::Less)
+    {
+        n += 1;
+        version = format!("{day}.{n}");
+    }
+    version
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +91,22 @@ mod tests {
                 "20240101.10",
                 "20240102"
             ]
+        );
+    }
+
+    #[test]
+    fn next_version_sorts_after_the_days_versions() {
+        let have = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(next_version("20240101", &have(&[])), "20240101");
+        assert_eq!(next_version("20240101", &have(&["20231231"])), "20240101");
+        assert_eq!(
+            next_version("20240101", &have(&["20240101", "20240101.1"])),
+            "20240101.2"
+        );
+        // Only ".2" left after a prune: the next is ".3", never the free "20240101".
+        assert_eq!(
+            next_version("20240101", &have(&["20240101.2"])),
+            "20240101.3"
         );
     }
 }
