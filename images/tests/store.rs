@@ -15,10 +15,7 @@ const KREL: &str = "6.1.0-99-cloud-amd64";
 
 fn sha256(data: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(sha2::Sha256::digest(data))
 }
 
 /// Publishes a fake image through the same path a real build uses; returns its directory.
