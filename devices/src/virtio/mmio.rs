@@ -14,50 +14,65 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestAddress;
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{GuestMemoryMmap, MmioInterrupt, VIRTIO_F_VERSION_1, VirtioDevice, status};
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_mmio as m;
+use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
+
+use super::{GuestMemoryMmap, MmioInterrupt, VirtioDevice, feature, status};
 use crate::bus::BusDevice;
 use crate::interrupt::InterruptLine;
 
 /// Size of each device's MMIO window.
 pub const MMIO_WINDOW_SIZE: u64 = 0x1000;
 /// Offset of QueueNotify; the VMM registers a KVM ioeventfd here per queue (datamatch = index).
-pub const QUEUE_NOTIFY_OFFSET: u64 = 0x50;
+pub const QUEUE_NOTIFY_OFFSET: u64 = reg::QUEUE_NOTIFY;
 
-const MAGIC: u32 = 0x7472_6976; // "virt"
+/// What MagicValue reads: "virt" in little-endian.
+const MAGIC: u32 = u32::from_le_bytes(*b"virt");
+/// The non-legacy register layout (virtio 1.2, 4.2.2); version 1 is the legacy one.
 const VERSION: u32 = 2;
 /// Vendor ID reported to the guest ("VMTS"); drivers do not interpret it.
-const VENDOR_ID: u32 = 0x5354_4d56;
-const CONFIG_OFFSET: u64 = 0x100;
+const VENDOR_ID: u32 = u32::from_le_bytes(*b"VMTS");
+/// Where the device-specific configuration space starts.
+const CONFIG_OFFSET: u64 = reg::at(m::VIRTIO_MMIO_CONFIG);
 
+/// Register offsets, as the kernel's `virtio_mmio.h` names them (QueueDriver and QueueDevice
+/// are its QUEUE_AVAIL and QUEUE_USED), widened to the bus's offset type.
 mod reg {
-    pub const MAGIC: u64 = 0x000;
-    pub const VERSION: u64 = 0x004;
-    pub const DEVICE_ID: u64 = 0x008;
-    pub const VENDOR_ID: u64 = 0x00c;
-    pub const DEVICE_FEATURES: u64 = 0x010;
-    pub const DEVICE_FEATURES_SEL: u64 = 0x014;
-    pub const DRIVER_FEATURES: u64 = 0x020;
-    pub const DRIVER_FEATURES_SEL: u64 = 0x024;
-    pub const QUEUE_SEL: u64 = 0x030;
-    pub const QUEUE_NUM_MAX: u64 = 0x034;
-    pub const QUEUE_NUM: u64 = 0x038;
-    pub const QUEUE_READY: u64 = 0x044;
-    pub const QUEUE_NOTIFY: u64 = 0x050;
-    pub const INTERRUPT_STATUS: u64 = 0x060;
-    pub const INTERRUPT_ACK: u64 = 0x064;
-    pub const STATUS: u64 = 0x070;
-    pub const QUEUE_DESC_LOW: u64 = 0x080;
-    pub const QUEUE_DESC_HIGH: u64 = 0x084;
-    pub const QUEUE_DRIVER_LOW: u64 = 0x090;
-    pub const QUEUE_DRIVER_HIGH: u64 = 0x094;
-    pub const QUEUE_DEVICE_LOW: u64 = 0x0a0;
-    pub const QUEUE_DEVICE_HIGH: u64 = 0x0a4;
-    pub const SHM_SEL: u64 = 0x0ac;
-    pub const SHM_LEN_LOW: u64 = 0x0b0;
-    pub const SHM_LEN_HIGH: u64 = 0x0b4;
-    pub const SHM_BASE_LOW: u64 = 0x0b8;
-    pub const SHM_BASE_HIGH: u64 = 0x0bc;
-    pub const CONFIG_GENERATION: u64 = 0x0fc;
+    use super::m;
+
+    pub const fn at(offset: u32) -> u64 {
+        offset as u64
+    }
+
+    pub const MAGIC: u64 = at(m::VIRTIO_MMIO_MAGIC_VALUE);
+    pub const VERSION: u64 = at(m::VIRTIO_MMIO_VERSION);
+    pub const DEVICE_ID: u64 = at(m::VIRTIO_MMIO_DEVICE_ID);
+    pub const VENDOR_ID: u64 = at(m::VIRTIO_MMIO_VENDOR_ID);
+    pub const DEVICE_FEATURES: u64 = at(m::VIRTIO_MMIO_DEVICE_FEATURES);
+    pub const DEVICE_FEATURES_SEL: u64 = at(m::VIRTIO_MMIO_DEVICE_FEATURES_SEL);
+    pub const DRIVER_FEATURES: u64 = at(m::VIRTIO_MMIO_DRIVER_FEATURES);
+    pub const DRIVER_FEATURES_SEL: u64 = at(m::VIRTIO_MMIO_DRIVER_FEATURES_SEL);
+    pub const QUEUE_SEL: u64 = at(m::VIRTIO_MMIO_QUEUE_SEL);
+    pub const QUEUE_NUM_MAX: u64 = at(m::VIRTIO_MMIO_QUEUE_NUM_MAX);
+    pub const QUEUE_NUM: u64 = at(m::VIRTIO_MMIO_QUEUE_NUM);
+    pub const QUEUE_READY: u64 = at(m::VIRTIO_MMIO_QUEUE_READY);
+    pub const QUEUE_NOTIFY: u64 = at(m::VIRTIO_MMIO_QUEUE_NOTIFY);
+    pub const INTERRUPT_STATUS: u64 = at(m::VIRTIO_MMIO_INTERRUPT_STATUS);
+    pub const INTERRUPT_ACK: u64 = at(m::VIRTIO_MMIO_INTERRUPT_ACK);
+    pub const STATUS: u64 = at(m::VIRTIO_MMIO_STATUS);
+    pub const QUEUE_DESC_LOW: u64 = at(m::VIRTIO_MMIO_QUEUE_DESC_LOW);
+    pub const QUEUE_DESC_HIGH: u64 = at(m::VIRTIO_MMIO_QUEUE_DESC_HIGH);
+    pub const QUEUE_DRIVER_LOW: u64 = at(m::VIRTIO_MMIO_QUEUE_AVAIL_LOW);
+    pub const QUEUE_DRIVER_HIGH: u64 = at(m::VIRTIO_MMIO_QUEUE_AVAIL_HIGH);
+    pub const QUEUE_DEVICE_LOW: u64 = at(m::VIRTIO_MMIO_QUEUE_USED_LOW);
+    pub const QUEUE_DEVICE_HIGH: u64 = at(m::VIRTIO_MMIO_QUEUE_USED_HIGH);
+    pub const SHM_SEL: u64 = at(m::VIRTIO_MMIO_SHM_SEL);
+    pub const SHM_LEN_LOW: u64 = at(m::VIRTIO_MMIO_SHM_LEN_LOW);
+    pub const SHM_LEN_HIGH: u64 = at(m::VIRTIO_MMIO_SHM_LEN_HIGH);
+    pub const SHM_BASE_LOW: u64 = at(m::VIRTIO_MMIO_SHM_BASE_LOW);
+    pub const SHM_BASE_HIGH: u64 = at(m::VIRTIO_MMIO_SHM_BASE_HIGH);
+    pub const CONFIG_GENERATION: u64 = at(m::VIRTIO_MMIO_CONFIG_GENERATION);
 }
 
 /// What the driver has configured for one queue; turned into a [`Queue`] only once it has
@@ -136,7 +151,7 @@ impl MmioTransport {
                 evts,
                 d.queue_max_sizes().to_vec(),
                 d.device_type(),
-                d.avail_features() | VIRTIO_F_VERSION_1,
+                d.avail_features() | feature(VIRTIO_F_VERSION_1),
             )
         };
         if queue_max.is_empty() {
@@ -256,7 +271,7 @@ impl MmioTransport {
             bad("rings not inside guest memory");
             return None;
         }
-        q.set_event_idx(self.acked_features & super::VIRTIO_RING_F_EVENT_IDX != 0);
+        q.set_event_idx(self.acked_features & feature(VIRTIO_RING_F_EVENT_IDX) != 0);
         Some(q)
     }
 
@@ -290,7 +305,7 @@ impl MmioTransport {
             // Refuse FEATURES_OK (the driver re-reads it and gives up) unless the driver
             // acked only offered features and speaks virtio 1.
             if self.acked_features & !self.avail_features == 0
-                && self.acked_features & VIRTIO_F_VERSION_1 != 0
+                && self.acked_features & feature(VIRTIO_F_VERSION_1) != 0
             {
                 self.status |= status::FEATURES_OK;
                 lock(&self.device).set_acked_features(self.acked_features);

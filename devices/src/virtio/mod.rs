@@ -39,6 +39,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use virtio_bindings::virtio_mmio::{VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING};
 use virtio_queue::Queue;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -47,22 +48,24 @@ use crate::interrupt::InterruptLine;
 /// Guest memory as every virtio device here sees it.
 pub type GuestMemoryMmap = vm_memory::GuestMemoryMmap<()>;
 
-/// Device IDs (virtio 1.2, section 5).
-pub const TYPE_NET: u32 = 1;
-pub const TYPE_BLOCK: u32 = 2;
+/// Device IDs, feature bits, status bits and register offsets come from the kernel's uapi
+/// headers through `virtio-bindings`; nothing here restates a number of the spec.
+pub use virtio_bindings::virtio_ids::{VIRTIO_ID_BLOCK, VIRTIO_ID_NET};
 
-/// Feature bits common to all devices (virtio 1.2, section 6).
-pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
-pub const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
+/// A feature bit number (as `virtio-bindings` gives them) as a mask of the 64-bit feature
+/// word the transport negotiates.
+pub const fn feature(bit: u32) -> u64 {
+    1 << bit
+}
 
 /// Device status bits (virtio 1.2, section 2.1).
 pub mod status {
-    pub const ACKNOWLEDGE: u32 = 1;
-    pub const DRIVER: u32 = 2;
-    pub const DRIVER_OK: u32 = 4;
-    pub const FEATURES_OK: u32 = 8;
-    pub const DEVICE_NEEDS_RESET: u32 = 64;
-    pub const FAILED: u32 = 128;
+    pub use virtio_bindings::virtio_config::{
+        VIRTIO_CONFIG_S_ACKNOWLEDGE as ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER as DRIVER,
+        VIRTIO_CONFIG_S_DRIVER_OK as DRIVER_OK, VIRTIO_CONFIG_S_FAILED as FAILED,
+        VIRTIO_CONFIG_S_FEATURES_OK as FEATURES_OK,
+        VIRTIO_CONFIG_S_NEEDS_RESET as DEVICE_NEEDS_RESET,
+    };
 }
 
 /// Why the device needs the guest's attention.
@@ -78,10 +81,6 @@ pub enum InterruptKind {
 pub trait VirtioInterrupt: Send + Sync {
     fn signal(&self, kind: InterruptKind) -> io::Result<()>;
 }
-
-/// Interrupt-status bits of the virtio-mmio register set (InterruptStatus at 0x60).
-pub const INT_USED_RING: u32 = 1;
-pub const INT_CONFIG: u32 = 2;
 
 /// The mmio flavour of [`VirtioInterrupt`]: sets a bit in the shared interrupt-status word and
 /// raises the device's single GSI.
@@ -105,10 +104,10 @@ impl MmioInterrupt {
 impl VirtioInterrupt for MmioInterrupt {
     fn signal(&self, kind: InterruptKind) -> io::Result<()> {
         let bit = match kind {
-            InterruptKind::Queue(_) => INT_USED_RING,
+            InterruptKind::Queue(_) => VIRTIO_MMIO_INT_VRING,
             InterruptKind::Config => {
                 self.config_generation.fetch_add(1, Ordering::SeqCst);
-                INT_CONFIG
+                VIRTIO_MMIO_INT_CONFIG
             }
         };
         self.status.fetch_or(bit, Ordering::SeqCst);
@@ -134,9 +133,10 @@ pub enum ActivateError {
 /// (0 = first byte of e.g. `struct virtio_blk_config`); out-of-range bytes read as zero and
 /// out-of-range writes are ignored.
 pub trait VirtioDevice: Send {
-    /// Virtio device ID (`TYPE_BLOCK`, `TYPE_NET`, ...).
+    /// Virtio device ID ([`VIRTIO_ID_BLOCK`], [`VIRTIO_ID_NET`], ...).
     fn device_type(&self) -> u32;
-    /// Every feature bit the device offers, including `VIRTIO_F_VERSION_1`.
+    /// Every feature the device offers (a mask of [`feature`]s), including
+    /// `VIRTIO_F_VERSION_1`.
     fn avail_features(&self) -> u64;
     /// Called once the driver set FEATURES_OK; `features` is a subset of `avail_features`.
     fn set_acked_features(&mut self, features: u64);

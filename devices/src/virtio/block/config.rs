@@ -9,8 +9,10 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-/// Longest serial virtio-blk can report (VIRTIO_BLK_ID_BYTES).
-pub const MAX_SERIAL_LEN: usize = 20;
+/// Longest serial virtio-blk can report (GET_ID's buffer).
+pub const MAX_SERIAL_LEN: usize = virtio_bindings::virtio_blk::VIRTIO_BLK_ID_BYTES as usize;
+/// virtio-blk counts capacity and request positions in 512-byte sectors whatever the block
+/// size (virtio 1.2, 5.2.4; the kernel header has no name for it).
 pub const SECTOR_SIZE: u64 = 512;
 
 /// One disk: a raw image file (sparse files are fine) or a block device.

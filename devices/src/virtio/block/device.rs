@@ -2,29 +2,107 @@
 
 use std::sync::Arc;
 
+use std::mem::{offset_of, size_of};
+
+use virtio_bindings::virtio_blk::{
+    VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO,
+    VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_TOPOLOGY, VIRTIO_BLK_F_WRITE_ZEROES, virtio_blk_config,
+};
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
 use virtio_queue::{Queue, QueueT};
+use vm_memory::ByteValued;
+use vm_memory::endian::{Le16, Le32, Le64};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use super::config::{DiskImage, SECTOR_SIZE};
 use super::request::{self, MAX_DISCARD_SEGMENTS, Parsed};
 use crate::virtio::{
-    ActivateError, GuestMemoryMmap, InterruptKind, TYPE_BLOCK, VIRTIO_F_VERSION_1,
-    VIRTIO_RING_F_EVENT_IDX, VirtioDevice, VirtioInterrupt, read_config_bytes,
+    ActivateError, GuestMemoryMmap, InterruptKind, VIRTIO_ID_BLOCK, VirtioDevice, VirtioInterrupt,
+    feature, read_config_bytes,
 };
-
-pub const VIRTIO_BLK_F_SEG_MAX: u64 = 1 << 2;
-pub const VIRTIO_BLK_F_RO: u64 = 1 << 5;
-pub const VIRTIO_BLK_F_BLK_SIZE: u64 = 1 << 6;
-pub const VIRTIO_BLK_F_FLUSH: u64 = 1 << 9;
-pub const VIRTIO_BLK_F_TOPOLOGY: u64 = 1 << 10;
-pub const VIRTIO_BLK_F_DISCARD: u64 = 1 << 13;
-pub const VIRTIO_BLK_F_WRITE_ZEROES: u64 = 1 << 14;
 
 /// Descriptors per queue. Linux uses at most queue_size - 2 data segments per request.
 pub const QUEUE_SIZE: u16 = 256;
 const QUEUE_SIZES: [u16; 1] = [QUEUE_SIZE];
-/// Size of `struct virtio_blk_config` up to and including the write-zeroes fields.
-const CONFIG_LEN: usize = 60;
+
+/// `struct virtio_blk_config` (virtio 1.2, 5.2.4) up to the secure-erase fields, as the
+/// guest reads it. Fields past what the offered features cover read as zero. Every field is
+/// little-endian and naturally aligned, so the struct has no padding and is plain bytes; the
+/// assertions below hold it to the kernel header's layout (`virtio-bindings`).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+struct ConfigSpace {
+    capacity: Le64,
+    size_max: Le32,
+    seg_max: Le32,
+    geometry_cylinders: Le16,
+    geometry_heads: u8,
+    geometry_sectors: u8,
+    blk_size: Le32,
+    physical_block_exp: u8,
+    alignment_offset: u8,
+    min_io_size: Le16,
+    opt_io_size: Le32,
+    wce: u8,
+    unused: u8,
+    num_queues: Le16,
+    max_discard_sectors: Le32,
+    max_discard_seg: Le32,
+    discard_sector_alignment: Le32,
+    max_write_zeroes_sectors: Le32,
+    max_write_zeroes_seg: Le32,
+    write_zeroes_may_unmap: u8,
+    unused1: [u8; 3],
+    max_secure_erase_sectors: Le32,
+    max_secure_erase_seg: Le32,
+    secure_erase_sector_alignment: Le32,
+}
+
+// SAFETY: `ConfigSpace` is `repr(C)` with only integer fields (u8 arrays and the
+// `repr(transparent)` little-endian integers of vm-memory), each at an offset that is a
+// multiple of its alignment and with a total size that is a multiple of the largest one
+// (checked below), so it has no padding and every bit pattern is a valid value.
+unsafe impl ByteValued for ConfigSpace {}
+
+/// The layout is the kernel's: same offsets as `virtio_blk_config`, ending where its zoned
+/// characteristics start, with no padding anywhere.
+const _: () = {
+    macro_rules! same_offset {
+        ($($ours:ident => $theirs:ident),* $(,)?) => {
+            $(assert!(offset_of!(ConfigSpace, $ours) == offset_of!(virtio_blk_config, $theirs));)*
+        };
+    }
+    same_offset!(
+        capacity => capacity,
+        size_max => size_max,
+        seg_max => seg_max,
+        geometry_cylinders => geometry,
+        blk_size => blk_size,
+        physical_block_exp => physical_block_exp,
+        alignment_offset => alignment_offset,
+        min_io_size => min_io_size,
+        opt_io_size => opt_io_size,
+        wce => wce,
+        num_queues => num_queues,
+        max_discard_sectors => max_discard_sectors,
+        max_discard_seg => max_discard_seg,
+        discard_sector_alignment => discard_sector_alignment,
+        max_write_zeroes_sectors => max_write_zeroes_sectors,
+        max_write_zeroes_seg => max_write_zeroes_seg,
+        write_zeroes_may_unmap => write_zeroes_may_unmap,
+        max_secure_erase_sectors => max_secure_erase_sectors,
+        max_secure_erase_seg => max_secure_erase_seg,
+        secure_erase_sector_alignment => secure_erase_sector_alignment,
+    );
+    assert!(size_of::<ConfigSpace>() == offset_of!(virtio_blk_config, zoned));
+    assert!(
+        offset_of!(ConfigSpace, geometry_heads) == offset_of!(ConfigSpace, geometry_cylinders) + 2
+    );
+    assert!(
+        offset_of!(ConfigSpace, unused1) + 3 == offset_of!(ConfigSpace, max_secure_erase_sectors)
+    );
+};
 
 /// Counters a test or benchmark can read; also useful in logs at shutdown.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +124,7 @@ pub(crate) struct Active {
 /// A virtio-blk device over one [`DiskImage`].
 pub struct Block {
     pub(crate) disk: DiskImage,
-    config: [u8; CONFIG_LEN],
+    config: ConfigSpace,
     avail_features: u64,
     acked_features: u64,
     queue_evts: Vec<EventFd>,
@@ -58,18 +136,18 @@ pub struct Block {
 
 impl Block {
     pub fn new(disk: DiskImage) -> std::io::Result<Self> {
-        let mut avail = VIRTIO_F_VERSION_1
-            | VIRTIO_RING_F_EVENT_IDX
-            | VIRTIO_BLK_F_SEG_MAX
-            | VIRTIO_BLK_F_BLK_SIZE
-            | VIRTIO_BLK_F_TOPOLOGY
-            | VIRTIO_BLK_F_FLUSH;
+        let mut avail = feature(VIRTIO_F_VERSION_1)
+            | feature(VIRTIO_RING_F_EVENT_IDX)
+            | feature(VIRTIO_BLK_F_SEG_MAX)
+            | feature(VIRTIO_BLK_F_BLK_SIZE)
+            | feature(VIRTIO_BLK_F_TOPOLOGY)
+            | feature(VIRTIO_BLK_F_FLUSH);
         if disk.read_only {
-            avail |= VIRTIO_BLK_F_RO;
+            avail |= feature(VIRTIO_BLK_F_RO);
         } else {
-            avail |= VIRTIO_BLK_F_DISCARD | VIRTIO_BLK_F_WRITE_ZEROES;
+            avail |= feature(VIRTIO_BLK_F_DISCARD) | feature(VIRTIO_BLK_F_WRITE_ZEROES);
         }
-        let config = build_config(&disk);
+        let config = config_space(&disk);
         Ok(Self {
             disk,
             config,
@@ -173,31 +251,33 @@ impl Block {
     }
 }
 
-fn build_config(disk: &DiskImage) -> [u8; CONFIG_LEN] {
-    let mut c = [0u8; CONFIG_LEN];
-    let mut put = |off: usize, bytes: &[u8]| c[off..off + bytes.len()].copy_from_slice(bytes);
-    // capacity is always in 512-byte sectors, whatever the block size.
-    put(0, &(disk.capacity / SECTOR_SIZE).to_le_bytes());
-    put(12, &u32::from(QUEUE_SIZE - 2).to_le_bytes()); // seg_max
-    put(20, &disk.block_size.to_le_bytes()); // blk_size
-    // topology: physical block = logical block, no misalignment, min/opt I/O = one block.
-    put(24, &[0, 0]);
-    put(26, &1u16.to_le_bytes()); // min_io_size, in logical blocks
-    put(28, &0u32.to_le_bytes()); // opt_io_size
-    // discard / write zeroes limits (in 512-byte sectors).
+fn config_space(disk: &DiskImage) -> ConfigSpace {
+    // Discard and write-zeroes limits are in 512-byte sectors, like the capacity, whatever
+    // the block size.
     let max_sectors = u32::MAX / SECTOR_SIZE as u32;
-    put(36, &max_sectors.to_le_bytes());
-    put(40, &MAX_DISCARD_SEGMENTS.to_le_bytes());
-    put(44, &(disk.block_size / SECTOR_SIZE as u32).to_le_bytes());
-    put(48, &max_sectors.to_le_bytes());
-    put(52, &MAX_DISCARD_SEGMENTS.to_le_bytes());
-    put(56, &[1]); // write_zeroes_may_unmap
-    c
+    ConfigSpace {
+        capacity: (disk.capacity / SECTOR_SIZE).into(),
+        seg_max: u32::from(QUEUE_SIZE - 2).into(),
+        blk_size: disk.block_size.into(),
+        // Topology: physical block = logical block, no misalignment, minimum I/O one
+        // block, no optimal size.
+        physical_block_exp: 0,
+        alignment_offset: 0,
+        min_io_size: 1.into(),
+        opt_io_size: 0.into(),
+        max_discard_sectors: max_sectors.into(),
+        max_discard_seg: MAX_DISCARD_SEGMENTS.into(),
+        discard_sector_alignment: (disk.block_size / SECTOR_SIZE as u32).into(),
+        max_write_zeroes_sectors: max_sectors.into(),
+        max_write_zeroes_seg: MAX_DISCARD_SEGMENTS.into(),
+        write_zeroes_may_unmap: 1,
+        ..ConfigSpace::default()
+    }
 }
 
 impl VirtioDevice for Block {
     fn device_type(&self) -> u32 {
-        TYPE_BLOCK
+        VIRTIO_ID_BLOCK
     }
 
     fn avail_features(&self) -> u64 {
@@ -217,7 +297,7 @@ impl VirtioDevice for Block {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config, offset, data);
+        read_config_bytes(self.config.as_slice(), offset, data);
     }
 
     fn write_config(&mut self, offset: u64, _data: &[u8]) {

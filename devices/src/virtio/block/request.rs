@@ -10,32 +10,81 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 
+use std::mem::{offset_of, size_of};
+
 use smallvec::SmallVec;
+use virtio_bindings::virtio_blk::{
+    self as blk, virtio_blk_discard_write_zeroes, virtio_blk_outhdr,
+};
 use virtio_queue::DescriptorChain;
 use virtio_queue::desc::split::Descriptor;
-use vm_memory::{Address, GuestAddress, GuestMemoryBackend, VolatileSlice};
+use vm_memory::endian::{Le32, Le64};
+use vm_memory::{Address, ByteValued, GuestAddress, GuestMemoryBackend, VolatileSlice};
 
 use super::config::{DiskImage, MAX_SERIAL_LEN, SECTOR_SIZE};
 use crate::virtio::GuestMemoryMmap;
 
-pub const VIRTIO_BLK_T_IN: u32 = 0;
-pub const VIRTIO_BLK_T_OUT: u32 = 1;
-pub const VIRTIO_BLK_T_FLUSH: u32 = 4;
-pub const VIRTIO_BLK_T_GET_ID: u32 = 8;
-pub const VIRTIO_BLK_T_DISCARD: u32 = 11;
-pub const VIRTIO_BLK_T_WRITE_ZEROES: u32 = 13;
+pub use virtio_bindings::virtio_blk::{
+    VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
+    VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_WRITE_ZEROES, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
+};
 
-pub const VIRTIO_BLK_S_OK: u8 = 0;
-pub const VIRTIO_BLK_S_IOERR: u8 = 1;
-pub const VIRTIO_BLK_S_UNSUPP: u8 = 2;
-
-pub const VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP: u32 = 1;
+/// A request status as the one byte the device writes (the header gives them as `u32`).
+const fn status_byte(status: u32) -> u8 {
+    assert!(status <= u8::MAX as u32);
+    status as u8
+}
+pub const VIRTIO_BLK_S_OK: u8 = status_byte(blk::VIRTIO_BLK_S_OK);
+pub const VIRTIO_BLK_S_IOERR: u8 = status_byte(blk::VIRTIO_BLK_S_IOERR);
+pub const VIRTIO_BLK_S_UNSUPP: u8 = status_byte(blk::VIRTIO_BLK_S_UNSUPP);
 
 /// Most discard/write-zeroes segments one request may carry (advertised in config space).
 pub const MAX_DISCARD_SEGMENTS: u32 = 16;
 
-const HEADER_LEN: usize = 16;
-const SEGMENT_LEN: usize = 16;
+/// `struct virtio_blk_outhdr`: the first 16 device-readable bytes of every request.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+struct RequestHeader {
+    kind: Le32,
+    ioprio: Le32,
+    sector: Le64,
+}
+
+/// `struct virtio_blk_discard_write_zeroes`: one segment of a discard or write-zeroes
+/// request.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+struct Segment {
+    sector: Le64,
+    num_sectors: Le32,
+    flags: Le32,
+}
+
+// SAFETY: both are `repr(C)` structs of vm-memory's `repr(transparent)` little-endian
+// integers, naturally aligned and without padding (their sizes equal the sums of their
+// fields, checked below), so any bytes are a valid value.
+unsafe impl ByteValued for RequestHeader {}
+// SAFETY: as for `RequestHeader`.
+unsafe impl ByteValued for Segment {}
+
+const _: () = {
+    assert!(size_of::<RequestHeader>() == size_of::<virtio_blk_outhdr>());
+    assert!(size_of::<RequestHeader>() == 4 + 4 + 8);
+    assert!(offset_of!(RequestHeader, kind) == offset_of!(virtio_blk_outhdr, type_));
+    assert!(offset_of!(RequestHeader, ioprio) == offset_of!(virtio_blk_outhdr, ioprio));
+    assert!(offset_of!(RequestHeader, sector) == offset_of!(virtio_blk_outhdr, sector));
+    assert!(size_of::<Segment>() == size_of::<virtio_blk_discard_write_zeroes>());
+    assert!(size_of::<Segment>() == 8 + 4 + 4);
+    assert!(offset_of!(Segment, sector) == offset_of!(virtio_blk_discard_write_zeroes, sector));
+    assert!(
+        offset_of!(Segment, num_sectors)
+            == offset_of!(virtio_blk_discard_write_zeroes, num_sectors)
+    );
+    assert!(offset_of!(Segment, flags) == offset_of!(virtio_blk_discard_write_zeroes, flags));
+};
+
+const HEADER_LEN: usize = size_of::<RequestHeader>();
+const SEGMENT_LEN: usize = size_of::<Segment>();
 
 type Slice<'a> = VolatileSlice<'a, ()>;
 /// Lists of guest buffers; Linux sends one data descriptor per page or segment, so a few
@@ -180,15 +229,13 @@ pub fn parse<'a>(
         }
     }
 
-    let mut header = [0u8; HEADER_LEN];
-    if rlen < HEADER_LEN as u64 || gather(&readable, &mut header) != HEADER_LEN {
+    let mut header = RequestHeader::default();
+    if rlen < HEADER_LEN as u64 || gather(&readable, header.as_mut_slice()) != HEADER_LEN {
         return bad(ParseError::ShortHeader);
     }
-    let kind = u32::from_le_bytes(header[0..4].try_into().unwrap());
-    let sector = u64::from_le_bytes(header[8..16].try_into().unwrap());
     Parsed::Ok(Request {
-        kind,
-        sector,
+        kind: header.kind.into(),
+        sector: header.sector.into(),
         readable: skip_front(readable, HEADER_LEN),
         readable_len: rlen - HEADER_LEN as u64,
         writable,
@@ -405,10 +452,12 @@ pub fn execute(disk: &DiskImage, req: &Request<'_>) -> Outcome {
             }
             // Check every segment before touching the disk, so a bad one changes nothing.
             let mut ranges = Vec::with_capacity(n as usize);
-            for seg in raw.chunks_exact(SEGMENT_LEN) {
-                let sector = u64::from_le_bytes(seg[0..8].try_into().unwrap());
-                let sectors = u32::from_le_bytes(seg[8..12].try_into().unwrap());
-                let flags = u32::from_le_bytes(seg[12..16].try_into().unwrap());
+            for bytes in raw.chunks_exact(SEGMENT_LEN) {
+                let mut seg = Segment::default();
+                seg.as_mut_slice().copy_from_slice(bytes);
+                let sector = u64::from(seg.sector);
+                let sectors = u32::from(seg.num_sectors);
+                let flags = u32::from(seg.flags);
                 let allowed = if req.kind == VIRTIO_BLK_T_WRITE_ZEROES {
                     VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP
                 } else {

@@ -6,14 +6,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use virtio_bindings::virtio_ring as ring;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::virtio::{GuestMemoryMmap, InterruptKind, VirtioInterrupt};
 
-pub const VRING_DESC_F_NEXT: u16 = 1;
-pub const VRING_DESC_F_WRITE: u16 = 2;
-pub const VRING_DESC_F_INDIRECT: u16 = 4;
+/// Descriptor flags as the 16-bit field of a split-ring descriptor holds them.
+pub const VRING_DESC_F_NEXT: u16 = ring::VRING_DESC_F_NEXT as u16;
+pub const VRING_DESC_F_WRITE: u16 = ring::VRING_DESC_F_WRITE as u16;
+pub const VRING_DESC_F_INDIRECT: u16 = ring::VRING_DESC_F_INDIRECT as u16;
 
 /// Counts interrupts instead of raising them.
 #[derive(Default)]

@@ -15,7 +15,8 @@ use vmm_sys_util::tempfile::TempFile;
 use super::request::*;
 use super::test_utils::{TestQueue, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, blk_header};
 use super::*;
-use crate::virtio::{GuestMemoryMmap, VirtioDevice};
+use crate::virtio::{GuestMemoryMmap, VirtioDevice, feature};
+use virtio_bindings::virtio_blk::{VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_RO};
 
 const MEM_SIZE: usize = 0x10_0000;
 const DISK_SIZE: u64 = 64 * 1024;
@@ -305,8 +306,8 @@ fn requests_past_the_end_of_the_disk_fail() {
 #[test]
 fn read_only_disk_refuses_writes() {
     let mut f = fixture(true, None);
-    assert_ne!(f.block.avail_features() & device::VIRTIO_BLK_F_RO, 0);
-    assert_eq!(f.block.avail_features() & device::VIRTIO_BLK_F_DISCARD, 0);
+    assert_ne!(f.block.avail_features() & feature(VIRTIO_BLK_F_RO), 0);
+    assert_eq!(f.block.avail_features() & feature(VIRTIO_BLK_F_DISCARD), 0);
     f.mem.write_slice(&[0xee; 512], GuestAddress(DATA)).unwrap();
     let (_, st) = run_chain(&mut f, VIRTIO_BLK_T_OUT, 0, &write_req(512));
     assert_eq!(st, VIRTIO_BLK_S_IOERR);
@@ -435,6 +436,39 @@ fn config_space_reports_capacity_block_size_and_limits() {
     let mut c = [0u8; 8];
     block.read_config(0, &mut c);
     assert_eq!(u64::from_le_bytes(c), 2048);
+}
+
+/// The whole config space at the byte offsets of virtio 1.2, 5.2.4, read the way a driver
+/// reads it (little-endian fields at fixed offsets), independent of how the device lays it
+/// out.
+#[test]
+fn config_space_fields_sit_at_the_spec_offsets() {
+    let f = fixture(false, None);
+    let mut c = [0xaau8; 80];
+    f.block.read_config(0, &mut c);
+    let u16_at = |o: usize| u16::from_le_bytes([c[o], c[o + 1]]);
+    let u32_at = |o: usize| u32::from_le_bytes(c[o..o + 4].try_into().unwrap());
+    assert_eq!(
+        u64::from_le_bytes(c[0..8].try_into().unwrap()),
+        DISK_SIZE / 512
+    );
+    assert_eq!(u32_at(8), 0, "size_max (not offered)");
+    assert_eq!(u32_at(12), 254, "seg_max: queue size - 2");
+    assert_eq!(u32_at(20), 512, "blk_size");
+    assert_eq!(
+        (c[24], c[25]),
+        (0, 0),
+        "physical_block_exp, alignment_offset"
+    );
+    assert_eq!(u16_at(26), 1, "min_io_size");
+    assert_eq!(u32_at(28), 0, "opt_io_size");
+    assert_eq!(u32_at(36), u32::MAX / 512, "max_discard_sectors");
+    assert_eq!(u32_at(40), MAX_DISCARD_SEGMENTS, "max_discard_seg");
+    assert_eq!(u32_at(44), 1, "discard_sector_alignment");
+    assert_eq!(u32_at(48), u32::MAX / 512, "max_write_zeroes_sectors");
+    assert_eq!(u32_at(52), MAX_DISCARD_SEGMENTS, "max_write_zeroes_seg");
+    assert_eq!(c[56], 1, "write_zeroes_may_unmap");
+    assert!(c[57..].iter().all(|b| *b == 0), "{:?}", &c[57..]);
 }
 
 #[test]

@@ -32,7 +32,7 @@ impl VirtioDevice for Dummy {
         42
     }
     fn avail_features(&self) -> u64 {
-        VIRTIO_F_VERSION_1 | 1 << 5
+        feature(VIRTIO_F_VERSION_1) | 1 << 5
     }
     fn set_acked_features(&mut self, f: u64) {
         self.acked = f;
@@ -150,7 +150,10 @@ fn full_handshake_activates_with_all_queues() {
         rd(&mut f.t, reg::STATUS) & status::FEATURES_OK,
         status::FEATURES_OK
     );
-    assert_eq!(f.dev.lock().unwrap().acked, VIRTIO_F_VERSION_1 | 1 << 5);
+    assert_eq!(
+        f.dev.lock().unwrap().acked,
+        feature(VIRTIO_F_VERSION_1) | 1 << 5
+    );
     setup_queue(&mut f.t, 0, 16, 0x1_0000);
     setup_queue(&mut f.t, 1, 4, 0x2_0000);
     assert_eq!(rd(&mut f.t, reg::QUEUE_READY), 1);

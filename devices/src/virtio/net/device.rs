@@ -1,26 +1,79 @@
 //! The virtio-net device: config space with the MAC, TX and RX queue processing.
 
 use std::fmt;
+use std::mem::{offset_of, size_of};
 use std::str::FromStr;
 use std::sync::Arc;
 
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_net::{
+    VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP, virtio_net_config,
+    virtio_net_hdr_v1,
+};
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
-use vm_memory::{Bytes, GuestMemoryBackend};
+use vm_memory::endian::Le16;
+use vm_memory::{ByteValued, Bytes, GuestMemoryBackend};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use super::{MAX_FRAME_LEN, NetBackend};
 use crate::virtio::{
-    ActivateError, GuestMemoryMmap, InterruptKind, TYPE_NET, VIRTIO_F_VERSION_1, VirtioDevice,
-    VirtioInterrupt, read_config_bytes,
+    ActivateError, GuestMemoryMmap, InterruptKind, VIRTIO_ID_NET, VirtioDevice, VirtioInterrupt,
+    feature, read_config_bytes,
 };
 
-pub const VIRTIO_NET_F_MAC: u64 = 1 << 5;
-pub const VIRTIO_NET_F_STATUS: u64 = 1 << 16;
-const VIRTIO_NET_S_LINK_UP: u16 = 1;
+/// `struct virtio_net_config` (virtio 1.2, 5.1.4) up to `mtu`: what the offered features
+/// (MAC, STATUS) cover; later fields read as zero. Little-endian, naturally aligned, no
+/// padding; held to the kernel header's layout below.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+struct ConfigSpace {
+    mac: [u8; 6],
+    status: Le16,
+    max_virtqueue_pairs: Le16,
+    mtu: Le16,
+}
 
-/// `struct virtio_net_hdr_v1` (VERSION_1 always has `num_buffers`).
-pub const NET_HDR_LEN: usize = 12;
+/// `struct virtio_net_hdr_v1`, which precedes every frame either way (with VERSION_1 it
+/// always has `num_buffers`). The device sends it with no offloads: all zero but
+/// `num_buffers`.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+struct NetHeader {
+    flags: u8,
+    gso_type: u8,
+    hdr_len: Le16,
+    gso_size: Le16,
+    csum_start: Le16,
+    csum_offset: Le16,
+    num_buffers: Le16,
+}
+
+// SAFETY: `repr(C)` structs of bytes and vm-memory's `repr(transparent)` little-endian
+// integers, each at an offset that is a multiple of its alignment and sizes that are the
+// sum of the fields (checked below): no padding, and any bytes are a valid value.
+unsafe impl ByteValued for ConfigSpace {}
+// SAFETY: as for `ConfigSpace`.
+unsafe impl ByteValued for NetHeader {}
+
+const _: () = {
+    assert!(size_of::<ConfigSpace>() == 6 + 2 + 2 + 2);
+    assert!(offset_of!(ConfigSpace, mac) == offset_of!(virtio_net_config, mac));
+    assert!(offset_of!(ConfigSpace, status) == offset_of!(virtio_net_config, status));
+    assert!(
+        offset_of!(ConfigSpace, max_virtqueue_pairs)
+            == offset_of!(virtio_net_config, max_virtqueue_pairs)
+    );
+    assert!(offset_of!(ConfigSpace, mtu) == offset_of!(virtio_net_config, mtu));
+    assert!(size_of::<NetHeader>() == 1 + 1 + 2 * 5);
+    assert!(size_of::<NetHeader>() == size_of::<virtio_net_hdr_v1>());
+    assert!(offset_of!(NetHeader, hdr_len) == offset_of!(virtio_net_hdr_v1, hdr_len));
+    assert!(offset_of!(NetHeader, gso_size) == offset_of!(virtio_net_hdr_v1, gso_size));
+    assert!(offset_of!(NetHeader, num_buffers) == offset_of!(virtio_net_hdr_v1, num_buffers));
+};
+
+/// Length of the header in front of every frame on both queues.
+pub const NET_HDR_LEN: usize = size_of::<NetHeader>();
 pub const QUEUE_SIZE: u16 = 256;
 const QUEUE_SIZES: [u16; 2] = [QUEUE_SIZE, QUEUE_SIZE];
 pub const RX_QUEUE: usize = 0;
@@ -127,7 +180,7 @@ pub enum RxState {
 pub struct Net {
     mac: MacAddr,
     pub(crate) backend: Box<dyn NetBackend>,
-    config: [u8; 12],
+    config: ConfigSpace,
     acked_features: u64,
     queue_evts: Vec<EventFd>,
     pub(crate) activate_evt: EventFd,
@@ -145,10 +198,12 @@ pub struct Net {
 
 impl Net {
     pub fn new(mac: MacAddr, backend: Box<dyn NetBackend>) -> std::io::Result<Self> {
-        let mut config = [0u8; 12];
-        config[0..6].copy_from_slice(&mac.0);
-        config[6..8].copy_from_slice(&VIRTIO_NET_S_LINK_UP.to_le_bytes());
-        config[8..10].copy_from_slice(&1u16.to_le_bytes()); // max_virtqueue_pairs
+        let config = ConfigSpace {
+            mac: mac.0,
+            status: (VIRTIO_NET_S_LINK_UP as u16).into(),
+            max_virtqueue_pairs: 1.into(),
+            mtu: 0.into(),
+        };
         Ok(Self {
             mac,
             backend,
@@ -308,8 +363,10 @@ fn scatter_rx(
     chain: DescriptorChain<&GuestMemoryMmap>,
     frame: &[u8],
 ) -> Option<u32> {
-    let mut hdr = [0u8; NET_HDR_LEN];
-    hdr[10..12].copy_from_slice(&1u16.to_le_bytes()); // num_buffers
+    let hdr = NetHeader {
+        num_buffers: 1.into(),
+        ..NetHeader::default()
+    };
     let total = NET_HDR_LEN + frame.len();
     if frame.len() > MAX_FRAME_LEN {
         return None;
@@ -327,7 +384,7 @@ fn scatter_rx(
         return None;
     }
     let mut buf = [0u8; NET_HDR_LEN + MAX_FRAME_LEN];
-    buf[..NET_HDR_LEN].copy_from_slice(&hdr);
+    buf[..NET_HDR_LEN].copy_from_slice(hdr.as_slice());
     buf[NET_HDR_LEN..total].copy_from_slice(frame);
     let mut off = 0usize;
     for d in &descs {
@@ -343,11 +400,11 @@ fn scatter_rx(
 
 impl VirtioDevice for Net {
     fn device_type(&self) -> u32 {
-        TYPE_NET
+        VIRTIO_ID_NET
     }
 
     fn avail_features(&self) -> u64 {
-        VIRTIO_F_VERSION_1 | VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS
+        feature(VIRTIO_F_VERSION_1) | feature(VIRTIO_NET_F_MAC) | feature(VIRTIO_NET_F_STATUS)
     }
 
     fn set_acked_features(&mut self, features: u64) {
@@ -363,7 +420,7 @@ impl VirtioDevice for Net {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config, offset, data);
+        read_config_bytes(self.config.as_slice(), offset, data);
     }
 
     fn write_config(&mut self, offset: u64, _data: &[u8]) {

@@ -15,7 +15,8 @@ use super::*;
 use crate::virtio::block::test_utils::{
     CountingVirtioInterrupt, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
 };
-use crate::virtio::{GuestMemoryMmap, VirtioDevice};
+use crate::virtio::{GuestMemoryMmap, VirtioDevice, feature};
+use virtio_bindings::virtio_net::VIRTIO_NET_F_MAC;
 
 const MEM_SIZE: usize = 0x10_0000;
 const RXQ: u64 = 0x0;
@@ -129,7 +130,7 @@ fn config_space_has_mac_and_link_up() {
     f.net.read_config(0, &mut b);
     assert_eq!(&b[..6], &[0x52, 0x54, 0, 0xaa, 0xbb, 0xcc]);
     assert_eq!(u16::from_le_bytes([b[6], b[7]]), 1);
-    assert_ne!(f.net.avail_features() & VIRTIO_NET_F_MAC, 0);
+    assert_ne!(f.net.avail_features() & feature(VIRTIO_NET_F_MAC), 0);
 }
 
 #[test]
