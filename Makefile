@@ -17,15 +17,18 @@ deps:
 	scripts/install-deps.sh test
 
 ## The test suite: installs what it needs, then every crate's tests (unit, probe boots on
-## the builtin VMM, the same probe under qemu, CLI bad-input checks, ACPI via iasl), then
-## the main job end to end through qemu (vmtest-e2e).
+## the builtin VMM, the same probe under qemu, CLI bad-input checks, ACPI via iasl), vmm
+## built without libslirp refusing NICs, then the main job end to end through qemu
+## (vmtest-e2e).
 test: deps
 	timeout --kill-after=60 $(TEST_TIMEOUT) $(CARGO) test --workspace --no-fail-fast
+	$(CARGO) test -p vmm --no-default-features --test without_usernet
 	$(MAKE) vmtest-e2e
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p vmm --no-default-features --all-targets -- -D warnings
 
 check: lint test
 

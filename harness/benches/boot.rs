@@ -95,10 +95,10 @@ fn main() {
                 ])
                 .arg(probes::pvh_elf()),
         ));
-        let config = vmm::VmConfig::new(probes::pvh_elf())
-            .memory_mib(128)
-            .timeout(LIMIT)
-            .cmdline("action=poweroff");
+        let mut config = vmm::VmConfig::new(probes::pvh_elf());
+        config.memory_mib = 128;
+        config.timeout = Some(LIMIT);
+        config.cmdline = "action=poweroff".into();
         let start = Instant::now();
         let reason = vmm::run(&config).expect("builtin VMM runs");
         assert_eq!(reason, vmm::ExitReason::PowerOff);

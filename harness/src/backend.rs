@@ -182,11 +182,8 @@ impl Backend for BuiltinBackend {
             // and let the VMM complete the rest (vmm owns the recipe).
             cfg.adapt_linux_guest_to_emulated_kvm();
         }
-        cfg.serial = vmm::SerialConfig {
-            log_file: Some(spec.serial_log.clone()),
-            stdout: spec.interactive,
-            ..Default::default()
-        };
+        cfg.serial.log_file = Some(spec.serial_log.clone());
+        cfg.serial.stdout = spec.interactive;
         for d in &spec.disks {
             if d.bus != DiskBus::VirtioBlk || d.paths != 1 {
                 anyhow::bail!(
@@ -196,24 +193,21 @@ impl Backend for BuiltinBackend {
                     d.paths
                 );
             }
-            cfg.disks.push(vmm::BlockConfig {
-                path: d.path.clone(),
-                serial: Some(d.serial.clone()),
-                read_only: d.read_only,
-                block_size: d.block_size,
-            });
+            let mut disk = vmm::BlockConfig::new(&d.path);
+            disk.serial = Some(d.serial.clone());
+            disk.read_only = d.read_only;
+            disk.block_size = d.block_size;
+            cfg.disks.push(disk);
         }
         for n in &spec.nics {
             let mac: vmm::MacAddr = n
                 .mac
                 .parse()
                 .map_err(|e| anyhow::anyhow!("NIC MAC {}: {e}", n.mac))?;
-            cfg.nets.push(vmm::NetSpec {
-                mac: Some(mac),
-                allow_ports: spec.host_ports.clone(),
-                forwards: Vec::new(),
-                outbound: Default::default(),
-            });
+            let mut nic = vmm::NetSpec::default();
+            nic.mac = Some(mac);
+            nic.allow_ports = spec.host_ports.clone();
+            cfg.nets.push(nic);
         }
         let console = if spec.interactive {
             let stop = vmm::StopHandle::new();

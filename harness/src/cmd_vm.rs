@@ -4,10 +4,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use vmm::{CpuFeature, ExitReason, SerialConfig, VmConfig};
+use vmm::{CpuFeature, ExitReason, VmConfig};
 
-/// Exit codes: 0 power-off, 2 reboot, 3 crash, 4 timeout, 5 stopped at the console
-/// (Ctrl-A x), 1 bad input or VMM error.
+/// Exit codes: see [`exit_code`]; 1 is bad input or a VMM error.
 #[derive(Debug, clap::Args)]
 pub struct VmArgs {
     /// Kernel: a bzImage (e.g. /boot/vmlinuz-*) or an ELF with a PVH entry note.
@@ -122,28 +121,21 @@ pub fn run(args: VmArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|f| f.parse::<CpuFeature>())
         .collect::<Result<Vec<_>, _>>()?;
-    let mut config = VmConfig {
-        kernel: args.kernel,
-        initrd: args.initrd,
-        cmdline: args.append,
-        memory_mib: args.memory,
-        vcpus: args.cpus,
-        serial: SerialConfig {
-            log_file: args.serial_log,
-            overwrite_log: args.overwrite_log,
-            stdout: !args.quiet,
-            writers: Vec::new(),
-            input: None,
-        },
-        timeout: args.timeout,
-        cpuid_mask,
-        boot_path: args.boot,
-        // Only where KVM is PVM, i.e. guests run in KVM's instruction emulator.
-        emulated_kvm_assist: vmm::host::kvm_module_is_pvm(),
-        disks: args.disks,
-        nets: args.nets,
-        stop: None,
-    };
+    let mut config = VmConfig::new(args.kernel);
+    config.initrd = args.initrd;
+    config.cmdline = args.append;
+    config.memory_mib = args.memory;
+    config.vcpus = args.cpus;
+    config.serial.log_file = args.serial_log;
+    config.serial.overwrite_log = args.overwrite_log;
+    config.serial.stdout = !args.quiet;
+    config.timeout = args.timeout;
+    config.cpuid_mask = cpuid_mask;
+    config.boot_path = args.boot;
+    // Only where KVM is PVM, i.e. guests run in KVM's instruction emulator.
+    config.emulated_kvm_assist = vmm::host::kvm_module_is_pvm();
+    config.disks = args.disks;
+    config.nets = args.nets;
     let console = if args.console {
         let stop = vmm::StopHandle::new();
         config.stop = Some(stop.clone());
@@ -173,7 +165,19 @@ pub fn run(args: VmArgs) -> anyhow::Result<i32> {
     {
         eprint!("{regs}");
     }
-    Ok(reason.exit_code())
+    Ok(exit_code(&reason))
+}
+
+/// The process exit code of `vmtest vm` for how the guest ended (documented in the README;
+/// 1 is taken by bad input and VMM errors).
+pub fn exit_code(reason: &ExitReason) -> i32 {
+    match reason {
+        ExitReason::PowerOff => 0,
+        ExitReason::Reboot(_) => 2,
+        ExitReason::Crash(_) => 3,
+        ExitReason::Timeout => 4,
+        ExitReason::Stopped => 5,
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +192,22 @@ mod tests {
         assert_eq!(parse_memory("1GiB"), Ok(1024));
         assert!(parse_memory("lots").is_err());
         assert!(parse_memory("0").is_err());
+    }
+
+    #[test]
+    fn each_exit_reason_has_its_own_documented_code() {
+        assert_eq!(exit_code(&ExitReason::PowerOff), 0);
+        for source in [
+            vmm::ResetSource::AcpiResetRegister,
+            vmm::ResetSource::I8042,
+            vmm::ResetSource::TripleFault,
+        ] {
+            assert_eq!(exit_code(&ExitReason::Reboot(source)), 2);
+        }
+        let crash = vmm::CrashReport::new("KVM internal error");
+        assert_eq!(exit_code(&ExitReason::Crash(crash)), 3);
+        assert_eq!(exit_code(&ExitReason::Timeout), 4);
+        assert_eq!(exit_code(&ExitReason::Stopped), 5);
     }
 
     #[test]

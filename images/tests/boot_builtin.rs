@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use images::store::ImageStore;
 
 mod common;
-use vmm::{BlockConfig, BootPath, ExitReason, SerialConfig, VmConfig};
+use vmm::{BlockConfig, BootPath, ExitReason, VmConfig};
 
 const SQUASH_SERIAL: &str = "vmtest-root";
 
@@ -39,17 +39,16 @@ fn builtin_vmm_boots_the_image_with_a_nocloud_seed_and_powers_off() {
     let mut cidata = BlockConfig::new(&seed);
     cidata.serial = Some("cidata".into());
     cidata.read_only = true;
-    let mut config = VmConfig::new(&image.kernel)
-        .initrd(&image.initrd)
-        .memory_mib(2048)
-        .timeout(limit)
-        .boot_path(BootPath::Pvh)
-        .cmdline(format!(
-            "console=ttyS0 overlayroot=tmpfs ro root=squash:serial={SQUASH_SERIAL} panic=-1 rootdelay=120"
-        ))
-        .disk(root)
-        .disk(cidata)
-        .net("user,mac=52:54:00:12:34:01".parse().unwrap());
+    let mut config = VmConfig::new(&image.kernel);
+    config.initrd = Some(image.initrd.clone());
+    config.memory_mib = 2048;
+    config.timeout = Some(limit);
+    config.boot_path = BootPath::Pvh;
+    config.cmdline = format!(
+        "console=ttyS0 overlayroot=tmpfs ro root=squash:serial={SQUASH_SERIAL} panic=-1 rootdelay=120"
+    );
+    config.disks = vec![root, cidata];
+    config.nets = vec!["user,mac=52:54:00:12:34:01".parse().unwrap()];
     if vmm::host::probe_kvm()
         .expect("/dev/kvm is usable")
         .is_emulated()
@@ -57,11 +56,8 @@ fn builtin_vmm_boots_the_image_with_a_nocloud_seed_and_powers_off() {
         config.adapt_linux_guest_to_emulated_kvm();
     }
     let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot-builtin.log");
-    config.serial = SerialConfig {
-        log_file: Some(log.clone()),
-        overwrite_log: true,
-        ..SerialConfig::default()
-    };
+    config.serial.log_file = Some(log.clone());
+    config.serial.overwrite_log = true;
     let capture = config.serial.capture();
 
     let start = Instant::now();

@@ -12,13 +12,16 @@ pub use devices::virtio::net::device::MacAddrError;
 
 /// A host->guest TCP port forward (bound on the host's 127.0.0.1 only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct PortForward {
     pub host: u16,
     pub guest: u16,
 }
 
-/// One NIC on the user-mode NAT.
+/// One NIC on the user-mode NAT. Plain data (`#[non_exhaustive]`: start from
+/// `NetSpec::default()` or a parsed spec and set fields).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NetSpec {
     /// `None`: [`MacAddr::default_for_nic`] of the NIC's index.
     pub mac: Option<MacAddr>,
@@ -30,7 +33,15 @@ pub struct NetSpec {
     pub outbound: Outbound,
 }
 
+impl PortForward {
+    /// Host 127.0.0.1:`host` to guest port `guest`.
+    pub fn new(host: u16, guest: u16) -> Self {
+        Self { host, guest }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NetSpecError {
     #[error("network spec {spec:?}: backend {backend:?} is not supported; use `user`")]
     UnknownBackend { spec: String, backend: String },
@@ -125,10 +136,10 @@ impl FromStr for NetSpec {
                             value: v.into(),
                         });
                     };
-                    out.forwards.push(PortForward {
-                        host: port(spec, "forwarded host port", h)?,
-                        guest: port(spec, "forwarded guest port", g)?,
-                    });
+                    out.forwards.push(PortForward::new(
+                        port(spec, "forwarded host port", h)?,
+                        port(spec, "forwarded guest port", g)?,
+                    ));
                 }
                 "out" => {
                     let rule = v.parse().map_err(|source| NetSpecError::BadOutbound {

@@ -138,10 +138,7 @@ fn host_port_forward_reaches_the_guest() {
         l.local_addr().unwrap().port()
     };
     let (_net, mut b) = start(&UserNetConfig {
-        forwards: vec![PortForward {
-            host: port,
-            guest: 22,
-        }],
+        forwards: vec![PortForward::new(port, 22)],
         ..Default::default()
     });
     introduce_guest(&mut b);
@@ -160,10 +157,7 @@ fn busy_forward_port_fails_before_the_vm_starts() {
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
     let e = UserNet::start(&UserNetConfig {
-        forwards: vec![PortForward {
-            host: port,
-            guest: 22,
-        }],
+        forwards: vec![PortForward::new(port, 22)],
         ..Default::default()
     })
     .err()

@@ -9,13 +9,28 @@ pub use devices::serial::SerialInput;
 use crate::error::Error;
 
 /// Everything needed to boot one VM.
+///
+/// Configuration types here are plain data: public fields, a constructor for what has no
+/// sensible default, and `#[non_exhaustive]` so fields can be added without breaking
+/// callers. Nothing is checked while building one; [`crate::run`] checks everything before
+/// it writes anything.
+///
+/// ```no_run
+/// let mut config = vmm::VmConfig::new("/boot/vmlinuz");
+/// config.memory_mib = 1024;
+/// config.cmdline = "console=ttyS0".into();
+/// config.disks.push(vmm::BlockConfig::new("/tmp/disk.img"));
+/// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct VmConfig {
     /// bzImage (Linux boot protocol) or ELF with a PVH entry note.
     pub kernel: PathBuf,
     pub initrd: Option<PathBuf>,
     pub cmdline: String,
+    /// Guest RAM in MiB (default 512).
     pub memory_mib: u64,
+    /// Number of vCPUs (default 1).
     pub vcpus: u32,
     pub serial: SerialConfig,
     /// The watchdog: the VM is stopped with [`crate::ExitReason::Timeout`] when it expires.
@@ -29,7 +44,8 @@ pub struct VmConfig {
     pub emulated_kvm_assist: bool,
     /// virtio-blk disks, in the order the guest enumerates them.
     pub disks: Vec<devices::virtio::block::BlockConfig>,
-    /// virtio-net NICs, each on its own user-mode NAT network.
+    /// virtio-net NICs, each on its own user-mode NAT network. Needs the `usernet` feature
+    /// (libslirp); without it [`crate::run`] refuses a VM that has any.
     pub nets: Vec<usernet::NetSpec>,
     /// Lets the host end the VM on purpose ([`crate::ExitReason::Stopped`]).
     pub stop: Option<StopHandle>,
@@ -37,6 +53,7 @@ pub struct VmConfig {
 
 /// How a kernel is entered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BootPath {
     /// bzImage through the Linux boot protocol, ELF through PVH.
     #[default]
@@ -61,6 +78,8 @@ impl FromStr for BootPath {
 }
 
 impl VmConfig {
+    /// A VM booting `kernel` with 512 MiB, one vCPU, an empty command line, no devices
+    /// beyond the built-in ones, serial output discarded and no timeout.
     pub fn new(kernel: impl Into<PathBuf>) -> Self {
         Self {
             kernel: kernel.into(),
@@ -78,55 +97,12 @@ impl VmConfig {
             stop: None,
         }
     }
-    pub fn stop_handle(mut self, stop: StopHandle) -> Self {
-        self.stop = Some(stop);
-        self
-    }
-    pub fn net(mut self, nic: usernet::NetSpec) -> Self {
-        self.nets.push(nic);
-        self
-    }
-    pub fn disk(mut self, disk: devices::virtio::block::BlockConfig) -> Self {
-        self.disks.push(disk);
-        self
-    }
-    pub fn boot_path(mut self, path: BootPath) -> Self {
-        self.boot_path = path;
-        self
-    }
-    pub fn initrd(mut self, path: impl Into<PathBuf>) -> Self {
-        self.initrd = Some(path.into());
-        self
-    }
-    pub fn cmdline(mut self, cmdline: impl Into<String>) -> Self {
-        self.cmdline = cmdline.into();
-        self
-    }
-    pub fn memory_mib(mut self, mib: u64) -> Self {
-        self.memory_mib = mib;
-        self
-    }
-    pub fn vcpus(mut self, n: u32) -> Self {
-        self.vcpus = n;
-        self
-    }
-    pub fn timeout(mut self, t: Duration) -> Self {
-        self.timeout = Some(t);
-        self
-    }
-    pub fn serial(mut self, serial: SerialConfig) -> Self {
-        self.serial = serial;
-        self
-    }
-    pub fn mask_cpu_feature(mut self, f: CpuFeature) -> Self {
-        self.cpuid_mask.push(f);
-        self
-    }
 }
 
 /// Where COM1's output goes (any combination; with none, output is discarded) and where
 /// its input comes from.
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub struct SerialConfig {
     /// A log file. It must not exist yet unless `overwrite_log` is set: a previous run's
     /// log is never replaced unasked.
@@ -143,14 +119,14 @@ pub struct SerialConfig {
 }
 
 impl SerialConfig {
-    /// Adds an in-memory capture and returns it.
+    /// Adds an in-memory capture to `writers` and returns it.
     pub fn capture(&mut self) -> Arc<Mutex<Vec<u8>>> {
         let buf = Arc::new(Mutex::new(Vec::new()));
         self.writers.push(buf.clone());
         buf
     }
 
-    /// Adds an input and returns it, for sending the guest keystrokes.
+    /// Sets `input` (unless one is set) and returns it, for sending the guest keystrokes.
     pub fn input(&mut self) -> SerialInput {
         self.input.get_or_insert_with(SerialInput::new).clone()
     }
@@ -212,8 +188,10 @@ impl StopHandle {
     }
 }
 
-/// One CPUID feature bit (or a named group of bits) to hide from the guest.
+/// One CPUID feature bit (or a named group of bits) to hide from the guest; made by
+/// parsing a name or a raw bit (see [`FromStr`](#impl-FromStr-for-CpuFeature)).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CpuFeature {
     pub name: String,
     pub bits: Vec<CpuidBit>,

@@ -3,6 +3,7 @@ use std::path::PathBuf;
 /// Why a VM could not be started or kept running. Every variant names the thing at fault
 /// and, where there is one, what to do about it: the CLI prints it as a single line.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error("cannot open /dev/kvm: {0} (is KVM enabled, and is this user in the 'kvm' group?)")]
     KvmOpen(#[source] kvm_ioctls::Error),
@@ -72,8 +73,13 @@ pub enum Error {
     /// A NIC that cannot be set up (bad or duplicate MAC, busy forward port, ...).
     #[error(transparent)]
     Nic(#[from] usernet::NetSpecError),
+    #[cfg(feature = "usernet")]
     #[error(transparent)]
     UserNet(#[from] usernet::UserNetError),
+    #[error(
+        "{nics} NIC(s) requested, but this VMM was built without user-mode networking (the `usernet` feature, which needs libslirp); rebuild vmm with it or boot without NICs"
+    )]
+    UserNetUnavailable { nics: usize },
 }
 
 impl Error {

@@ -4,6 +4,9 @@ use devices::ResetSource;
 
 /// How the guest ended. Every run ends in exactly one of these, and by then every vCPU
 /// thread has been joined.
+///
+/// Deliberately exhaustive: every caller decides what each ending means (a test result, a
+/// process exit code), so a new one must be a compile error there, not a silent default.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExitReason {
     /// ACPI S5: the guest shut itself down.
@@ -24,21 +27,20 @@ pub enum ExitReason {
 /// What is known about a crash: a one-line reason and, when a vCPU was involved, its
 /// register state (also written to the log).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CrashReport {
     pub reason: String,
     pub vcpu: Option<u32>,
     pub registers: Option<String>,
 }
 
-impl ExitReason {
-    /// Process exit code of `vmtest vm` for this reason (documented in the README).
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            ExitReason::PowerOff => 0,
-            ExitReason::Reboot(_) => 2,
-            ExitReason::Crash(_) => 3,
-            ExitReason::Timeout => 4,
-            ExitReason::Stopped => 5,
+impl CrashReport {
+    /// A crash known only by its reason (no vCPU, no registers).
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            vcpu: None,
+            registers: None,
         }
     }
 }

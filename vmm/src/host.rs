@@ -14,6 +14,7 @@ use crate::memory::GuestMemoryMmap;
 
 /// What `probe_kvm` found.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct KvmReport {
     pub api_version: i32,
     pub recommended_vcpus: usize,
@@ -24,6 +25,7 @@ pub struct KvmReport {
 }
 
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct GuestSpeed {
     /// Guest instructions per second in a simple loop.
     pub instructions_per_sec: f64,

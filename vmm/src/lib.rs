@@ -3,7 +3,9 @@
 //! with ACPI, runs 1..N vCPUs on their own threads and reports how the guest ended.
 //!
 //! ```no_run
-//! let config = vmm::VmConfig::new("/boot/vmlinuz").memory_mib(512).cmdline("console=ttyS0");
+//! let mut config = vmm::VmConfig::new("/boot/vmlinuz");
+//! config.memory_mib = 512;
+//! config.cmdline = "console=ttyS0".into();
 //! match vmm::run(&config)? {
 //!     vmm::ExitReason::PowerOff => println!("guest powered off"),
 //!     other => println!("guest ended: {other}"),
@@ -15,12 +17,18 @@
 //! reads the [`ExitReason`]. For an interactive console, [`SerialConfig::input`] gives a
 //! [`SerialInput`] whose bytes the guest reads on COM1, and a [`StopHandle`] given to the
 //! config ends the run on purpose with [`ExitReason::Stopped`].
+//!
+//! Configuration types are plain data with public fields (see [`VmConfig`]); what a caller
+//! does with an [`ExitReason`] (e.g. a process exit code) is the caller's business.
+//!
+//! Features: `usernet` (default) gives NICs a user-mode NAT through libslirp. Without it the
+//! crate builds without libslirp and [`run`] refuses a VM with NICs
+//! ([`Error::UserNetUnavailable`]).
 
 mod acpi;
 mod config;
 mod cpu;
 mod emulated_kvm;
-pub use emulated_kvm::LINUX_FEATURES_EMULATOR_LACKS;
 mod error;
 mod exit;
 pub mod host;
@@ -33,12 +41,18 @@ mod virtio_devices;
 mod vm;
 mod vmlinux;
 
-pub use acpi::build_tables_for_inspection;
 pub use config::{BootPath, CpuFeature, SerialConfig, SerialInput, StopHandle, VmConfig};
 pub use devices::ResetSource;
-pub use devices::serial::INPUT_BACKLOG_LIMIT;
 pub use devices::virtio::block::BlockConfig;
 pub use error::Error;
 pub use exit::{CrashReport, ExitReason};
-pub use usernet::{MacAddr, NetSpec};
+pub use usernet::{MacAddr, NetSpec, PortForward};
 pub use vm::run;
+
+/// Views into the VMM for tests and tools, without booting a VM. Not a stable API: these
+/// follow the VMM's internals.
+pub mod testing {
+    pub use crate::acpi::build_tables_for_inspection as acpi_tables;
+    pub use crate::emulated_kvm::LINUX_FEATURES_EMULATOR_LACKS;
+    pub use devices::serial::INPUT_BACKLOG_LIMIT;
+}

@@ -13,10 +13,11 @@ use devices::interrupt::EventFdInterrupt;
 use devices::virtio::VirtioDevice;
 use devices::virtio::block::{Block, DiskImage};
 use devices::virtio::mmio::{MmioTransport, QUEUE_NOTIFY_OFFSET};
-use devices::virtio::net::SocketBackend;
-use devices::virtio::net::device::Net;
+#[cfg(feature = "usernet")]
+use devices::virtio::net::{SocketBackend, device::Net};
 use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberOps};
 use kvm_ioctls::{IoEventAddress, VmFd};
+#[cfg(feature = "usernet")]
 use usernet::{MacAddr, UserNet};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -53,6 +54,7 @@ pub struct VirtioDevices {
     aml: Vec<Vec<u8>>,
     next_slot: u32,
     /// User-mode networks behind the NICs; dropped (stopped) with the devices.
+    #[cfg(feature = "usernet")]
     networks: Vec<UserNet>,
 }
 
@@ -74,12 +76,14 @@ impl VirtioDevices {
             thread: None,
             aml: Vec::new(),
             next_slot: 0,
+            #[cfg(feature = "usernet")]
             networks: Vec::new(),
         })
     }
 
     /// Adds one virtio-net NIC on its (already started) user-mode network. The network
     /// lives as long as this set of devices.
+    #[cfg(feature = "usernet")]
     pub fn add_user_net(
         &mut self,
         vm: &VmFd,
@@ -193,6 +197,7 @@ impl VirtioDevices {
             let _ = self.stop.write(1);
             let _ = thread.join();
         }
+        #[cfg(feature = "usernet")]
         self.networks.clear();
     }
 }

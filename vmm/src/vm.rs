@@ -287,6 +287,11 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
             source,
         })?;
     }
+    if !cfg!(feature = "usernet") && !config.nets.is_empty() {
+        return Err(Error::UserNetUnavailable {
+            nics: config.nets.len(),
+        });
+    }
     let kvm = Kvm::new().map_err(Error::KvmOpen)?;
     check_caps(&kvm)?;
     let max = kvm.get_max_vcpus().min(MAX_VCPUS as usize) as u32;
@@ -308,6 +313,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     // bad disk or a busy port is reported before anything is written.
     let disks = devices::virtio::block::open_disks(&config.disks)?;
     let macs = usernet::resolve_nics(&config.nets)?;
+    #[cfg(feature = "usernet")]
     let networks = config
         .nets
         .iter()
@@ -337,9 +343,12 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     for disk in disks {
         virtio.add_block(&vm, &mem, &mut mmio_bus, disk)?;
     }
+    #[cfg(feature = "usernet")]
     for (mac, (network, backend)) in macs.into_iter().zip(networks) {
         virtio.add_user_net(&vm, &mem, &mut mmio_bus, mac, network, backend)?;
     }
+    #[cfg(not(feature = "usernet"))]
+    debug_assert!(macs.is_empty(), "NICs are refused above");
     let mmio_bus = Arc::new(mmio_bus);
 
     let mut device_aml = platform.aml();

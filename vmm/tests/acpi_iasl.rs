@@ -8,7 +8,7 @@ fn tables_decompile_cleanly_and_dsdt_lists_the_devices() {
     let dir = std::env::temp_dir().join(format!("vmm-iasl-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    for (sig, bytes) in vmm::build_tables_for_inspection(4) {
+    for (sig, bytes) in vmm::testing::acpi_tables(4) {
         let dat = dir.join(format!("{}.dat", sig.to_lowercase()));
         std::fs::write(&dat, bytes).unwrap();
         let out = Command::new("iasl")

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use vmm::{BootPath, ExitReason, SerialConfig, VmConfig};
+use vmm::{BootPath, ExitReason, VmConfig};
 
 fn guest_dir() -> PathBuf {
     let dir = std::env::var_os("LINUX_GUEST_DIR").map(PathBuf::from).expect(
@@ -34,23 +34,20 @@ fn boot(path: BootPath, vcpus: u32) {
             .unwrap_or(1800),
     );
     let report = vmm::host::probe_kvm().expect("/dev/kvm is usable");
-    let mut config = VmConfig::new(dir.join("vmlinuz"))
-        .initrd(dir.join("initrd.img"))
-        .memory_mib(512)
-        .vcpus(vcpus)
-        .timeout(limit)
-        .boot_path(path)
-        .cmdline("console=ttyS0 earlyprintk=serial,ttyS0 panic=-1 loglevel=8");
+    let mut config = VmConfig::new(dir.join("vmlinuz"));
+    config.initrd = Some(dir.join("initrd.img"));
+    config.memory_mib = 512;
+    config.vcpus = vcpus;
+    config.timeout = Some(limit);
+    config.boot_path = path;
+    config.cmdline = "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1 loglevel=8".into();
     if report.is_emulated() {
         // See the README: only on hosts whose KVM emulates guests.
         config.adapt_linux_guest_to_emulated_kvm();
     }
     let log = std::env::temp_dir().join(format!("linux-guest-{path:?}-{vcpus}.log"));
-    config.serial = SerialConfig {
-        log_file: Some(log.clone()),
-        overwrite_log: true,
-        ..SerialConfig::default()
-    };
+    config.serial.log_file = Some(log.clone());
+    config.serial.overwrite_log = true;
     let capture = config.serial.capture();
     let start = Instant::now();
     let reason = vmm::run(&config).expect("VM runs");

@@ -13,18 +13,12 @@ use vmm::{ExitReason, ResetSource, VmConfig};
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn boot(kernel: &Path, action: Action, cpus: u32, initrd: Option<&Path>) -> (ExitReason, String) {
-    let mut config = VmConfig::new(kernel)
-        .vcpus(cpus)
-        .memory_mib(128)
-        .timeout(LIMIT)
-        .cmdline(probes::cmdline(
-            action,
-            Some(cpus),
-            &["PNP0501", "QEMU0001"],
-        ));
-    if let Some(i) = initrd {
-        config = config.initrd(i);
-    }
+    let mut config = VmConfig::new(kernel);
+    config.vcpus = cpus;
+    config.memory_mib = 128;
+    config.timeout = Some(LIMIT);
+    config.cmdline = probes::cmdline(action, Some(cpus), &["PNP0501", "QEMU0001"]);
+    config.initrd = initrd.map(Path::to_path_buf);
     let out = config.serial.capture();
     let reason = vmm::run(&config).expect("VM runs");
     let serial = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
@@ -127,11 +121,11 @@ fn executing_from_unbacked_memory_is_a_crash_with_registers() {
 #[test]
 fn a_hung_guest_ends_with_timeout_at_the_limit() {
     let limit = Duration::from_secs(2);
-    let config = VmConfig::new(probes::pvh_elf())
-        .vcpus(2)
-        .memory_mib(64)
-        .timeout(limit)
-        .cmdline(probes::cmdline(Action::Hang, Some(2), &[]));
+    let mut config = VmConfig::new(probes::pvh_elf());
+    config.vcpus = 2;
+    config.memory_mib = 64;
+    config.timeout = Some(limit);
+    config.cmdline = probes::cmdline(Action::Hang, Some(2), &[]);
     let start = Instant::now();
     let reason = vmm::run(&config).unwrap();
     let took = start.elapsed();
@@ -143,13 +137,11 @@ fn a_hung_guest_ends_with_timeout_at_the_limit() {
 #[test]
 fn cpuid_mask_is_seen_by_the_guest() {
     let cpuid1_ecx = |mask: &[&str]| {
-        let mut config = VmConfig::new(probes::pvh_elf())
-            .memory_mib(64)
-            .timeout(LIMIT)
-            .cmdline(probes::cmdline(Action::PowerOff, Some(1), &[]));
-        for m in mask {
-            config = config.mask_cpu_feature(m.parse().unwrap());
-        }
+        let mut config = VmConfig::new(probes::pvh_elf());
+        config.memory_mib = 64;
+        config.timeout = Some(LIMIT);
+        config.cmdline = probes::cmdline(Action::PowerOff, Some(1), &[]);
+        config.cpuid_mask = mask.iter().map(|m| m.parse().unwrap()).collect();
         let out = config.serial.capture();
         assert_eq!(vmm::run(&config).unwrap(), ExitReason::PowerOff);
         let serial = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();

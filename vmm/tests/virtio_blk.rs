@@ -59,15 +59,14 @@ fn disks_serials_block_sizes_reads_writes_and_read_only() {
     ro.block_size = 4096;
     let mut rw = BlockConfig::new(&target);
     rw.serial = Some("target-disk-0123456".into());
-    let mut config = VmConfig::new(probes::pvh_elf())
-        .memory_mib(64)
-        .timeout(Duration::from_secs(60))
-        .cmdline(format!(
-            "{} virtio=1",
-            probes::cmdline(Action::PowerOff, Some(1), &["LNRO0005"])
-        ))
-        .disk(rw)
-        .disk(ro);
+    let mut config = VmConfig::new(probes::pvh_elf());
+    config.memory_mib = 64;
+    config.timeout = Some(Duration::from_secs(60));
+    config.cmdline = format!(
+        "{} virtio=1",
+        probes::cmdline(Action::PowerOff, Some(1), &["LNRO0005"])
+    );
+    config.disks = vec![rw, ro];
     let out = config.serial.capture();
     let reason = vmm::run(&config).unwrap();
     let serial = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
@@ -110,7 +109,8 @@ fn bad_disks_are_refused_before_the_vm_starts() {
     let _cleanup = Scratch(dir.clone());
     let log = dir.join("serial.log");
     let run = |disks: Vec<BlockConfig>| {
-        let mut config = VmConfig::new(probes::pvh_elf()).timeout(Duration::from_secs(30));
+        let mut config = VmConfig::new(probes::pvh_elf());
+        config.timeout = Some(Duration::from_secs(30));
         config.serial.log_file = Some(log.clone());
         config.disks = disks;
         let e = vmm::run(&config).unwrap_err().to_string();

@@ -20,15 +20,14 @@ fn dhcp_and_only_allowed_host_ports_are_reachable() {
         .parse()
         .unwrap();
     let nic1: NetSpec = "user,mac=52:54:00:12:34:02".parse().unwrap();
-    let mut config = VmConfig::new(probes::pvh_elf())
-        .memory_mib(64)
-        .timeout(Duration::from_secs(60))
-        .cmdline(format!(
-            "{} virtio=1 net-allow={pa} net-other={po}",
-            probes::cmdline(Action::PowerOff, Some(1), &[])
-        ))
-        .net(nic0)
-        .net(nic1);
+    let mut config = VmConfig::new(probes::pvh_elf());
+    config.memory_mib = 64;
+    config.timeout = Some(Duration::from_secs(60));
+    config.cmdline = format!(
+        "{} virtio=1 net-allow={pa} net-other={po}",
+        probes::cmdline(Action::PowerOff, Some(1), &[])
+    );
+    config.nets = vec![nic0, nic1];
     let out = config.serial.capture();
     let reason = vmm::run(&config).unwrap();
     let serial = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
@@ -63,7 +62,8 @@ fn bad_nics_are_refused_before_the_vm_starts() {
         "user,mac=52:54:00:12:34:01".parse().unwrap(),
         "user,mac=52:54:00:12:34:01".parse().unwrap(),
     ];
-    let mut config = VmConfig::new(probes::pvh_elf()).timeout(Duration::from_secs(30));
+    let mut config = VmConfig::new(probes::pvh_elf());
+    config.timeout = Some(Duration::from_secs(30));
     config.nets = dup;
     let e = vmm::run(&config).unwrap_err().to_string();
     assert!(e.contains("52:54:00:12:34:01"), "{e}");
@@ -84,9 +84,9 @@ fn a_busy_forward_port_is_refused_before_anything_is_written() {
     let dir = std::env::temp_dir().join(format!("vmm-net-fwd-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("serial.log");
-    let mut config = VmConfig::new(probes::pvh_elf())
-        .timeout(Duration::from_secs(30))
-        .net(format!("user,fwd={port}:22").parse().unwrap());
+    let mut config = VmConfig::new(probes::pvh_elf());
+    config.timeout = Some(Duration::from_secs(30));
+    config.nets = vec![format!("user,fwd={port}:22").parse().unwrap()];
     config.serial.log_file = Some(log.clone());
     let e = vmm::run(&config).unwrap_err().to_string();
     let log_written = log.exists();

@@ -17,9 +17,10 @@ pub const SECTOR_SIZE: u64 = 512;
 
 /// One disk: a raw image file (sparse files are fine) or a block device.
 ///
-/// Parsed from `PATH[,serial=S][,ro][,block-size=N]` (see [`FromStr`]); the same struct is the
-/// library API.
+/// Parsed from `PATH[,serial=S][,ro][,block-size=N]` (see [`FromStr`]), or made with
+/// [`BlockConfig::new`] and its fields set: plain data, checked when the VM starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BlockConfig {
     pub path: PathBuf,
     /// Shown to the guest through GET_ID; udev makes it `/dev/disk/by-id/virtio-<serial>`.
@@ -29,10 +30,8 @@ pub struct BlockConfig {
     pub block_size: u32,
 }
 
-/// The CLI's name for a [`BlockConfig`].
-pub type DiskSpec = BlockConfig;
-
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BlockConfigError {
     #[error("disk image {path}: no such file; create it first (e.g. `truncate -s 10G {path}`)")]
     NotFound { path: PathBuf },
@@ -69,6 +68,7 @@ pub enum BlockConfigError {
 }
 
 impl BlockConfig {
+    /// A read-write disk with 512-byte blocks and no serial.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),

@@ -18,7 +18,7 @@ pub mod event_handler;
 pub mod request;
 pub mod test_utils;
 
-pub use config::{BlockConfig, BlockConfigError, DiskImage, DiskSpec, open_disks, validate_disks};
+pub use config::{BlockConfig, BlockConfigError, DiskImage, open_disks, validate_disks};
 pub use device::{Block, BlockStats};
 
 #[cfg(test)]
