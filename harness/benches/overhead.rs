@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use harness::backend::{FakeBackend, Outcome, PhaseResult, PhaseSpec};
+use harness::backend::{FakeBackend, Outcome, Phase, PhaseResult, PhaseSpec};
 use harness::config::TestConfig;
 use harness::runner::{self, DirImages, ImageProvider, Progress, RunContext, StoreImages};
 use harness::settings::Settings;
@@ -53,7 +53,7 @@ fn collect_tar() -> Vec<u8> {
 
 fn guest(tar: Vec<u8>) -> impl Fn(&PhaseSpec) -> anyhow::Result<PhaseResult> {
     move |spec| {
-        if spec.name == "install" {
+        if spec.phase == Phase::Install {
             std::fs::write(
                 &spec.serial_log,
                 "curtin: Installation finished.\nreboot: Power down\n",
@@ -115,10 +115,10 @@ fn main() {
         let mut t = test.clone();
         t.name = format!("basic{i}");
         let r = runner::run_test(&t, &ctx);
-        assert_eq!(r.status, runner::Status::Pass, "{:?}", r.errors);
+        assert_eq!(r.status, runner::Status::Pass, "{:?}", r.errors());
         for (s, d) in &r.steps {
             per_step
-                .entry(s.clone())
+                .entry(s.to_string())
                 .or_default()
                 .push(d.as_secs_f64() * 1000.0);
         }

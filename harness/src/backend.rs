@@ -76,11 +76,36 @@ pub struct Nic {
     pub mac: String,
 }
 
+/// The two VM phases of a test. Also what `--console` attaches to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Phase {
+    /// The install environment writes the empty disks.
+    Install,
+    /// The installed system boots and collects.
+    Boot,
+}
+
+impl Phase {
+    /// `install` or `boot`, as in log file names (`logs/install-serial.log`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Install => "install",
+            Phase::Boot => "boot",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One phase of a test.
 #[derive(Debug, Clone)]
 pub struct PhaseSpec {
-    /// `install` or `boot` (used in logs and file names).
-    pub name: String,
+    /// Which phase (in logs and file names).
+    pub phase: Phase,
     pub boot: Boot,
     pub disks: Vec<Disk>,
     pub nics: Vec<Nic>,

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 
 use crate::VmmChoice;
 use crate::backend::qemu::QemuBackend;
-use crate::backend::{Backend, BuiltinBackend};
+use crate::backend::{Backend, BuiltinBackend, Phase};
 use crate::config::{TestConfig, discover};
 use crate::runner::{self, Progress, RunContext, StoreImages, TestResult};
 use crate::settings::Settings;
@@ -52,8 +52,8 @@ pub struct RunArgs {
     /// Attach this phase's serial console (install or boot) to the terminal, for exactly
     /// one test: keystrokes go to the guest, Ctrl-A x leaves (stopping the VM), Ctrl-A h
     /// lists the keys.
-    #[arg(long, value_parser = ["install", "boot"])]
-    pub console: Option<String>,
+    #[arg(long, value_enum)]
+    pub console: Option<Phase>,
 }
 
 #[derive(Debug, Args)]
@@ -61,8 +61,8 @@ pub struct ConsoleArgs {
     /// The test to run.
     pub test: String,
     /// Which phase's console to attach.
-    #[arg(long, default_value = "boot", value_parser = ["install", "boot"])]
-    pub phase: String,
+    #[arg(long, value_enum, default_value_t = Phase::Boot)]
+    pub phase: Phase,
     #[arg(long, env = "VMTEST_TESTS_DIR")]
     pub tests_dir: Option<PathBuf>,
     #[arg(long, env = "CURTIN_SRC")]
@@ -192,7 +192,7 @@ fn run_tests(
     tests: Vec<TestConfig>,
     vmm: VmmChoice,
     curtin: Option<&Path>,
-    console: Option<String>,
+    console: Option<Phase>,
     junit: Option<&Path>,
 ) -> anyhow::Result<i32> {
     if tests.is_empty() {
@@ -252,7 +252,7 @@ fn run_tests(
     let images = StoreImages {
         dir: settings.image_dir.clone(),
     };
-    let mut results: Vec<Option<TestResult>> = vec![None; tests.len()];
+    let mut results: Vec<Option<TestResult>> = tests.iter().map(|_| None).collect();
     for (choice, idx) in groups {
         let backend: Box<dyn Backend> = match choice {
             VmmChoice::Builtin => Box::new(BuiltinBackend),
@@ -268,7 +268,7 @@ fn run_tests(
             images: &images,
             curtin_src: curtin,
             progress: progress.clone(),
-            console: console.clone(),
+            console,
         };
         let group: Vec<TestConfig> = idx.iter().map(|&i| tests[i].clone()).collect();
         for (i, r) in idx.into_iter().zip(runner::run_all(&group, &ctx)) {
@@ -279,7 +279,7 @@ fn run_tests(
     print!("{}", crate::report::summary_table(&results));
     for r in results.iter().filter(|r| r.status != runner::Status::Pass) {
         println!("--- {} ({}):", r.name, r.workdir.display());
-        for e in &r.errors {
+        for e in &r.errors() {
             println!("{e}");
         }
     }

@@ -18,6 +18,7 @@ pub enum VmmChoice {
 }
 pub mod backend;
 pub mod bootinfo;
+pub mod check;
 pub mod collect;
 pub mod config;
 pub mod console;

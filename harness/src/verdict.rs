@@ -1,10 +1,12 @@
 //! Verdicts: the install phase from its serial log (curtin's success line and failure
-//! patterns), and the expectations of a test on its collected files.
+//! patterns), and the expectations of a test on its collected files, one check result
+//! per item.
 
 use std::path::Path;
 
 use regex::Regex;
 
+use crate::check::{CheckGroup, CheckResult};
 use crate::config::Expectation;
 
 pub const INSTALL_SUCCESS: &str = "curtin: Installation finished.";
@@ -91,162 +93,203 @@ fn read(collect: &Path, file: &str) -> Result<String, String> {
         .map_err(|e| format!("{file}: not collected ({e})"))
 }
 
-/// Runs the expectations on `collect`; returns every failure (empty: all passed).
-pub fn check_expectations(collect: &Path, expect: &[Expectation]) -> Vec<String> {
-    let mut fails = Vec::new();
+/// Runs the expectations on `collect`: one result per item (each file of a
+/// `file_exists`, each entry of an `fstab`, ...), as nose gave one per test method.
+pub fn check_expectations(collect: &Path, expect: &[Expectation]) -> Vec<CheckResult> {
+    let mut out = Vec::new();
     for e in expect {
-        if let Err(f) = check_one(collect, e) {
-            fails.push(f);
-        }
+        check_one(collect, e, &mut out);
     }
-    fails
+    out
 }
 
-fn check_one(collect: &Path, e: &Expectation) -> Result<(), String> {
+/// At most this many collected lines are quoted as evidence.
+const EVIDENCE_LINES: usize = 20;
+
+/// `lines` as evidence: what was found, bounded.
+fn found(what: &str, lines: &[String]) -> String {
+    if lines.is_empty() {
+        return format!("{what}: nothing");
+    }
+    let mut s = format!("{what}:");
+    for l in lines.iter().take(EVIDENCE_LINES) {
+        s.push_str("\n  ");
+        s.push_str(l);
+    }
+    if lines.len() > EVIDENCE_LINES {
+        s.push_str(&format!("\n  ... {} more", lines.len() - EVIDENCE_LINES));
+    }
+    s
+}
+
+fn check_one(collect: &Path, e: &Expectation, out: &mut Vec<CheckResult>) {
+    let g = CheckGroup::Expect;
+    let mut push = |name: String, r: Result<(), String>| {
+        out.push(CheckResult::from_result(g, name, r));
+    };
     match e {
         Expectation::FileExists(files) => {
-            let missing: Vec<&str> = files
-                .iter()
-                .filter(|f| !collect.join(f).exists())
-                .map(String::as_str)
-                .collect();
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("file_exists: missing {}", missing.join(", ")))
+            for f in files {
+                let r = if collect.join(f).exists() {
+                    Ok(())
+                } else {
+                    Err(format!("file_exists: missing {f}"))
+                };
+                push(format!("file_exists {f}"), r);
             }
         }
         Expectation::FileAbsent(files) => {
-            let present: Vec<&str> = files
-                .iter()
-                .filter(|f| collect.join(f).exists())
-                .map(String::as_str)
-                .collect();
-            if present.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("file_absent: present {}", present.join(", ")))
+            for f in files {
+                let r = if collect.join(f).exists() {
+                    Err(format!("file_absent: present {f}"))
+                } else {
+                    Ok(())
+                };
+                push(format!("file_absent {f}"), r);
             }
         }
         Expectation::ContainsLine { file, line } => {
-            let text = read(collect, file)?;
-            if text.lines().any(|l| l.trim() == line.trim()) {
-                Ok(())
-            } else {
-                Err(format!("contains_line: {file} has no line `{line}`"))
-            }
+            let r = read(collect, file).and_then(|text| {
+                if text.lines().any(|l| l.trim() == line.trim()) {
+                    Ok(())
+                } else {
+                    Err(format!("contains_line: {file} has no line `{line}`"))
+                }
+            });
+            push(format!("contains_line {file}: {}", line.trim()), r);
         }
         Expectation::Matches { file, regex } => {
-            let text = read(collect, file)?;
-            // Multi-line: `^` and `$` anchor at line boundaries, as one expects of files.
-            let re = Regex::new(&format!("(?m){regex}")).map_err(|e| e.to_string())?;
-            if re.is_match(&text) {
-                Ok(())
-            } else {
-                Err(format!("matches: `{regex}` not found in {file}"))
-            }
+            let r = read(collect, file).and_then(|text| {
+                // Multi-line: `^` and `$` anchor at line boundaries, as one expects of files.
+                let re = Regex::new(&format!("(?m){regex}")).map_err(|e| e.to_string())?;
+                if re.is_match(&text) {
+                    Ok(())
+                } else {
+                    Err(format!("matches: `{regex}` not found in {file}"))
+                }
+            });
+            push(format!("matches {file} `{regex}`"), r);
         }
         Expectation::NotMatches { file, regex } => {
-            let text = read(collect, file)?;
-            let re = Regex::new(regex).map_err(|e| e.to_string())?;
-            match text.lines().find(|l| re.is_match(l)) {
-                None => Ok(()),
-                Some(l) => Err(format!("not_matches: `{regex}` found in {file}: {l}")),
-            }
+            let r = read(collect, file).and_then(|text| {
+                let re = Regex::new(regex).map_err(|e| e.to_string())?;
+                match text.lines().find(|l| re.is_match(l)) {
+                    None => Ok(()),
+                    Some(l) => Err(format!("not_matches: `{regex}` found in {file}: {l}")),
+                }
+            });
+            push(format!("not_matches {file} `{regex}`"), r);
         }
         Expectation::Fstab(entries) => {
-            let text = read(collect, "fstab")?;
-            let rows: Vec<Vec<&str>> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(|l| l.split_whitespace().collect())
-                .collect();
-            let mut missing = Vec::new();
+            let text = read(collect, "fstab");
+            let rows: Vec<Vec<&str>> = match &text {
+                Ok(t) => t
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(|l| l.split_whitespace().collect())
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
             for want in entries {
-                let spec_re = match &want.spec {
-                    Some(s) => Some(Regex::new(s).map_err(|e| e.to_string())?),
-                    None => None,
-                };
-                let found = rows.iter().any(|r| {
-                    r.len() >= 3
-                        && r[1] == want.mountpoint
-                        && spec_re.as_ref().is_none_or(|re| re.is_match(r[0]))
-                        && want.fstype.as_ref().is_none_or(|t| r[2] == t)
-                        && want
-                            .options
-                            .as_ref()
-                            .is_none_or(|o| r.get(3) == Some(&o.as_str()))
-                });
-                if !found {
-                    missing.push(format!(
-                        "{} ({})",
+                let r = text.as_ref().map_err(Clone::clone).and_then(|_| {
+                    let spec_re = match &want.spec {
+                        Some(s) => Some(Regex::new(s).map_err(|e| e.to_string())?),
+                        None => None,
+                    };
+                    let hit = rows.iter().any(|r| {
+                        r.len() >= 3
+                            && r[1] == want.mountpoint
+                            && spec_re.as_ref().is_none_or(|re| re.is_match(r[0]))
+                            && want.fstype.as_ref().is_none_or(|t| r[2] == t)
+                            && want
+                                .options
+                                .as_ref()
+                                .is_none_or(|o| r.get(3) == Some(&o.as_str()))
+                    });
+                    if hit {
+                        return Ok(());
+                    }
+                    let entries: Vec<String> = rows.iter().map(|r| r.join(" ")).collect();
+                    Err(format!(
+                        "fstab: no entry for {} ({}); {}",
                         want.mountpoint,
-                        want.fstype.as_deref().unwrap_or("any type")
-                    ));
-                }
-            }
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("fstab: no entry for {}", missing.join(", ")))
+                        want.fstype.as_deref().unwrap_or("any type"),
+                        found("fstab has", &entries)
+                    ))
+                });
+                push(format!("fstab {}", want.mountpoint), r);
             }
         }
         Expectation::Mounts(entries) => {
-            let text = read(collect, "proc_mounts")?;
-            let mut missing = Vec::new();
+            let text = read(collect, "proc_mounts");
             for want in entries {
-                let found = text.lines().any(|l| {
-                    let f: Vec<&str> = l.split_whitespace().collect();
-                    f.len() >= 3
-                        && f[1] == want.mountpoint
-                        && want.fstype.as_ref().is_none_or(|t| f[2] == t)
+                let r = text.as_ref().map_err(Clone::clone).and_then(|text| {
+                    let mut same_place = Vec::new();
+                    for l in text.lines() {
+                        let f: Vec<&str> = l.split_whitespace().collect();
+                        if f.len() >= 3 && f[1] == want.mountpoint {
+                            if want.fstype.as_ref().is_none_or(|t| f[2] == t) {
+                                return Ok(());
+                            }
+                            same_place.push(l.to_string());
+                        }
+                    }
+                    Err(format!(
+                        "mounts: not mounted: {}; {}",
+                        want.mountpoint,
+                        found("proc_mounts there", &same_place)
+                    ))
                 });
-                if !found {
-                    missing.push(want.mountpoint.clone());
-                }
-            }
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("mounts: not mounted: {}", missing.join(", ")))
+                push(format!("mounts {}", want.mountpoint), r);
             }
         }
         Expectation::SwapsInUse(n) => {
-            let text = read(collect, "proc-swaps")?;
-            let used = text
-                .lines()
-                .skip(1)
-                .filter(|l| !l.trim().is_empty())
-                .count();
-            if used >= *n {
-                Ok(())
-            } else {
-                Err(format!(
-                    "swaps_in_use: {used} in use, expected at least {n}"
-                ))
-            }
+            let r = read(collect, "proc-swaps").and_then(|text| {
+                let used: Vec<String> = text
+                    .lines()
+                    .skip(1)
+                    .filter(|l| !l.trim().is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if used.len() >= *n {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "swaps_in_use: {} in use, expected at least {n}; {}",
+                        used.len(),
+                        found("proc-swaps", &used)
+                    ))
+                }
+            });
+            push(format!("swaps_in_use >= {n}"), r);
         }
         Expectation::ById(names) => {
-            let text = read(collect, "ls_al_byid")?;
-            let present: Vec<&str> = text
-                .lines()
-                .filter_map(|l| {
-                    let f: Vec<&str> = l.split_whitespace().collect();
-                    // `ls -al` shows "name -> target" for the links.
-                    let i = f.iter().position(|x| *x == "->")?;
-                    i.checked_sub(1).map(|j| f[j])
-                })
-                .collect();
-            let missing: Vec<&str> = names
-                .iter()
-                .filter(|n| !present.contains(&n.as_str()))
-                .map(String::as_str)
-                .collect();
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("by_id: missing {}", missing.join(", ")))
+            let text = read(collect, "ls_al_byid");
+            let present: Vec<String> = match &text {
+                Ok(t) => t
+                    .lines()
+                    .filter_map(|l| {
+                        let f: Vec<&str> = l.split_whitespace().collect();
+                        // `ls -al` shows "name -> target" for the links.
+                        let i = f.iter().position(|x| *x == "->")?;
+                        i.checked_sub(1).map(|j| f[j].to_string())
+                    })
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            for name in names {
+                let r = text.as_ref().map_err(Clone::clone).and_then(|_| {
+                    if present.contains(name) {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "by_id: missing {name}; {}",
+                            found("/dev/disk/by-id has", &present)
+                        ))
+                    }
+                });
+                push(format!("by_id {name}"), r);
             }
         }
     }
@@ -341,7 +384,10 @@ mod tests {
                 regex: "xfs".into(),
             },
         ];
-        assert_eq!(check_expectations(c, &ok), Vec::<String>::new());
+        let failed = |r: Vec<CheckResult>| -> Vec<CheckResult> {
+            r.into_iter().filter(|c| !c.passed()).collect()
+        };
+        assert_eq!(failed(check_expectations(c, &ok)), Vec::new());
         let bad = vec![
             Expectation::FileExists(vec!["nope".into()]),
             Expectation::Fstab(vec![fe("/home", "ext4")]),
@@ -356,6 +402,6 @@ mod tests {
                 fstype: None,
             }]),
         ];
-        assert_eq!(check_expectations(c, &bad).len(), 6);
+        assert_eq!(failed(check_expectations(c, &bad)).len(), 6);
     }
 }

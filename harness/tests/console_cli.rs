@@ -260,7 +260,7 @@ fn run_child_phase(backend: &str) {
     // "qemu-hang": a guest that never ends, killed at a short timeout.
     let hang = backend.ends_with("-hang");
     let spec = PhaseSpec {
-        name: "console".into(),
+        phase: harness::backend::Phase::Boot,
         boot: Boot::Direct {
             kernel: probes::pvh_elf().to_path_buf(),
             initrd: None,

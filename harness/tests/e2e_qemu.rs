@@ -72,7 +72,7 @@ fn real_kernel_panic_ends_the_phase_at_once() {
         .expect("an image: vmtest images build");
     let d = tempfile::tempdir().unwrap();
     let spec = PhaseSpec {
-        name: "panic".into(),
+        phase: harness::backend::Phase::Boot,
         boot: Boot::Direct {
             kernel: img.kernel.clone(),
             initrd: None,

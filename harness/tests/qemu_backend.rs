@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use harness::backend::qemu::QemuBackend;
-use harness::backend::{Backend, Boot, Disk, DiskBus, Nic, Outcome, PhaseSpec};
+use harness::backend::{Backend, Boot, Disk, DiskBus, Nic, Outcome, Phase, PhaseSpec};
 
 fn backend() -> QemuBackend {
     QemuBackend::detect().unwrap_or_else(|e| panic!("prerequisite missing: {e}"))
@@ -13,7 +13,7 @@ fn backend() -> QemuBackend {
 
 fn spec(dir: &std::path::Path, action: probes::Action, timeout: Duration) -> PhaseSpec {
     PhaseSpec {
-        name: format!("probe-{}", action.as_arg()),
+        phase: Phase::Boot,
         boot: Boot::Direct {
             // qemu boots PVH ELF kernels directly; the probe bzImage has no real-mode setup code.
             kernel: probes::pvh_elf().to_path_buf(),
@@ -56,7 +56,7 @@ fn poweroff_is_poweroff() {
         r.outcome,
         Outcome::PowerOff,
         "serial: {serial}\nqemu: {}",
-        std::fs::read_to_string(d.path().join("probe-poweroff-qemu.log")).unwrap_or_default()
+        std::fs::read_to_string(d.path().join("boot-qemu.log")).unwrap_or_default()
     );
     assert!(
         probes::Report::parse(&serial).is_some(),
@@ -193,6 +193,6 @@ fn nvme_and_multipath_scsi_disks_are_attached() {
         r.outcome,
         Outcome::PowerOff,
         "qemu: {}",
-        std::fs::read_to_string(d.path().join("probe-poweroff-qemu.log")).unwrap_or_default()
+        std::fs::read_to_string(d.path().join("boot-qemu.log")).unwrap_or_default()
     );
 }

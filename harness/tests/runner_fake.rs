@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use harness::backend::{FakeBackend, Outcome, PhaseResult, PhaseSpec};
+use harness::backend::{FakeBackend, Outcome, Phase, PhaseResult, PhaseSpec};
 use harness::config::TestConfig;
 use harness::runner::{self, DirImages, Progress, RunContext, Status};
 use harness::settings::Settings;
@@ -101,7 +101,7 @@ fn write_output_disk(spec: &PhaseSpec, tar: &[u8]) {
 
 /// A guest that installs and collects successfully.
 fn good_guest(spec: &PhaseSpec) -> anyhow::Result<PhaseResult> {
-    if spec.name == "install" {
+    if spec.phase == Phase::Install {
         std::fs::write(
             &spec.serial_log,
             "booting\ncurtin: Installation finished.\nreboot: Power down\n",
@@ -141,7 +141,7 @@ fn passing_test_records_success_and_keeps_per_keep_data_pass() {
         good_guest(spec)
     });
     let r = &run(&env, &s, b, &[env.test("good")])[0];
-    assert_eq!(r.status, Status::Pass, "{:?}", r.errors);
+    assert_eq!(r.status, Status::Pass, "{:?}", r.errors());
     let w = s.topdir.join("good");
     assert!(w.join("logs/success").is_file());
     assert!(w.join("collect/fstab").is_file());
@@ -186,7 +186,7 @@ fn installer_failure_fails_with_serial_tail_and_keeps_data() {
     });
     let r = &run(&env, &s, b, &[env.test("instfail")])[0];
     assert_eq!(r.status, Status::Fail);
-    let all = r.errors.join("\n");
+    let all = r.errors().join("\n");
     assert!(all.contains("Installation failed"), "{all}");
     assert!(all.contains("install serial log tail:\nmkfs..."), "{all}");
     assert_eq!(r.phases.len(), 1, "no boot phase after a failed install");
@@ -219,21 +219,21 @@ fn keep_data_fail_is_honoured() {
 fn leaving_the_console_is_an_unfinished_test_in_either_phase() {
     let env = Env::new();
     let s = env.settings(&[]);
-    for phase in ["install", "boot"] {
+    for phase in [Phase::Install, Phase::Boot] {
         let b = FakeBackend::new(move |spec| {
-            if spec.name == phase {
+            if spec.phase == phase {
                 return ok(Outcome::Stopped);
             }
             good_guest(spec)
         });
         let name = format!("left_{phase}");
         let r = &run(&env, &s, b, &[env.test(&name)])[0];
-        assert_eq!(r.status, Status::Error, "{phase}: {:?}", r.errors);
+        assert_eq!(r.status, Status::Error, "{phase}: {:?}", r.errors());
         assert!(
-            r.errors[0].contains(&format!("{phase} phase"))
-                && r.errors[0].contains("Ctrl-A x, test not finished"),
+            r.errors()[0].contains(&format!("{phase} phase"))
+                && r.errors()[0].contains("Ctrl-A x, test not finished"),
             "{:?}",
-            r.errors
+            r.errors()
         );
     }
 }
@@ -243,7 +243,7 @@ fn hang_times_out_and_panic_fails_at_once() {
     let env = Env::new();
     let s = env.settings(&[]);
     let b = FakeBackend::new(|spec| {
-        if spec.name == "install" {
+        if spec.phase == Phase::Install {
             return good_guest(spec);
         }
         ok(Outcome::Timeout)
@@ -251,9 +251,9 @@ fn hang_times_out_and_panic_fails_at_once() {
     let r = &run(&env, &s, b, &[env.test("hang")])[0];
     assert_eq!(r.status, Status::Fail);
     assert!(
-        r.errors[0].contains("boot phase timed out"),
+        r.errors()[0].contains("boot phase timed out"),
         "{:?}",
-        r.errors
+        r.errors()
     );
     assert!(
         s.topdir.join("hang/boot/output_disk.img").is_file(),
@@ -272,9 +272,9 @@ fn hang_times_out_and_panic_fails_at_once() {
     let r = &run(&env, &s, b, &[env.test("panic")])[0];
     assert_eq!(r.status, Status::Fail);
     assert!(
-        r.errors[0].contains("install phase crashed: Kernel panic"),
+        r.errors()[0].contains("install phase crashed: Kernel panic"),
         "{:?}",
-        r.errors
+        r.errors()
     );
 }
 
@@ -283,7 +283,7 @@ fn hostile_output_disk_writes_nothing_outside_collect() {
     let env = Env::new();
     let s = env.settings(&[]);
     let b = FakeBackend::new(|spec| {
-        if spec.name == "install" {
+        if spec.phase == Phase::Install {
             return good_guest(spec);
         }
         let mut b = tar::Builder::new(Vec::new());
@@ -317,7 +317,7 @@ fn hostile_output_disk_writes_nothing_outside_collect() {
         r.status,
         Status::Pass,
         "the good entry still verifies: {:?}",
-        r.errors
+        r.errors()
     );
     let w = s.topdir.join("hostile");
     assert!(!env.dir.path().join("escape").exists());
@@ -334,7 +334,7 @@ fn collect_rejections_are_recorded() {
     let env = Env::new();
     let s = env.settings(&[("CURTIN_VMTEST_KEEP_DATA_PASS", "all")]);
     let b = FakeBackend::new(|spec| {
-        if spec.name == "install" {
+        if spec.phase == Phase::Install {
             return good_guest(spec);
         }
         let mut t = good_tar();
@@ -354,7 +354,7 @@ fn collect_rejections_are_recorded() {
         ok(Outcome::PowerOff)
     });
     let r = &run(&env, &s, b, &[env.test("rej")])[0];
-    assert_eq!(r.status, Status::Pass, "{:?}", r.errors);
+    assert_eq!(r.status, Status::Pass, "{:?}", r.errors());
     let rej = std::fs::read_to_string(s.topdir.join("rej/logs/collect-rejected.txt")).unwrap();
     assert!(rej.contains("link\tsymlink"), "{rej}");
 }
@@ -364,14 +364,14 @@ fn empty_output_disk_fails() {
     let env = Env::new();
     let s = env.settings(&[]);
     let b = FakeBackend::new(|spec| {
-        if spec.name == "install" {
+        if spec.phase == Phase::Install {
             return good_guest(spec);
         }
         ok(Outcome::PowerOff)
     });
     let r = &run(&env, &s, b, &[env.test("empty")])[0];
     assert_eq!(r.status, Status::Fail);
-    assert!(r.errors[0].contains("no files"), "{:?}", r.errors);
+    assert!(r.errors()[0].contains("no files"), "{:?}", r.errors());
 }
 
 /// Two tests at once: each guest fetches its own seed from its own HTTP server, and both
@@ -383,7 +383,7 @@ fn parallel_tests_do_not_interfere() {
     let spans = Arc::new(Mutex::new(Vec::new()));
     let spans2 = spans.clone();
     let b = FakeBackend::new(move |spec| {
-        if spec.name == "install" {
+        if spec.phase == Phase::Install {
             let harness::backend::Boot::Direct { cmdline, .. } = &spec.boot else {
                 panic!()
             };
@@ -448,7 +448,7 @@ fn reuse_topdir_reverifies_kept_data() {
     s2.prepare_topdir().unwrap();
     let b = FakeBackend::new(|_| panic!("no VM when re-verifying"));
     let r = &run(&env, &s2, b, &[env.test("again")])[0];
-    assert_eq!(r.status, Status::Pass, "{:?}", r.errors);
+    assert_eq!(r.status, Status::Pass, "{:?}", r.errors());
 }
 
 #[test]
@@ -456,7 +456,7 @@ fn summary_and_junit() {
     let env = Env::new();
     let s = env.settings(&[]);
     let b = FakeBackend::new(|spec| {
-        if spec.name == "install" {
+        if spec.phase == Phase::Install {
             std::fs::write(&spec.serial_log, "curtin: Installation failed <&>\n")?;
             return ok(Outcome::PowerOff);
         }
@@ -491,7 +491,7 @@ fn direct_boot_uses_the_installed_grub_entry() {
     let seen = Arc::new(Mutex::new(None));
     let seen2 = seen.clone();
     let mut b = FakeBackend::new(move |spec| {
-        if spec.name == "install" {
+        if spec.phase == Phase::Install {
             // "Install": an msdos disk whose first partition is an ext4 root with /boot.
             let tree = spec.log_dir.join("tree");
             std::fs::create_dir_all(tree.join("boot/grub")).unwrap();
@@ -533,7 +533,7 @@ fn direct_boot_uses_the_installed_grub_entry() {
     });
     b.direct_boot = true;
     let r = &run(&env, &s, b, &[env.test("direct")])[0];
-    assert_eq!(r.status, Status::Pass, "{:?}", r.errors);
+    assert_eq!(r.status, Status::Pass, "{:?}", r.errors());
     match seen.lock().unwrap().clone().unwrap() {
         harness::backend::Boot::Direct {
             kernel,
@@ -636,7 +636,7 @@ fn curtin_test_without_a_tree_is_one_error_before_any_vm() {
     assert_eq!(*started.lock().unwrap(), 0, "no VM may start");
     for r in &rs {
         assert_eq!(r.status, Status::Error);
-        let e = r.errors.join("\n");
+        let e = r.errors().join("\n");
         assert!(
             e.contains("needs_curtin sets `vmtest.installer: curtin`")
                 && e.contains("--curtin DIR")
@@ -649,9 +649,9 @@ fn curtin_test_without_a_tree_is_one_error_before_any_vm() {
     let rs = run_with_curtin(&env, &s, b, &[env.test("plain2")], Some(env.dir.path()));
     assert_eq!(rs[0].status, Status::Error);
     assert!(
-        rs[0].errors[0].contains("is not a curtin source tree"),
+        rs[0].errors()[0].contains("is not a curtin source tree"),
         "{:?}",
-        rs[0].errors
+        rs[0].errors()
     );
 }
 
@@ -664,7 +664,7 @@ fn a_curtin_tree_makes_curtin_the_installer_unless_a_test_pins_script() {
     let tests = [env.test("follows"), pinned(&env, "pinned_script", "script")];
     let rs = run_with_curtin(&env, &s, b, &tests, Some(&tree));
     for r in &rs {
-        assert_eq!(r.status, Status::Pass, "{}: {:?}", r.name, r.errors);
+        assert_eq!(r.status, Status::Pass, "{}: {:?}", r.name, r.errors());
     }
     let ud = |t: &str| std::fs::read_to_string(s.topdir.join(t).join("install/user-data")).unwrap();
     let follows = ud("follows");
@@ -689,5 +689,65 @@ fn a_curtin_tree_makes_curtin_the_installer_unless_a_test_pins_script() {
         !s.topdir
             .join("pinned_script/install/curtin-vmtest.yaml")
             .exists()
+    );
+}
+
+/// One result per check: the summary counts them, JUnit has a testcase for the run and
+/// one per check (the failing one with its evidence), and a failed check alone fails the
+/// test without failing its phases.
+#[test]
+fn one_result_per_check_in_summary_and_junit() {
+    let env = Env::new();
+    let s = env.settings(&[]);
+    let text = TEST.replace(
+        "    - fstab: [{mountpoint: /, fstype: ext4}]\n",
+        "    - fstab: [{mountpoint: /, fstype: ext4}, {mountpoint: /home, fstype: ext4}]\n",
+    );
+    let t = TestConfig::parse("checks", Path::new("checks.yaml"), &text).unwrap();
+    let results = run(&env, &s, FakeBackend::new(good_guest), &[t]);
+    let r = &results[0];
+    assert_eq!(r.status, Status::Fail);
+    assert!(r.failure.is_none(), "the phases passed: {:?}", r.failure);
+    let names: Vec<(&str, bool)> = r
+        .checks
+        .iter()
+        .map(|c| (c.name.as_str(), c.passed()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("file_exists fstab", true),
+            ("fstab /", true),
+            ("fstab /home", false)
+        ]
+    );
+    assert!(
+        r.checks[2].evidence.contains("no entry for /home")
+            && r.checks[2]
+                .evidence
+                .contains("UUID=1234 / ext4 defaults 0 1"),
+        "evidence quotes what fstab has: {}",
+        r.checks[2].evidence
+    );
+    let table = harness::report::summary_table(&results);
+    let row = table.lines().nth(1).unwrap();
+    assert!(row.contains("FAIL") && row.contains(" 2/1 "), "{table}");
+    let x = harness::report::junit_xml(&results);
+    assert!(x.contains("tests=\"4\" failures=\"1\" errors=\"0\""), "{x}");
+    assert!(
+        x.contains("<testcase classname=\"vmtest.fake\" name=\"checks\""),
+        "{x}"
+    );
+    for name in ["file_exists fstab", "fstab /", "fstab /home"] {
+        assert!(
+            x.contains(&format!(
+                "<testcase classname=\"vmtest.fake.checks\" name=\"checks / {name}\""
+            )),
+            "{name}: {x}"
+        );
+    }
+    assert!(
+        x.contains("<failure message=\"fstab: no entry for /home (ext4); fstab has:\">"),
+        "{x}"
     );
 }

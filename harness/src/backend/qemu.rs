@@ -266,7 +266,7 @@ impl Backend for QemuBackend {
         }
         args.push("-serial".into());
         args.push("chardev:console".into());
-        let stderr_log = spec.log_dir.join(format!("{}-qemu.log", spec.name));
+        let stderr_log = spec.log_dir.join(format!("{}-qemu.log", spec.phase));
         let mut cmdfile = std::fs::File::create(&stderr_log)?;
         writeln!(
             cmdfile,

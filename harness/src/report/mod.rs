@@ -3,5 +3,5 @@
 mod junit;
 mod summary;
 
-pub use junit::junit_xml;
+pub use junit::{junit_xml, write_junit};
 pub use summary::summary_table;

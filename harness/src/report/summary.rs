@@ -1,8 +1,11 @@
-//! The summary table printed at the end of a run.
+//! The summary table printed at the end of a run: per test its verdict, where it ran,
+//! how many checks passed and failed, the phase times and the harness's own time.
 
+use crate::backend::Phase;
+use crate::check;
 use crate::runner::{Status, TestResult};
 
-/// The summary table printed at the end of a run.
+/// The summary table; its last line counts the tests that passed and failed.
 pub fn summary_table(results: &[TestResult]) -> String {
     let mut s = String::new();
     let w = results
@@ -12,30 +15,33 @@ pub fn summary_table(results: &[TestResult]) -> String {
         .unwrap_or(4)
         .max(4);
     s.push_str(&format!(
-        "{:<w$}  {:<6}  {:<9}  {:<9}  {:>9}  {:>9}  {:>9}  {:>8}\n",
-        "test", "result", "backend", "installer", "install", "boot", "total", "harness"
+        "{:<w$}  {:<6}  {:<9}  {:<9}  {:>13}  {:>9}  {:>9}  {:>9}  {:>8}\n",
+        "test",
+        "result",
+        "backend",
+        "installer",
+        "checks ok/bad",
+        "install",
+        "boot",
+        "total",
+        "harness"
     ));
     for r in results {
-        let phase = |n: &str| {
-            r.phases
-                .iter()
-                .find(|(p, _)| p == n)
-                .map(|(_, d)| format!("{:.1}s", d.as_secs_f64()))
+        let phase = |p: Phase| {
+            r.phase_time(p)
+                .map(|d| format!("{:.1}s", d.as_secs_f64()))
                 .unwrap_or_else(|| "-".into())
         };
-        let st = match r.status {
-            Status::Pass => "PASS",
-            Status::Fail => "FAIL",
-            Status::Error => "ERROR",
-        };
+        let (ok, bad) = check::counts(&r.checks);
         s.push_str(&format!(
-            "{:<w$}  {:<6}  {:<9}  {:<9}  {:>9}  {:>9}  {:>8.1}s  {:>6.0}ms\n",
+            "{:<w$}  {:<6}  {:<9}  {:<9}  {:>13}  {:>9}  {:>9}  {:>8.1}s  {:>6.0}ms\n",
             r.name,
-            st,
+            r.status.label(),
             r.backend,
             r.installer,
-            phase("install"),
-            phase("boot"),
+            format!("{ok}/{bad}"),
+            phase(Phase::Install),
+            phase(Phase::Boot),
             r.total.as_secs_f64(),
             r.overhead().as_secs_f64() * 1000.0
         ));

@@ -1,105 +1,77 @@
-//! The run flow of one test: work dir, disks, seed, HTTP server, packed installer,
-//! install phase, install verdict, boot phase with the output disk, collect, expectations.
+//! The run flow of one test as phase functions, each returning a typed [`RunError`] on
+//! the first thing that stops it: [`prepare`] (work dir, disks, image, HTTP server, packed
+//! installer, install seed), [`install`] (the install VM and its verdict), [`boot`] (output
+//! disk, boot seed, the installed system's VM) and [`collect_and_verify`] (the output disk
+//! into collect/, one check result per expectation).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::error::{RunError, SerialTail};
 use super::heartbeat::run_phase_with_heartbeat;
 use super::timer::Timer;
-use super::{
-    COLLECT_BUDGET, OUTPUT_DISK_SIZE, RunContext, Status, TestResult, fail, left_at_console,
-};
-use crate::backend::{Boot, Disk, DiskBus, Nic, Outcome, PhaseSpec};
+use super::{COLLECT_BUDGET, OUTPUT_DISK_SIZE, RunContext, TestResult};
+use crate::backend::{Boot, Disk, DiskBus, Nic, Outcome, Phase, PhaseResult, PhaseSpec};
 use crate::config::{DiskDriver, InstallerKind, TestConfig};
 use crate::http::{Content, HttpServer};
 use crate::userdata::{self, OUTPUT_DISK_SERIAL};
 use crate::verdict;
 use crate::workdir::{WorkDir, create_sparse_disk};
 
-pub(super) fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult) -> TestResult {
-    let s = ctx.settings;
-    let v = &test.vmtest;
-    let say = |m: &str| ctx.progress.say(&test.name, m);
-    let mut timer = Timer::new();
-    macro_rules! try_or {
-        ($e:expr, $status:expr, $what:expr) => {
-            match $e {
-                Ok(x) => x,
-                Err(e) => {
-                    r.steps = std::mem::take(&mut timer.steps);
-                    return fail(r, $status, vec![format!("{}: {e:#}", $what)]);
-                }
+/// One test's run in progress: what the phases share and record.
+pub(super) struct Run<'a> {
+    pub test: &'a TestConfig,
+    pub ctx: &'a RunContext<'a>,
+    pub r: &'a mut TestResult,
+    pub timer: Timer,
+}
+
+impl Run<'_> {
+    fn say(&self, msg: &str) {
+        self.ctx.progress.say(&self.test.name, msg);
+    }
+
+    /// Runs one VM phase with the heartbeat and records its wall time. A phase left at
+    /// the console stops the run; any other outcome is for the caller to judge.
+    fn run_vm(&mut self, spec: &PhaseSpec) -> Result<PhaseResult, RunError> {
+        let res = run_phase_with_heartbeat(self.ctx, &self.test.name, spec).map_err(|source| {
+            RunError::Backend {
+                phase: spec.phase,
+                source,
             }
-        };
+        })?;
+        self.timer.skip();
+        self.r.phases.push((spec.phase, res.wall));
+        Ok(res)
     }
-    let w = try_or!(
-        WorkDir::create(&s.topdir, &test.name),
-        Status::Error,
-        "work dir"
-    );
-    for d in &test.disks {
-        try_or!(
-            create_sparse_disk(&w.disks().join(&d.file_name), d.size),
-            Status::Error,
-            format!("disk {}", d.file_name)
-        );
-    }
-    timer.lap("disks");
-    let image = try_or!(ctx.images.find(&v.release, &v.arch), Status::Error, "image");
-    timer.lap("image lookup");
+}
 
-    // HTTP: seed and squashfs for the install phase, webhook events into logs/.
-    let http = try_or!(HttpServer::start(), Status::Error, "http server");
-    let _ = http.log_posts_to(w.logs().join("webhooks-events.json"));
-    let webhook = format!("http://{}:{}/webhook", userdata::HOST_IP, http.port());
-    let installer = test.installer(ctx.curtin_src.is_some());
-    let pack = try_or!(
-        userdata::pack_installer(test, ctx.curtin_src, &webhook, s.apt_proxy.as_deref()),
-        Status::Error,
-        "installer"
-    );
-    let packed = try_or!(pack.render(), Status::Error, "installer");
-    if installer == InstallerKind::Curtin {
-        // What the harness adds to the test's config, for the developer to read (the
-        // packed copy is inside install/user-data's base64 payload).
-        let added = userdata::curtin_vmtest_config(&webhook, s.apt_proxy.as_deref());
-        try_or!(
-            std::fs::write(
-                w.install().join("curtin-vmtest.yaml"),
-                serde_yaml::to_string(&added).unwrap_or_default()
-            ),
-            Status::Error,
-            "install/curtin-vmtest.yaml"
-        );
+/// The serial tail shown with a phase's failure.
+fn tail(spec: &PhaseSpec) -> SerialTail {
+    SerialTail {
+        phase: spec.phase,
+        text: crate::serial_log::tail(&spec.serial_log, 25),
     }
-    timer.lap("pack");
-    let user_data = userdata::install_user_data(&packed, s.apt_proxy.as_deref());
-    let meta = userdata::meta_data(&test.name, "install");
-    try_or!(
-        std::fs::write(w.install().join("user-data"), &user_data),
-        Status::Error,
-        "install/user-data"
-    );
-    try_or!(
-        std::fs::write(w.install().join("meta-data"), &meta),
-        Status::Error,
-        "install/meta-data"
-    );
-    http.serve(
-        "/user-data",
-        Content::Bytes(Arc::new(user_data.into_bytes())),
-    );
-    http.serve("/meta-data", Content::Bytes(Arc::new(meta.into_bytes())));
-    http.serve("/vendor-data", Content::Bytes(Arc::new(Vec::new())));
-    http.serve("/root/squashfs", Content::File(image.squashfs.clone()));
-    timer.lap("seed+http");
+}
 
-    let memory_mib = v.memory_mib.unwrap_or(s.vmram_mib);
-    let vcpus = v.cpus.unwrap_or(s.nr_cpus);
-    let nics: Vec<Nic> = test.macs.iter().map(|m| Nic { mac: m.clone() }).collect();
-    let install_disks: Vec<Disk> = test
-        .disks
+fn write(file: &'static str, path: std::path::PathBuf, data: &[u8]) -> Result<(), RunError> {
+    std::fs::write(path, data).map_err(|source| RunError::Write { file, source })
+}
+
+/// Everything the install phase needs, made by [`prepare`]. The HTTP server serves the
+/// install seed and squashfs for as long as this lives.
+pub(super) struct Prepared {
+    http: HttpServer,
+    spec: PhaseSpec,
+    /// Keeps the image locked in its store while the install VM reads it.
+    _image: super::ImageFiles,
+}
+
+/// The VM's disks as the install phase attaches them: the storage config's disks on the
+/// test's bus, then the extra disks (virtio).
+fn install_disks(test: &TestConfig, w: &WorkDir) -> Vec<Disk> {
+    let v = &test.vmtest;
+    test.disks
         .iter()
         .map(|d| {
             let mut disk =
@@ -121,48 +93,134 @@ pub(super) fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult)
             }
             disk
         })
-        .collect();
-    let install = PhaseSpec {
-        name: "install".into(),
-        boot: Boot::Direct {
-            kernel: image.kernel.clone(),
-            initrd: Some(image.initrd.clone()),
-            cmdline: userdata::install_cmdline(http.port(), &test.macs[0], &v.extra_kernel_args),
-        },
-        disks: install_disks.clone(),
-        nics: nics.clone(),
-        memory_mib,
-        vcpus,
-        serial_log: w.logs().join("install-serial.log"),
-        log_dir: w.logs(),
-        host_ports: vec![http.port()],
-        timeout: match v.timeouts.install {
-            Some(t) if !s.timeouts_from_env.0 => Duration::from_secs(t),
-            _ => s.install_timeout,
-        },
-        interactive: ctx.console.as_deref() == Some("install"),
+        .collect()
+}
+
+/// The phase's VM, as both phases share it: size, NICs, logs, timeout, console.
+fn phase_spec(run: &Run, w: &WorkDir, phase: Phase, boot: Boot, disks: Vec<Disk>) -> PhaseSpec {
+    let (s, v) = (run.ctx.settings, &run.test.vmtest);
+    let (test_timeout, env_wins, default) = match phase {
+        Phase::Install => (v.timeouts.install, s.timeouts_from_env.0, s.install_timeout),
+        Phase::Boot => (v.timeouts.boot, s.timeouts_from_env.1, s.boot_timeout),
     };
-    say(&format!(
+    PhaseSpec {
+        phase,
+        boot,
+        disks,
+        nics: run
+            .test
+            .macs
+            .iter()
+            .map(|m| Nic { mac: m.clone() })
+            .collect(),
+        memory_mib: v.memory_mib.unwrap_or(s.vmram_mib),
+        vcpus: v.cpus.unwrap_or(s.nr_cpus),
+        serial_log: w.logs().join(format!("{phase}-serial.log")),
+        log_dir: w.logs(),
+        host_ports: Vec::new(),
+        timeout: match test_timeout {
+            Some(t) if !env_wins => Duration::from_secs(t),
+            _ => default,
+        },
+        interactive: run.ctx.console == Some(phase),
+    }
+}
+
+/// Disks, image, HTTP server, packed installer and install seed.
+pub(super) fn prepare(run: &mut Run, w: &WorkDir) -> Result<Prepared, RunError> {
+    let (test, ctx) = (run.test, run.ctx);
+    let s = ctx.settings;
+    let v = &test.vmtest;
+    for d in &test.disks {
+        create_sparse_disk(&w.disks().join(&d.file_name), d.size).map_err(|source| {
+            RunError::Disk {
+                file: d.file_name.clone(),
+                source,
+            }
+        })?;
+    }
+    run.timer.lap("disks");
+    let image = ctx
+        .images
+        .find(&v.release, &v.arch)
+        .map_err(RunError::Image)?;
+    run.timer.lap("image lookup");
+
+    // HTTP: seed and squashfs for the install phase, webhook events into logs/.
+    let http = HttpServer::start().map_err(RunError::Http)?;
+    let _ = http.log_posts_to(w.logs().join("webhooks-events.json"));
+    let webhook = format!("http://{}:{}/webhook", userdata::HOST_IP, http.port());
+    let installer = test.installer(ctx.curtin_src.is_some());
+    let pack = userdata::pack_installer(test, ctx.curtin_src, &webhook, s.apt_proxy.as_deref())
+        .map_err(RunError::Installer)?;
+    let packed = pack
+        .render()
+        .map_err(|e| RunError::Installer(anyhow::Error::new(e)))?;
+    if installer == InstallerKind::Curtin {
+        // What the harness adds to the test's config, for the developer to read (the
+        // packed copy is inside install/user-data's base64 payload).
+        let added = userdata::curtin_vmtest_config(&webhook, s.apt_proxy.as_deref());
+        write(
+            "install/curtin-vmtest.yaml",
+            w.install().join("curtin-vmtest.yaml"),
+            serde_yaml::to_string(&added).unwrap_or_default().as_bytes(),
+        )?;
+    }
+    run.timer.lap("pack");
+    let user_data = userdata::install_user_data(&packed, s.apt_proxy.as_deref());
+    let meta = userdata::meta_data(&test.name, "install");
+    write(
+        "install/user-data",
+        w.install().join("user-data"),
+        user_data.as_bytes(),
+    )?;
+    write(
+        "install/meta-data",
+        w.install().join("meta-data"),
+        meta.as_bytes(),
+    )?;
+    http.serve(
+        "/user-data",
+        Content::Bytes(Arc::new(user_data.into_bytes())),
+    );
+    http.serve("/meta-data", Content::Bytes(Arc::new(meta.into_bytes())));
+    http.serve("/vendor-data", Content::Bytes(Arc::new(Vec::new())));
+    http.serve("/root/squashfs", Content::File(image.squashfs.clone()));
+    run.timer.lap("seed+http");
+
+    let boot = Boot::Direct {
+        kernel: image.kernel.clone(),
+        initrd: Some(image.initrd.clone()),
+        cmdline: userdata::install_cmdline(http.port(), &test.macs[0], &v.extra_kernel_args),
+    };
+    let mut spec = phase_spec(run, w, Phase::Install, boot, install_disks(test, w));
+    spec.host_ports = vec![http.port()];
+    run.say(&format!(
         "install: starting ({}, installer {}, image {}, {} MiB, {} vCPU, timeout {}s)",
-        r.backend,
+        run.r.backend,
         match (installer, ctx.curtin_src) {
             (InstallerKind::Curtin, Some(src)) => format!("curtin from {}", src.display()),
             _ => "script".to_string(),
         },
         image.version,
-        memory_mib,
-        vcpus,
-        install.timeout.as_secs()
+        spec.memory_mib,
+        spec.vcpus,
+        spec.timeout.as_secs()
     ));
-    timer.lap("prepare install");
-    let res = try_or!(
-        run_phase_with_heartbeat(ctx, &test.name, &install),
-        Status::Error,
-        "install phase"
-    );
-    timer.skip();
-    r.phases.push(("install".into(), res.wall));
-    say(&format!(
+    run.timer.lap("prepare install");
+    Ok(Prepared {
+        http,
+        spec,
+        _image: image,
+    })
+}
+
+/// The install VM, then its verdict: it must power off, and its serial log must say the
+/// install finished with none of the failure patterns.
+pub(super) fn install(run: &mut Run, prepared: Prepared) -> Result<PhaseSpec, RunError> {
+    let Prepared { http, spec, _image } = prepared;
+    let res = run.run_vm(&spec)?;
+    run.say(&format!(
         "install: {} after {:.1}s (served {} MiB in {} requests)",
         res.outcome,
         res.wall.as_secs_f64(),
@@ -170,88 +228,85 @@ pub(super) fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult)
         http.requests()
     ));
     drop(http);
-    let tail = || {
-        format!(
-            "install serial log tail:\n{}",
-            crate::serial_log::tail(&install.serial_log, 25)
-        )
-    };
-    match &res.outcome {
+    match res.outcome {
         Outcome::PowerOff => {}
         // Left at the console on purpose: the test did not finish, nor did it fail.
-        Outcome::Stopped => {
-            r.steps = timer.steps;
-            return left_at_console(r, "install");
-        }
-        other => {
-            r.steps = timer.steps;
-            let mut errs = vec![format!("install phase {other}")];
-            if let Err(e) = verdict::install_verdict_of_log(&install.serial_log) {
-                errs.extend(e);
-            }
-            errs.push(tail());
-            return fail(r, Status::Fail, errs);
+        Outcome::Stopped => return Err(RunError::LeftAtConsole(Phase::Install)),
+        outcome => {
+            return Err(RunError::PhaseEnded {
+                phase: Phase::Install,
+                outcome,
+                problems: verdict::install_verdict_of_log(&spec.serial_log)
+                    .err()
+                    .unwrap_or_default(),
+                tail: tail(&spec),
+            });
         }
     }
-    if let Err(mut e) = verdict::install_verdict_of_log(&install.serial_log) {
-        r.steps = timer.steps;
-        e.push(tail());
-        return fail(r, Status::Fail, e);
-    }
-    timer.lap("install verdict");
+    verdict::install_verdict_of_log(&spec.serial_log).map_err(|problems| {
+        RunError::InstallVerdict {
+            problems,
+            tail: tail(&spec),
+        }
+    })?;
+    run.timer.lap("install verdict");
+    Ok(spec)
+}
 
-    // Boot phase: installed disks, output disk second, extra disks, read-only seed.
+/// The installed system's VM: installed disks, the output disk second, extra disks, a
+/// read-only seed whose user-data runs the collect scripts. Returns the boot phase's
+/// spec (its serial log) and the output disk.
+pub(super) fn boot(
+    run: &mut Run,
+    w: &WorkDir,
+    install: &PhaseSpec,
+) -> Result<(PhaseSpec, std::path::PathBuf), RunError> {
+    let (test, ctx) = (run.test, run.ctx);
+    let v = &test.vmtest;
     let output = w.boot().join("output_disk.img");
-    try_or!(
-        create_sparse_disk(&output, OUTPUT_DISK_SIZE),
-        Status::Error,
-        "output disk"
-    );
+    create_sparse_disk(&output, OUTPUT_DISK_SIZE).map_err(|source| RunError::Disk {
+        file: "boot/output_disk.img".into(),
+        source,
+    })?;
     let seed_path = w.boot().join("seed.img");
     let boot_ud = userdata::boot_user_data(test);
     let boot_meta = userdata::meta_data(&test.name, "boot");
-    try_or!(
-        std::fs::write(w.boot().join("user-data"), &boot_ud),
-        Status::Error,
-        "boot/user-data"
-    );
-    try_or!(
-        seed::SeedImage::new()
-            .file("user-data", boot_ud.into_bytes())
-            .file("meta-data", boot_meta.into_bytes())
-            .write_vfat(&seed_path),
-        Status::Error,
-        "boot seed"
-    );
+    write(
+        "boot/user-data",
+        w.boot().join("user-data"),
+        boot_ud.as_bytes(),
+    )?;
+    seed::SeedImage::new()
+        .file("user-data", boot_ud.into_bytes())
+        .file("meta-data", boot_meta.into_bytes())
+        .write_vfat(&seed_path)?;
     let n_storage = test
         .disks
         .iter()
         .filter(|d| !d.id.starts_with("extra_disk_"))
         .count();
-    let mut boot_disks: Vec<Disk> = install_disks[..n_storage].to_vec();
-    boot_disks.push(Disk::virtio(output.clone(), OUTPUT_DISK_SERIAL, 512, false));
-    boot_disks.extend(install_disks[n_storage..].iter().cloned());
-    boot_disks.push(Disk::virtio(seed_path, "seed", 512, true));
+    let installed = &install.disks;
+    let mut disks: Vec<Disk> = installed[..n_storage].to_vec();
+    disks.push(Disk::virtio(output.clone(), OUTPUT_DISK_SERIAL, 512, false));
+    disks.extend(installed[n_storage..].iter().cloned());
+    disks.push(Disk::virtio(seed_path, "seed", 512, true));
     // BIOS (SeaBIOS) cannot boot from a disk with 4 KiB logical sectors; UEFI can.
-    let bios_cannot = !v.uefi && install_disks.first().is_some_and(|d| d.block_size == 4096);
+    let bios_cannot = !v.uefi && installed.first().is_some_and(|d| d.block_size == 4096);
     if ctx.backend.boots_firmware() && bios_cannot {
-        say(
+        run.say(
             "boot: SeaBIOS cannot boot a disk with 4 KiB sectors: booting the installed grub entry directly",
         );
     }
-    let boot_method = if ctx.backend.boots_firmware() && !bios_cannot {
+    let method = if ctx.backend.boots_firmware() && !bios_cannot {
         Boot::Firmware { uefi: v.uefi }
     } else {
-        let disks: Vec<(PathBuf, u32)> = install_disks[..n_storage]
+        let on_disks: Vec<(std::path::PathBuf, u32)> = installed[..n_storage]
             .iter()
             .map(|d| (d.path.clone(), d.block_size))
             .collect();
-        let entry = try_or!(
-            crate::bootinfo::find_boot(&disks, &w.boot()),
-            Status::Fail,
-            "finding the installed kernel"
-        );
-        say(&format!(
+        let entry =
+            crate::bootinfo::find_boot(&on_disks, &w.boot()).map_err(RunError::FindKernel)?;
+        run.say(&format!(
             "boot: direct boot of {} ({})",
             entry.cmdline, entry.source
         ));
@@ -261,59 +316,40 @@ pub(super) fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult)
             cmdline: format!("{} panic=-1", entry.cmdline),
         }
     };
-    let boot = PhaseSpec {
-        name: "boot".into(),
-        boot: boot_method,
-        disks: boot_disks,
-        nics,
-        memory_mib,
-        vcpus,
-        serial_log: w.logs().join("boot-serial.log"),
-        log_dir: w.logs(),
-        host_ports: Vec::new(),
-        timeout: match v.timeouts.boot {
-            Some(t) if !s.timeouts_from_env.1 => Duration::from_secs(t),
-            _ => s.boot_timeout,
-        },
-        interactive: ctx.console.as_deref() == Some("boot"),
-    };
-    timer.lap("prepare boot");
-    say(&format!(
+    let spec = phase_spec(run, w, Phase::Boot, method, disks);
+    run.timer.lap("prepare boot");
+    run.say(&format!(
         "boot: starting (timeout {}s)",
-        boot.timeout.as_secs()
+        spec.timeout.as_secs()
     ));
-    let res = try_or!(
-        run_phase_with_heartbeat(ctx, &test.name, &boot),
-        Status::Error,
-        "boot phase"
-    );
-    timer.skip();
-    r.phases.push(("boot".into(), res.wall));
-    say(&format!(
+    let res = run.run_vm(&spec)?;
+    run.say(&format!(
         "boot: {} after {:.1}s",
         res.outcome,
         res.wall.as_secs_f64()
     ));
-    if res.outcome == Outcome::Stopped {
-        r.steps = timer.steps;
-        return left_at_console(r, "boot");
+    match res.outcome {
+        Outcome::PowerOff => Ok((spec, output)),
+        Outcome::Stopped => Err(RunError::LeftAtConsole(Phase::Boot)),
+        outcome => Err(RunError::PhaseEnded {
+            phase: Phase::Boot,
+            outcome,
+            problems: Vec::new(),
+            tail: tail(&spec),
+        }),
     }
-    if res.outcome != Outcome::PowerOff {
-        r.steps = timer.steps;
-        let errs = vec![
-            format!("boot phase {}", res.outcome),
-            format!(
-                "boot serial log tail:\n{}",
-                crate::serial_log::tail(&boot.serial_log, 25)
-            ),
-        ];
-        return fail(r, Status::Fail, errs);
-    }
-    let rep = try_or!(
-        crate::collect::extract_output_disk(&output, &w.collect(), COLLECT_BUDGET),
-        Status::Fail,
-        "collect"
-    );
+}
+
+/// Unpacks the output disk into collect/ and runs the checks on it. An output disk with
+/// no files fails the test, after the checks ran (each then shows what is missing).
+pub(super) fn collect_and_verify(
+    run: &mut Run,
+    w: &WorkDir,
+    boot: &PhaseSpec,
+    output: &std::path::Path,
+) -> Result<(), RunError> {
+    let rep = crate::collect::extract_output_disk(output, &w.collect(), COLLECT_BUDGET)
+        .map_err(RunError::Collect)?;
     if !rep.rejected.is_empty() {
         let lines: Vec<String> = rep
             .rejected
@@ -324,29 +360,37 @@ pub(super) fn run_phases(test: &TestConfig, ctx: &RunContext, mut r: TestResult)
             w.logs().join("collect-rejected.txt"),
             lines.join("\n") + "\n",
         );
-        say(&format!(
+        run.say(&format!(
             "collect: rejected {} entries (see logs/collect-rejected.txt)",
             rep.rejected.len()
         ));
     }
-    timer.lap("collect");
-    let mut fails = Vec::new();
-    if rep.files == 0 {
-        fails.push(format!("the output disk held no files (collect scripts did not run?); boot serial log tail:\n{}", crate::serial_log::tail(&boot.serial_log, 25)));
-    }
-    fails.extend(verdict::check_expectations(&w.collect(), &v.expect));
-    timer.lap("verify");
-    r.steps = timer.steps;
-    say(&format!(
-        "collect: {} files, {} KiB; {} expectations, {} failed",
+    run.timer.lap("collect");
+    verify(run, w);
+    let (_, failed) = crate::check::counts(&run.r.checks);
+    run.say(&format!(
+        "collect: {} files, {} KiB; {} checks, {} failed",
         rep.files,
         rep.bytes >> 10,
-        v.expect.len(),
-        fails.len()
+        run.r.checks.len(),
+        failed
     ));
-    if fails.is_empty() {
-        r
-    } else {
-        fail(r, Status::Fail, fails)
+    if rep.files == 0 {
+        return Err(RunError::NothingCollected { tail: tail(boot) });
     }
+    Ok(())
+}
+
+/// The checks on collect/: one result each.
+pub(super) fn verify(run: &mut Run, w: &WorkDir) {
+    run.r.checks = verdict::check_expectations(&w.collect(), &run.test.vmtest.expect);
+    run.timer.lap("verify");
+}
+
+/// The whole flow in a work dir this run created.
+pub(super) fn run_phases(run: &mut Run, w: &WorkDir) -> Result<(), RunError> {
+    let prepared = prepare(run, w)?;
+    let install = install(run, prepared)?;
+    let (boot, output) = boot(run, w, &install)?;
+    collect_and_verify(run, w, &boot, &output)
 }

@@ -31,7 +31,7 @@ pub(crate) fn run_phase_with_heartbeat(
                         test,
                         &format!(
                             "{}: running {}s; console: {}",
-                            spec.name,
+                            spec.phase,
                             start.elapsed().as_secs(),
                             console_line(&spec.serial_log)
                         ),

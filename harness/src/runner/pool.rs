@@ -1,9 +1,8 @@
 //! Many tests, `settings.parallel` at a time, on scoped threads.
 
 use std::sync::Mutex;
-use std::time::Duration;
 
-use super::{RunContext, Status, TestResult, check_installers, installer_name, run_test};
+use super::{RunContext, RunError, Status, TestResult, check_installers, run_test};
 use crate::config::TestConfig;
 
 /// Runs tests, `settings.parallel` at a time; results in the order given. When the
@@ -11,20 +10,14 @@ use crate::config::TestConfig;
 /// error with that reason.
 pub fn run_all(tests: &[TestConfig], ctx: &RunContext) -> Vec<TestResult> {
     if let Err(e) = check_installers(tests, ctx.curtin_src) {
-        let msg = format!("{e:#}");
-        ctx.progress.say("vmtest", &format!("no test run: {msg}"));
+        ctx.progress.say("vmtest", &format!("no test run: {e}"));
         return tests
             .iter()
-            .map(|t| TestResult {
-                name: t.name.clone(),
-                backend: ctx.backend.name(),
-                installer: installer_name(t.installer(ctx.curtin_src.is_some())).into(),
-                status: Status::Error,
-                errors: vec![msg.clone()],
-                phases: Vec::new(),
-                steps: Vec::new(),
-                total: Duration::ZERO,
-                workdir: ctx.settings.topdir.join(&t.name),
+            .map(|t| {
+                let mut r = TestResult::new(t, ctx);
+                r.failure = Some(RunError::Installers(e.clone()));
+                r.status = Status::Error;
+                r
             })
             .collect();
     }
@@ -33,7 +26,7 @@ pub fn run_all(tests: &[TestConfig], ctx: &RunContext) -> Vec<TestResult> {
         return tests.iter().map(|t| run_test(t, ctx)).collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<TestResult>>> = Mutex::new(vec![None; tests.len()]);
+    let results: Mutex<Vec<Option<TestResult>>> = Mutex::new(tests.iter().map(|_| None).collect());
     std::thread::scope(|sc| {
         for _ in 0..n {
             sc.spawn(|| {

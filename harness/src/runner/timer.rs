@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 pub(crate) struct Timer {
-    pub(crate) steps: Vec<(String, Duration)>,
+    pub(crate) steps: Vec<(&'static str, Duration)>,
     t: Instant,
 }
 
@@ -14,8 +14,8 @@ impl Timer {
             t: Instant::now(),
         }
     }
-    pub(crate) fn lap(&mut self, name: &str) {
-        self.steps.push((name.into(), self.t.elapsed()));
+    pub(crate) fn lap(&mut self, name: &'static str) {
+        self.steps.push((name, self.t.elapsed()));
         self.t = Instant::now();
     }
     /// Restart without recording (time spent in a VM).
