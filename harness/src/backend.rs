@@ -298,20 +298,12 @@ impl Backend for FakeBackend {
     }
 }
 
-/// Whether /dev/kvm is real hardware virtualisation. PVM (`kvm_pvm`, nested KVM that
-/// runs guests in the instruction emulator) opens fine but is ~1000x slower and cannot run
-/// Debian's kernel, so it counts as emulated.
+/// Whether /dev/kvm is real hardware virtualisation (Ok), or why not: emulated (PVM's
+/// `kvm_pvm`, or guests far below hardware speed) or unusable. Probes the host.
 pub fn kvm_status() -> Result<(), String> {
-    if std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
-        return Err("/dev/kvm cannot be opened".into());
+    match crate::vmm_choice::HostKvm::detect() {
+        crate::vmm_choice::HostKvm::Real => Ok(()),
+        crate::vmm_choice::HostKvm::Emulated { why, .. }
+        | crate::vmm_choice::HostKvm::Absent { why } => Err(why),
     }
-    if std::path::Path::new("/sys/module/kvm_pvm").exists() {
-        return Err("this host's KVM is PVM (kvm_pvm): guests run in KVM's emulator".into());
-    }
-    Ok(())
 }

@@ -10,6 +10,7 @@ use crate::backend::{Backend, BuiltinBackend, Phase};
 use crate::config::{TestConfig, discover};
 use crate::runner::{self, Progress, RunContext, StoreImages, TestResult};
 use crate::settings::Settings;
+use crate::vmm_choice::{BootSource, HostKvm, choose};
 
 #[derive(Debug, Subcommand)]
 pub enum HarnessCommand {
@@ -142,26 +143,6 @@ pub fn select(dir: &Path, patterns: &[String]) -> anyhow::Result<Vec<TestConfig>
         .collect())
 }
 
-/// Which backend runs `test` under `--vmm`, and why (printed).
-pub fn choose(vmm: VmmChoice, test: &TestConfig) -> (VmmChoice, String) {
-    match vmm {
-        VmmChoice::Qemu => (VmmChoice::Qemu, "--vmm qemu".into()),
-        VmmChoice::Builtin => (VmmChoice::Builtin, "--vmm builtin".into()),
-        VmmChoice::Auto => {
-            if let Some(why) = test.needs_qemu() {
-                (VmmChoice::Qemu, why)
-            } else if let Err(why) = crate::backend::kvm_status() {
-                (VmmChoice::Qemu, why)
-            } else {
-                (
-                    VmmChoice::Builtin,
-                    "KVM is real and the test fits the microVM".into(),
-                )
-            }
-        }
-    }
-}
-
 fn list(args: ListArgs) -> anyhow::Result<i32> {
     let dir = tests_dir(args.sel.tests_dir.as_deref());
     let tests = select(&dir, &args.sel.tests)?;
@@ -238,8 +219,10 @@ fn run_tests(
         settings.parallel
     );
     let mut groups: Vec<(VmmChoice, Vec<usize>)> = Vec::new();
+    // Probed (a tiny VM) once, and only when a choice depends on it.
+    let host = std::cell::LazyCell::new(HostKvm::detect);
     for (i, t) in tests.iter().enumerate() {
-        let (c, why) = choose(vmm, t);
+        let (c, why) = choose(vmm, t, || &*host, BootSource::default());
         progress.say(
             &t.name,
             &format!("vmm {}: {why}", format!("{c:?}").to_lowercase()),
@@ -386,26 +369,5 @@ mod tests {
         assert_eq!(select(d.path(), &["good".into()]).unwrap().len(), 1);
         let e = select(d.path(), &["bad".into()]).unwrap_err().to_string();
         assert!(e.contains("bad.yaml:1") && e.contains("colour"), "{e}");
-    }
-
-    #[test]
-    fn auto_prefers_qemu_for_what_the_microvm_cannot_do() {
-        let t = TestConfig::parse(
-            "u",
-            Path::new("u.yaml"),
-            "vmtest: {release: r, uefi: true}\n",
-        )
-        .unwrap();
-        let (c, why) = choose(VmmChoice::Auto, &t);
-        assert_eq!(c, VmmChoice::Qemu);
-        assert!(why.contains("UEFI"), "{why}");
-        let t = TestConfig::parse("p", Path::new("p.yaml"), T).unwrap();
-        let (c, why) = choose(VmmChoice::Auto, &t);
-        assert_eq!(
-            c,
-            VmmChoice::Qemu,
-            "builtin is not ready / KVM emulated here: {why}"
-        );
-        assert_eq!(choose(VmmChoice::Builtin, &t).0, VmmChoice::Builtin);
     }
 }

@@ -8,8 +8,9 @@ pub mod cmd_vm;
 /// Which virtual machine monitor runs the guests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum VmmChoice {
-    /// Builtin unless the test needs what the microVM cannot serve (UEFI, NVMe, SCSI,
-    /// multipath) or the host's KVM is emulated; then qemu, with the reason printed.
+    /// Builtin where it can run the test end to end (KVM is real, the test needs nothing
+    /// the microVM lacks, its boot phase can find the installed kernel); else qemu, with
+    /// the reason printed. See `vmm_choice::choose`.
     Auto,
     /// The builtin KVM microVM (this project's `vmm` crate).
     Builtin,
@@ -32,4 +33,5 @@ pub mod serial_log;
 pub mod settings;
 pub mod userdata;
 pub mod verdict;
+pub mod vmm_choice;
 pub mod workdir;

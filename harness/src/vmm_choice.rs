@@ -1,0 +1,394 @@
+//! Which backend runs a test under `--vmm auto`, and what the builtin backend can be
+//! expected to do on this host. Both are functions of facts passed in (what the host's KVM
+//! is, how the builtin backend finds the installed system's kernel), so every case is
+//! tested on every host; only [`HostKvm::detect`] looks at the machine.
+
+use crate::VmmChoice;
+use crate::config::{StorageItem, TestConfig};
+
+/// What /dev/kvm is on this host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostKvm {
+    /// Hardware virtualization: guests run on the CPU.
+    Real,
+    /// /dev/kvm works, but guests run in KVM's instruction emulator (about a thousand
+    /// times slower). `pvm`: the `kvm_pvm` module is loaded (PVM hosts, such as the
+    /// project's CI machines).
+    Emulated { pvm: bool, why: String },
+    /// /dev/kvm cannot be used at all.
+    Absent { why: String },
+}
+
+impl HostKvm {
+    /// Opens /dev/kvm and times a tiny guest (`vmm::host::probe_kvm`): well under a
+    /// second where KVM is emulated, milliseconds on hardware.
+    pub fn detect() -> HostKvm {
+        Self::classify(vmm::host::probe_kvm().map(|r| KvmFacts::from(&r)))
+    }
+
+    /// The verdict on what a probe of /dev/kvm found (or why it failed).
+    pub fn classify(probe: Result<KvmFacts, impl std::fmt::Display>) -> HostKvm {
+        match probe {
+            Err(e) => HostKvm::Absent { why: e.to_string() },
+            Ok(f) if f.pvm_module => HostKvm::Emulated {
+                pvm: true,
+                why: "this host's KVM is PVM (the kvm_pvm module): guests run in KVM's instruction emulator".into(),
+            },
+            Ok(f) if f.instructions_per_sec < vmm::host::HARDWARE_SPEED_FLOOR => HostKvm::Emulated {
+                pvm: false,
+                why: format!(
+                    "guests run at {:.1} M instructions/s, far below hardware speed: KVM emulates them",
+                    f.instructions_per_sec / 1e6
+                ),
+            },
+            Ok(_) => HostKvm::Real,
+        }
+    }
+
+    /// Whether the builtin backend can carry a test's Linux guests here.
+    pub fn builtin_expectation(&self) -> BuiltinExpectation {
+        match self {
+            HostKvm::Real => BuiltinExpectation::Works,
+            HostKvm::Emulated { pvm: true, .. } => BuiltinExpectation::KernelOnly(
+                "PVM's emulator runs a Linux kernel through its init (ACPI, virtio devices, \
+                 disks, DHCP, mounting the root) in minutes, but executes neither SYSCALL nor \
+                 INT n from user mode: the first system call of init ends as an invalid-opcode \
+                 trap in the guest, so no installer or installed system can run"
+                    .into(),
+            ),
+            HostKvm::Emulated { pvm: false, why } => BuiltinExpectation::KernelOnly(format!(
+                "{why}; a distribution kernel takes minutes to reach user space, if it gets there"
+            )),
+            HostKvm::Absent { why } => BuiltinExpectation::No(why.clone()),
+        }
+    }
+}
+
+/// What a probe of /dev/kvm measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KvmFacts {
+    /// The `kvm_pvm` module is loaded.
+    pub pvm_module: bool,
+    /// Guest instructions per second in a simple loop.
+    pub instructions_per_sec: f64,
+}
+
+impl From<&vmm::host::KvmReport> for KvmFacts {
+    fn from(r: &vmm::host::KvmReport) -> Self {
+        KvmFacts {
+            pvm_module: r.pvm_module,
+            instructions_per_sec: r.guest_speed.instructions_per_sec,
+        }
+    }
+}
+
+/// What the builtin backend is expected to do on a host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BuiltinExpectation {
+    /// Full tests: install and boot at hardware speed.
+    Works,
+    /// A Linux kernel gets through its own init, slowly, but no user space runs: useful
+    /// for the kernel-level tests (`make test-linux`), not for installer tests. Says why.
+    KernelOnly(String),
+    /// Nothing boots: no usable /dev/kvm. Says why.
+    No(String),
+}
+
+/// How the builtin backend (which has no firmware) finds the kernel, initrd and command
+/// line of the installed system for a test's boot phase. When the installer hands these
+/// off itself, this grows a variant whose rule accepts every layout the installer can boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BootSource {
+    /// The host reads grub's config and the files it names from the installed disks
+    /// (`bootinfo`): only a /boot on plain ext2/3/4, on a partition or a whole disk.
+    #[default]
+    HostReadsDisks,
+}
+
+impl BootSource {
+    /// Ok when the builtin backend can boot `test`'s installed system this way, else why not.
+    pub fn can_boot(self, test: &TestConfig) -> Result<(), String> {
+        match self {
+            BootSource::HostReadsDisks => boot_readable_on_host(&test.storage),
+        }
+    }
+}
+
+/// Where /boot lives (the `/boot` mount, else `/`) must be ext2/3/4 straight on a disk or
+/// a partition of one: that is all `bootinfo` reads.
+fn boot_readable_on_host(storage: &[StorageItem]) -> Result<(), String> {
+    let find = |id: &str| storage.iter().find(|i| i.id() == Some(id));
+    let mount_at = |path: &str| {
+        storage.iter().find_map(|i| match i {
+            StorageItem::Mount(m) if m.path.as_deref() == Some(path) => Some(m),
+            _ => None,
+        })
+    };
+    let (mount, what) = match (mount_at("/boot"), mount_at("/")) {
+        (Some(m), _) => (m, "/boot"),
+        (None, Some(m)) => (m, "/ (holding /boot)"),
+        (None, None) => {
+            return Err(
+                "its storage config mounts nothing at / or /boot, so the host cannot find the installed kernel"
+                    .into(),
+            );
+        }
+    };
+    let format = match mount.device.as_deref().and_then(find) {
+        Some(StorageItem::Format(f)) => f,
+        _ => {
+            return Err(format!(
+                "{what} is not a formatted volume of the storage config (mount `{}`), so the host cannot read it",
+                mount.id
+            ));
+        }
+    };
+    if !matches!(format.fstype.as_str(), "ext2" | "ext3" | "ext4") {
+        return Err(format!(
+            "{what} is {}: the host reads only ext2/3/4 to find the installed kernel",
+            format.fstype
+        ));
+    }
+    let layer = |item: Option<&StorageItem>| -> Option<&'static str> {
+        match item {
+            Some(StorageItem::Disk(_)) => None,
+            Some(StorageItem::LvmPartition(_)) => Some("an LVM logical volume"),
+            Some(StorageItem::Raid(_)) => Some("a RAID array"),
+            Some(StorageItem::DmCrypt(_)) => Some("an encrypted volume (dm-crypt)"),
+            Some(StorageItem::Bcache(_)) => Some("bcache"),
+            Some(_) | None => Some("a volume the host cannot open"),
+        }
+    };
+    let below = match find(&format.volume) {
+        Some(StorageItem::Partition(p)) => layer(find(&p.device)),
+        other => layer(other),
+    };
+    match below {
+        None => Ok(()),
+        Some(layer) => Err(format!(
+            "{what} is on {layer}: the host reads /boot only from a plain partition or disk"
+        )),
+    }
+}
+
+/// Which backend runs `test` under `--vmm`, and why (printed). Under `auto` the builtin
+/// backend is chosen only where it can run the test end to end: the test needs nothing
+/// the microVM lacks, KVM is real, and the boot phase can find the installed kernel.
+/// `host` is asked only when the choice depends on it (it may probe /dev/kvm).
+pub fn choose<'h>(
+    vmm: VmmChoice,
+    test: &TestConfig,
+    host: impl FnOnce() -> &'h HostKvm,
+    boot: BootSource,
+) -> (VmmChoice, String) {
+    match vmm {
+        VmmChoice::Qemu => (VmmChoice::Qemu, "--vmm qemu".into()),
+        VmmChoice::Builtin => (VmmChoice::Builtin, "--vmm builtin".into()),
+        VmmChoice::Auto => {
+            if let Some(why) = test.needs_qemu() {
+                return (VmmChoice::Qemu, why);
+            }
+            match host() {
+                HostKvm::Real => {}
+                HostKvm::Emulated { why, .. } => {
+                    return (
+                        VmmChoice::Qemu,
+                        format!("{why}; the builtin VMM cannot run Linux user space here"),
+                    );
+                }
+                HostKvm::Absent { why } => {
+                    return (VmmChoice::Qemu, format!("no usable KVM ({why})"));
+                }
+            }
+            match boot.can_boot(test) {
+                Err(why) => (VmmChoice::Qemu, why),
+                Ok(()) => (
+                    VmmChoice::Builtin,
+                    "KVM is real and the test fits the microVM".into(),
+                ),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn test_with(storage: &str, vmtest: &str) -> TestConfig {
+        let text =
+            format!("vmtest: {{release: r{vmtest}}}\nstorage:\n  version: 1\n  config:\n{storage}");
+        TestConfig::parse("t", Path::new("t.yaml"), &text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const DISK: &str = "    - {id: d, type: disk, serial: s, ptable: gpt}\n";
+
+    fn plain(fstype: &str) -> TestConfig {
+        test_with(
+            &format!(
+                "{DISK}    - {{id: p1, type: partition, device: d, number: 1, size: 2G}}\n    - {{id: f, type: format, volume: p1, fstype: {fstype}}}\n    - {{id: m, type: mount, device: f, path: /}}\n"
+            ),
+            "",
+        )
+    }
+
+    fn hosts() -> [HostKvm; 4] {
+        [
+            HostKvm::Real,
+            HostKvm::Emulated {
+                pvm: true,
+                why: "PVM".into(),
+            },
+            HostKvm::Emulated {
+                pvm: false,
+                why: "slow".into(),
+            },
+            HostKvm::Absent {
+                why: "no /dev/kvm".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn auto_picks_builtin_only_where_kvm_is_real() {
+        let t = plain("ext4");
+        for host in hosts() {
+            let (c, why) = choose(VmmChoice::Auto, &t, || &host, BootSource::HostReadsDisks);
+            if host == HostKvm::Real {
+                assert_eq!(c, VmmChoice::Builtin, "{why}");
+            } else {
+                assert_eq!(c, VmmChoice::Qemu, "{host:?}: {why}");
+                match &host {
+                    HostKvm::Emulated { why: w, .. } | HostKvm::Absent { why: w } => {
+                        assert!(why.contains(w.as_str()), "{why}")
+                    }
+                    HostKvm::Real => unreachable!(),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn explicit_choices_are_kept_on_every_host() {
+        let t = test_with(DISK, ", uefi: true");
+        for host in hosts() {
+            for vmm in [VmmChoice::Builtin, VmmChoice::Qemu] {
+                let b = BootSource::HostReadsDisks;
+                assert_eq!(choose(vmm, &t, || &host, b).0, vmm, "{host:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn auto_sends_what_the_microvm_lacks_to_qemu_even_on_real_kvm() {
+        let t = test_with(DISK, ", uefi: true");
+        let (c, why) = choose(
+            VmmChoice::Auto,
+            &t,
+            || &HostKvm::Real,
+            BootSource::HostReadsDisks,
+        );
+        assert_eq!(c, VmmChoice::Qemu);
+        assert!(why.contains("UEFI"), "{why}");
+    }
+
+    #[test]
+    fn auto_never_picks_builtin_for_a_boot_it_cannot_find() {
+        let raid = test_with(
+            &format!(
+                "{DISK}    - {{id: e, type: disk, serial: s2, ptable: gpt}}\n    - {{id: p1, type: partition, device: d, number: 1, size: 2G}}\n    - {{id: p2, type: partition, device: e, number: 1, size: 2G}}\n    - {{id: md0, type: raid, raidlevel: 1, devices: [p1, p2]}}\n    - {{id: f, type: format, volume: md0, fstype: ext4}}\n    - {{id: m, type: mount, device: f, path: /}}\n"
+            ),
+            "",
+        );
+        let lvm = test_with(
+            &format!(
+                "{DISK}    - {{id: p1, type: partition, device: d, number: 1, size: 2G}}\n    - {{id: vg, type: lvm_volgroup, name: vg0, devices: [p1]}}\n    - {{id: lv, type: lvm_partition, name: root, volgroup: vg}}\n    - {{id: f, type: format, volume: lv, fstype: ext4}}\n    - {{id: m, type: mount, device: f, path: /}}\n"
+            ),
+            "",
+        );
+        let no_root = test_with(DISK, "");
+        for (t, expect) in [
+            (&raid, "RAID"),
+            (&lvm, "LVM"),
+            (&plain("xfs"), "xfs"),
+            (&plain("btrfs"), "btrfs"),
+            (&no_root, "mounts nothing"),
+        ] {
+            let (c, why) = choose(
+                VmmChoice::Auto,
+                t,
+                || &HostKvm::Real,
+                BootSource::HostReadsDisks,
+            );
+            assert_eq!(c, VmmChoice::Qemu, "{expect}: {why}");
+            assert!(why.contains(expect), "{why}");
+        }
+        for fs in ["ext2", "ext3", "ext4"] {
+            assert_eq!(BootSource::HostReadsDisks.can_boot(&plain(fs)), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_separate_plain_boot_makes_any_root_bootable() {
+        // / on LVM, /boot on its own ext4 partition: the host reads /boot.
+        let t = test_with(
+            &format!(
+                "{DISK}    - {{id: p1, type: partition, device: d, number: 1, size: 1G}}\n    - {{id: p2, type: partition, device: d, number: 2, size: 2G}}\n    - {{id: vg, type: lvm_volgroup, name: vg0, devices: [p2]}}\n    - {{id: lv, type: lvm_partition, name: root, volgroup: vg}}\n    - {{id: fb, type: format, volume: p1, fstype: ext4}}\n    - {{id: fr, type: format, volume: lv, fstype: xfs}}\n    - {{id: mr, type: mount, device: fr, path: /}}\n    - {{id: mb, type: mount, device: fb, path: /boot}}\n"
+            ),
+            "",
+        );
+        assert_eq!(BootSource::HostReadsDisks.can_boot(&t), Ok(()));
+        let (c, _) = choose(
+            VmmChoice::Auto,
+            &t,
+            || &HostKvm::Real,
+            BootSource::HostReadsDisks,
+        );
+        assert_eq!(c, VmmChoice::Builtin);
+    }
+
+    fn facts(pvm_module: bool, instructions_per_sec: f64) -> Result<KvmFacts, String> {
+        Ok(KvmFacts {
+            pvm_module,
+            instructions_per_sec,
+        })
+    }
+
+    #[test]
+    fn the_probe_decides_real_emulated_or_absent() {
+        assert_eq!(HostKvm::classify(facts(false, 2e9)), HostKvm::Real);
+        assert!(matches!(
+            HostKvm::classify(facts(true, 2e9)),
+            HostKvm::Emulated { pvm: true, .. }
+        ));
+        assert!(matches!(
+            HostKvm::classify(facts(false, 2.4e6)),
+            HostKvm::Emulated { pvm: false, .. }
+        ));
+        let absent = HostKvm::classify(Err::<KvmFacts, _>("cannot open /dev/kvm: ENOENT"));
+        assert!(
+            matches!(&absent, HostKvm::Absent { why } if why.contains("/dev/kvm")),
+            "{absent:?}"
+        );
+    }
+
+    #[test]
+    fn the_builtin_is_expected_to_work_only_on_real_kvm() {
+        let [real, pvm, slow, absent] = hosts();
+        assert_eq!(real.builtin_expectation(), BuiltinExpectation::Works);
+        assert!(matches!(
+            pvm.builtin_expectation(),
+            BuiltinExpectation::KernelOnly(why) if why.contains("SYSCALL")
+        ));
+        assert!(matches!(
+            slow.builtin_expectation(),
+            BuiltinExpectation::KernelOnly(why) if why.starts_with("slow")
+        ));
+        assert!(matches!(
+            absent.builtin_expectation(),
+            BuiltinExpectation::No(why) if why == "no /dev/kvm"
+        ));
+    }
+}
