@@ -147,12 +147,22 @@ fn an_existing_serial_log_is_not_overwritten() {
 
 #[test]
 fn no_access_to_dev_kvm_is_one_clear_error() {
-    // /dev/kvm is root-only here: run as `nobody` to lose access, as a CI user might.
+    // Whether an unprivileged user may open /dev/kvm differs from host to host (root-only
+    // here, 0666 on many CI runners), so the test takes access away itself: in a private
+    // mount namespace an unreadable file hides /dev/kvm, and the VMM runs as `nobody`.
     let s = Scratch::new("nokvm");
     std::fs::set_permissions(&s.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let log = s.path("serial.log");
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+    let denied = s.path("kvm-denied");
+    std::fs::write(&denied, "").unwrap();
+    std::fs::set_permissions(&denied, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(
+            "if [ -e /dev/kvm ]; then mount --bind \"$0\" /dev/kvm || exit 97; fi; \
+             exec setpriv --reuid=nobody --regid=nogroup --clear-groups -- \"$@\"",
+        )
+        .arg(&denied)
         .arg(env!("CARGO_BIN_EXE_vmtest"))
         .args(["vm", "--quiet", "--kernel"])
         .arg(probes::pvh_elf())
@@ -160,6 +170,12 @@ fn no_access_to_dev_kvm_is_one_clear_error() {
         .arg(&log);
     let out = cmd
         .output()
-        .expect("setpriv (util-linux) is needed for this test");
+        .expect("unshare and setpriv (util-linux) are needed for this test");
+    assert_ne!(
+        out.status.code(),
+        Some(97),
+        "cannot hide /dev/kvm (this test needs root): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_rejected(&out, "/dev/kvm", &log);
 }
