@@ -122,6 +122,13 @@ pub fn timestamp() -> String {
     jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string()
 }
 
+/// Six random letters and digits for the default TOPDIR's name.
+fn unique_suffix() -> String {
+    std::iter::repeat_with(fastrand::alphanumeric)
+        .take(6)
+        .collect()
+}
+
 /// The host's apt proxy (`Acquire::HTTP::Proxy`), as curtin's vmtest hands it on.
 fn host_apt_proxy() -> Option<String> {
     let out = std::process::Command::new("apt-config")
@@ -154,7 +161,9 @@ impl Settings {
                 let tmp = get("TMPDIR")
                     .filter(|s| !s.is_empty())
                     .unwrap_or_else(|| "/tmp".into());
-                Path::new(&tmp).join(format!("vmtest-{}", timestamp()))
+                // The time for people, a random suffix so two runs started in the same
+                // second get two TOPDIRs (prepare_topdir creates it, refusing one that exists).
+                Path::new(&tmp).join(format!("vmtest-{}-{}", timestamp(), unique_suffix()))
             }
         };
         let log = get("CURTIN_VMTEST_LOG")
@@ -251,6 +260,21 @@ impl Settings {
                 ));
             }
             return Ok(());
+        }
+        if !self.topdir_given {
+            // The default TOPDIR is this run's own: made here, atomically, and never one
+            // that exists already (another run's, started in the same second).
+            if let Some(parent) = t.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            return std::fs::create_dir(t).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => format!(
+                    "TOPDIR {} exists already (another run's?): nothing there is touched; run again or set CURTIN_VMTEST_TOPDIR",
+                    t.display()
+                ),
+                _ => format!("cannot create {}: {e}", t.display()),
+            });
         }
         match std::fs::read_dir(t) {
             Ok(mut entries) => {
@@ -370,6 +394,23 @@ mod tests {
         let e = s.prepare_topdir().unwrap_err();
         assert!(e.contains("not empty"), "{e}");
         assert_eq!(std::fs::read(t.join("precious")).unwrap(), b"x");
+    }
+
+    /// Two runs started in the same second get TOPDIRs of their own, and a default TOPDIR
+    /// that exists (even empty) belongs to someone else: refused, untouched.
+    #[test]
+    fn default_topdir_is_this_runs_own() {
+        let d = tempfile::tempdir().unwrap();
+        let tmp = d.path().to_str().unwrap();
+        let a = with(&[("TMPDIR", tmp)]).unwrap();
+        let b = with(&[("TMPDIR", tmp)]).unwrap();
+        assert_ne!(a.topdir, b.topdir, "same second, two runs");
+        assert_ne!(a.log, b.log);
+        a.prepare_topdir().unwrap();
+        b.prepare_topdir().unwrap();
+        assert!(a.topdir.is_dir() && b.topdir.is_dir());
+        let e = a.prepare_topdir().unwrap_err();
+        assert!(e.contains("exists already"), "{e}");
     }
 
     #[test]

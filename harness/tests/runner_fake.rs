@@ -751,3 +751,25 @@ fn one_result_per_check_in_summary_and_junit() {
         "{x}"
     );
 }
+
+/// A work dir this run did not create (another run's, sharing TOPDIR) is never touched:
+/// no verdict file written into it, and keep-data removes nothing of it.
+#[test]
+fn keep_data_touches_only_work_dirs_this_run_created() {
+    let env = Env::new();
+    let s = env.settings(&[("CURTIN_VMTEST_KEEP_DATA_FAIL", "none")]);
+    let theirs = s.topdir.join("shared");
+    std::fs::create_dir_all(theirs.join("logs")).unwrap();
+    std::fs::write(theirs.join("logs/install-serial.log"), "their run").unwrap();
+    let b = FakeBackend::new(|_| panic!("no VM without a work dir"));
+    let r = &run(&env, &s, b, &[env.test("shared")])[0];
+    assert_eq!(r.status, Status::Error);
+    assert!(r.errors()[0].starts_with("work dir "), "{:?}", r.errors());
+    assert_eq!(
+        std::fs::read_to_string(theirs.join("logs/install-serial.log")).unwrap(),
+        "their run"
+    );
+    assert!(!theirs.join("logs/errors.json").exists());
+    let entries: Vec<_> = std::fs::read_dir(&theirs).unwrap().collect();
+    assert_eq!(entries.len(), 1, "nothing added beside logs/");
+}
