@@ -256,7 +256,7 @@ pub fn build(store: &ImageStore, opts: &BuildOptions) -> Result<Built> {
         if old.is_some() {
             eprintln!("    earlier unfinished build had other parameters: starting afresh");
         }
-        crate::store::remove_tree(&staging)?;
+        slot.remove_inside(&staging)?;
         fs::create_dir_all(&staging)?;
         fs::write(&params_path, serde_json::to_string_pretty(&params)?)?;
     } else {
@@ -279,7 +279,7 @@ pub fn build(store: &ImageStore, opts: &BuildOptions) -> Result<Built> {
     if rootfs_done.exists() {
         progress.done("already built, reused");
     } else {
-        crate::store::remove_tree(&rootfs)?;
+        slot.remove_inside(&rootfs)?;
         let hook = staging.join("customize.sh");
         fs::write(&hook, CUSTOMIZE)?;
         let mut cmd = Command::new("mmdebstrap");

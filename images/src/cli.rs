@@ -167,6 +167,9 @@ fn prune(store: &ImageStore, keep: usize) -> Result<()> {
     for what in &r.kept {
         println!("kept {what}");
     }
+    for (what, why) in &r.skipped {
+        println!("not removed {what}: {why}");
+    }
     Ok(())
 }
 

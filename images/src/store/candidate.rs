@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 
-use super::fs_tree::{file_name, is_dir, read_dirs};
 use super::index::{INDEX_FILE, load_vmtest};
+use super::paths::{file_name, is_dir, read_dirs};
 use super::{ImageStore, StoreError};
 
 /// Where an image came from.

@@ -38,7 +38,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::candidate::{Candidate, ImageOrigin, ItemRef, Problem};
-use super::fs_tree::safe_join;
+use super::paths::safe_join;
 
 /// Name of the per-image index file.
 pub const INDEX_FILE: &str = "vmtest-image.json";

@@ -53,15 +53,17 @@
 //! - `version`: ordering MAAS-style serials;
 //! - `publish`: build slots and moving a finished image in;
 //! - `locking`: the store's `flock` locks;
-//! - `fs_tree`: path and tree helpers (confined joins, mount-aware removal).
+//! - `paths`: path helpers (confined joins, listings of real directories);
+//! - `remove`: removing a tree without following links or reaching past mount points.
 
 mod candidate;
 mod dates;
-mod fs_tree;
 mod hash_cache;
 mod index;
 mod locking;
+mod paths;
 mod publish;
+mod remove;
 mod simplestreams;
 mod version;
 
@@ -71,15 +73,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::lock::{FileLock, LockKind};
-use candidate::Candidate;
+use candidate::{Candidate, sanitize};
 
 pub use candidate::{ImageOrigin, Problem};
 pub(crate) use dates::now_secs;
 pub use dates::{utc_date, utc_timestamp};
-pub use fs_tree::remove_tree;
 pub use hash_cache::sha256_file;
 pub use index::{BOOT_ITEMS, INDEX_FILE, INDEX_FORMAT, ImageIndex, IndexItem};
 pub use publish::BuildSlot;
+use remove::{Mounts, remove_below};
 pub use version::compare_versions;
 use version::sort_newest_first;
 
@@ -189,6 +191,9 @@ pub struct PruneReport {
     pub kept: Vec<String>,
     pub removed: Vec<(String, String)>,
     pub in_use: Vec<String>,
+    /// Not removed although due, with the reason (something mounted inside, a `.partial`
+    /// that is not a real directory, ...).
+    pub skipped: Vec<(String, String)>,
 }
 
 /// How hard to check files.
@@ -383,34 +388,100 @@ impl ImageStore {
             };
             match self.image_lock(&c, LockKind::Exclusive, false)? {
                 Some(Some(lock)) => {
-                    remove_tree(dir)?;
-                    let _ = fs::remove_file(self.verified_cache(&c.id()));
-                    let _ = fs::remove_file(lock.path());
-                    report.removed.push((c.label(), reason));
+                    if self.prune_one(dir, Mounts::Refuse, c.label(), reason, &mut report)? {
+                        let _ = fs::remove_file(self.verified_cache(&c.id()));
+                        let _ = fs::remove_file(lock.path());
+                    }
                 }
                 Some(None) => report.in_use.push(c.label()),
                 None => {
-                    remove_tree(dir)?;
-                    report.removed.push((c.label(), reason));
+                    self.prune_one(dir, Mounts::Refuse, c.label(), reason, &mut report)?;
                 }
             }
         }
-        // Leftovers of builds that are not running any more.
-        let partial = self.dir.join(PARTIAL_DIR);
-        if let Ok(rd) = fs::read_dir(&partial) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let lock = self.locks_dir().join(format!("build-{name}.lock"));
-                if let Ok(Some(_held)) = FileLock::try_acquire(&lock, LockKind::Exclusive, true) {
-                    remove_tree(&e.path())?;
-                    report.removed.push((
-                        format!(".partial/{name}"),
-                        "leftover of an unfinished build".into(),
-                    ));
-                }
-            }
-        }
+        self.prune_partial(&mut report)?;
         Ok(report)
+    }
+
+    /// Removes what dead builds left in `.partial/`: their directories (with whatever their
+    /// mmdebstrap left mounted inside) and anything else that is not a build directory
+    /// (stray files; links go as links, their targets stay).
+    fn prune_partial(&self, report: &mut PruneReport) -> Result<(), StoreError> {
+        let partial = self.dir.join(PARTIAL_DIR);
+        match fs::symlink_metadata(&partial) {
+            Err(_) => return Ok(()),
+            Ok(m) if !m.is_dir() => {
+                let why = "not a directory (a symbolic link?): the store does not follow it; \
+                           make it a real directory"
+                    .to_string();
+                tracing::warn!("{}: {why}", partial.display());
+                report.skipped.push((PARTIAL_DIR.into(), why));
+                return Ok(());
+            }
+            Ok(_) => {}
+        }
+        let entries = fs::read_dir(&partial).map_err(io_err(&partial))?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let label = format!("{PARTIAL_DIR}/{name}");
+            // A build's own directory is the only thing a build makes here; the build lock
+            // keeps a running build's (or one about to replace a stray file) away from us.
+            let lock = self
+                .locks_dir()
+                .join(format!("build-{}.lock", sanitize(&name)));
+            let Ok(Some(_held)) = FileLock::try_acquire(&lock, LockKind::Exclusive, true) else {
+                continue;
+            };
+            let why = match e.file_type() {
+                Ok(t) if t.is_dir() => "leftover of an unfinished build",
+                Ok(t) if t.is_symlink() => "a symbolic link (removed the link, not its target)",
+                _ => "not a build directory",
+            };
+            self.prune_one(&e.path(), Mounts::Detach, label, why.into(), report)?;
+        }
+        Ok(())
+    }
+
+    /// Removes `path` for prune and notes it in `report`: as removed (because `why`), or as
+    /// skipped when removing it would be unsafe (something mounted inside, a link on the way).
+    /// Whether it was removed.
+    fn prune_one(
+        &self,
+        path: &Path,
+        mounts: Mounts,
+        label: String,
+        why: String,
+        report: &mut PruneReport,
+    ) -> Result<bool, StoreError> {
+        match self.remove(path, mounts) {
+            Ok(()) => {
+                report.removed.push((label, why));
+                Ok(true)
+            }
+            Err(StoreError::Unsafe { path, why }) => {
+                tracing::warn!("not removing {label}: {}: {why}", path.display());
+                report
+                    .skipped
+                    .push((label, format!("{}: {why}", path.display())));
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes `path`, which must lie inside the store, following no link below the store
+    /// directory (see `remove`).
+    fn remove(&self, path: &Path, mounts: Mounts) -> Result<(), StoreError> {
+        let rel = path
+            .strip_prefix(&self.dir)
+            .map_err(|_| StoreError::Unsafe {
+                path: path.to_path_buf(),
+                why: format!(
+                    "is outside the image store {}; not removing",
+                    self.dir.display()
+                ),
+            })?;
+        remove_below(&self.dir, rel, mounts)
     }
 
     /// Re-hashes every image; returns the entries (problems named in each).

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use super::candidate::{image_id, sanitize};
 use super::dates::{now_secs, utc_date};
-use super::fs_tree::{remove_tree, safe_join};
 use super::hash_cache::HashCache;
 use super::index::{INDEX_FILE, ImageIndex};
+use super::paths::{is_dir, safe_join};
+use super::remove::Mounts;
 use super::version::next_version;
 use super::{ImageStore, PARTIAL_DIR, StoreError, io_err};
 use crate::lock::{FileLock, LockKind};
@@ -18,6 +19,15 @@ impl ImageStore {
     /// the same release runs) and returns the staging directory to build in.
     pub fn begin_build(&self, release: &str, arch: &str) -> Result<BuildSlot, StoreError> {
         self.ensure_writable()?;
+        let partial = self.dir.join(PARTIAL_DIR);
+        if !is_dir(&partial) {
+            return Err(StoreError::Unsafe {
+                path: partial,
+                why: "is not a directory (a symbolic link?): builds happen only in a real \
+                      directory inside the store; make it one"
+                    .into(),
+            });
+        }
         let name = sanitize(&format!("{release}-{arch}"));
         let lock_path = self.locks_dir().join(format!("build-{name}.lock"));
         let lock = match FileLock::try_acquire(&lock_path, LockKind::Exclusive, true)
@@ -36,8 +46,18 @@ impl ImageStore {
             }
         };
         lock.note_holder(&format!("pid {}\n", std::process::id()));
-        let staging = self.dir.join(PARTIAL_DIR).join(&name);
-        fs::create_dir_all(&staging).map_err(io_err(&staging))?;
+        let staging = partial.join(&name);
+        if fs::symlink_metadata(&staging).is_ok_and(|m| !m.is_dir()) {
+            // A stray file or a link where the build's directory goes: it goes (a link as a
+            // link), so the build never writes through it.
+            self.remove(&staging, Mounts::Refuse)?;
+        }
+        fs::create_dir(&staging)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(e),
+            })
+            .map_err(io_err(&staging))?;
         Ok(BuildSlot {
             store: self.clone(),
             release: release.into(),
@@ -113,8 +133,24 @@ impl BuildSlot {
         cache.save(&self.store.verified_cache(&id));
         drop(_store);
         // The build is complete: its scratch space (the root tree, logs) goes.
-        remove_tree(&self.staging)?;
+        self.remove_inside(&self.staging)?;
         Ok(dest)
+    }
+
+    /// Removes `path` in the staging directory (or the staging directory itself), with
+    /// whatever an interrupted mmdebstrap left mounted inside it; links are removed as
+    /// links, never followed.
+    pub fn remove_inside(&self, path: &Path) -> Result<(), StoreError> {
+        if !path.starts_with(&self.staging) {
+            return Err(StoreError::Unsafe {
+                path: path.to_path_buf(),
+                why: format!(
+                    "is outside the build's staging directory {}",
+                    self.staging.display()
+                ),
+            });
+        }
+        self.store.remove(path, Mounts::Detach)
     }
 
     pub fn release(&self) -> &str {

@@ -6,8 +6,8 @@ use std::fs;
 use std::path::Path;
 
 use super::candidate::{Candidate, ImageOrigin, ItemRef, Problem};
-use super::fs_tree::safe_join;
 use super::index::{BOOT_ITEMS, is_hex_sha256};
+use super::paths::safe_join;
 use super::{ImageStore, StoreError};
 
 impl ImageStore {

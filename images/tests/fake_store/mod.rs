@@ -71,4 +71,3 @@ pub fn store() -> (tempfile::TempDir, ImageStore) {
     let store = ImageStore::open(&dir.path().join("images")).unwrap();
     (dir, store)
 }
-
