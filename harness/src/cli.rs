@@ -87,11 +87,11 @@ fn tests_dir(given: Option<&Path>) -> PathBuf {
 pub fn select(dir: &Path, patterns: &[String]) -> anyhow::Result<Vec<TestConfig>> {
     let files = discover(dir)?;
     let mut all = Vec::new();
-    let mut errors = Vec::new();
+    let mut errors: Vec<crate::config::ConfigError> = Vec::new();
     for f in &files {
         match TestConfig::load(f) {
             Ok(t) => all.push(t),
-            Err(e) => errors.push(e.to_string()),
+            Err(e) => errors.push(e),
         }
     }
     let names: Vec<String> = files
@@ -127,14 +127,10 @@ pub fn select(dir: &Path, patterns: &[String]) -> anyhow::Result<Vec<TestConfig>
         }
     }
     // A broken config fails the run only when it was selected.
-    for e in &errors {
-        let stem = e
-            .split(':')
-            .next()
-            .and_then(|f| Path::new(f).file_stem())
-            .map(|s| s.to_string_lossy().into_owned());
+    for e in errors {
+        let stem = e.file.file_stem().map(|s| s.to_string_lossy().into_owned());
         if stem.is_some_and(|s| chosen.contains(&s)) {
-            anyhow::bail!("{e}");
+            return Err(e.into());
         }
     }
     Ok(chosen
@@ -369,5 +365,34 @@ mod tests {
         assert_eq!(select(d.path(), &["good".into()]).unwrap().len(), 1);
         let e = select(d.path(), &["bad".into()]).unwrap_err().to_string();
         assert!(e.contains("bad.yaml:1") && e.contains("colour"), "{e}");
+    }
+
+    /// The error stays typed up to here: a tests dir whose path holds `:` still finds
+    /// the broken config it belongs to (the file name was once cut at the first `:`).
+    #[test]
+    fn a_broken_config_under_a_path_with_colons_is_still_reported() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("ci:run:1");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("good.yaml"), T).unwrap();
+        std::fs::write(
+            dir.join("bad.yaml"),
+            "vmtest:\n  release: x\n  colour: red\n",
+        )
+        .unwrap();
+        let e = select(&dir, &["bad".into()]).unwrap_err();
+        let ce = e
+            .downcast_ref::<crate::config::ConfigError>()
+            .expect("a typed ConfigError");
+        assert_eq!(ce.file, dir.join("bad.yaml"));
+        assert_eq!((ce.line, ce.column), (Some(3), Some(3)));
+        assert_eq!(ce.key.as_deref(), Some("vmtest.colour"));
+        assert_eq!(
+            select(&dir, &[])
+                .unwrap_err()
+                .downcast_ref::<crate::config::ConfigError>(),
+            Some(ce)
+        );
+        assert_eq!(select(&dir, &["good".into()]).unwrap().len(), 1);
     }
 }

@@ -90,11 +90,15 @@ pub fn build_plan(test: &TestConfig) -> Result<String, String> {
     for item in &test.storage {
         let line = match item {
             StorageItem::Disk(d) => {
-                let serial = d
-                    .serial
-                    .as_ref()
-                    .or(d.wwn.as_ref())
-                    .ok_or_else(|| format!("disk {}: no serial", d.id))?;
+                // The serial the harness attached the disk with.
+                let serial = test
+                    .disks
+                    .iter()
+                    .find(|s| s.id == d.id)
+                    .map(|s| &s.serial)
+                    .ok_or_else(|| {
+                        format!("disk {}: not a disk the harness attaches (no serial)", d.id)
+                    })?;
                 let ptable = d.ptable.as_deref().unwrap_or("none");
                 if !matches!(ptable, "msdos" | "dos" | "gpt" | "none") {
                     return Err(format!(
@@ -197,11 +201,10 @@ pub fn build_plan(test: &TestConfig) -> Result<String, String> {
                 )
             }
             other => {
-                let kind = format!("{other:?}");
-                let kind = kind.split('(').next().unwrap_or("?");
                 return Err(format!(
-                    "storage type {kind} (id `{}`) is not supported by the script installer; use `vmtest: {{installer: curtin}}`",
-                    other.id().unwrap_or("?")
+                    "storage type {} (id `{}`) is not supported by the script installer; use `vmtest: {{installer: curtin}}`",
+                    other.kind(),
+                    other.id()
                 ));
             }
         };
@@ -274,7 +277,7 @@ mod tests {
             "    - {id: r, type: raid, name: md0, raidlevel: 1, devices: [d]}\n",
         ))
         .unwrap_err();
-        assert!(e.contains("raid") || e.contains("Raid"), "{e}");
+        assert!(e.contains("storage type raid"), "{e}");
         let e = build_plan(&t("")).unwrap_err();
         assert!(e.contains("nothing at /"), "{e}");
         let e = build_plan(&t("    - {id: p, type: partition, device: d, number: 1, size: 1G}\n    - {id: f, type: format, volume: p, fstype: ext4, label: \"a b\"}\n    - {id: m, type: mount, device: f, path: /}\n")).unwrap_err();

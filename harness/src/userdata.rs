@@ -14,9 +14,12 @@ use serde_json::json;
 use crate::config::{InstallerKind, TestConfig};
 use crate::pack::{INSTALL_SH, Pack};
 use crate::plan::build_plan;
+use crate::yaml::emit;
 
 /// Serial of the output disk; the guest sees `/dev/disk/by-id/virtio-output_disk.img`.
 pub const OUTPUT_DISK_SERIAL: &str = "output_disk.img";
+/// Serial of the boot phase's read-only seed disk.
+pub const SEED_DISK_SERIAL: &str = "seed";
 /// Line the collect script prints when the tar is on the output disk.
 pub const COLLECT_DONE: &str = "vmtest: collect finished";
 
@@ -24,25 +27,29 @@ pub const COLLECT_DONE: &str = "vmtest: collect finished";
 /// loopback, where the test's HTTP server listens.
 pub const HOST_IP: &str = "10.0.2.2";
 
+/// The NoCloud meta-data: an instance id per phase (so cloud-init runs again on first
+/// boot) and the test's name as host name (letters, digits and `-` only).
 pub fn meta_data(test: &str, phase: &str) -> String {
     let host: String = test
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .take(63)
         .collect();
-    format!("instance-id: vmtest-{host}-{phase}\nlocal-hostname: {host}\n")
+    emit::to_string(&json!({
+        "instance-id": format!("vmtest-{host}-{phase}"),
+        "local-hostname": host,
+    }))
 }
 
 fn archive(parts: Vec<serde_json::Value>) -> String {
-    // JSON is YAML: no quoting pitfalls for scripts and base64 payloads.
     format!(
-        "#cloud-config-archive\n{}\n",
-        serde_json::to_string_pretty(&parts).unwrap_or_default()
+        "#cloud-config-archive\n{}",
+        emit::to_string(&serde_json::Value::Array(parts))
     )
 }
 
 fn cloud_config(v: serde_json::Value) -> serde_json::Value {
-    json!({"type": "text/cloud-config", "content": format!("#cloud-config\n{}\n", serde_json::to_string(&v).unwrap_or_default())})
+    json!({"type": "text/cloud-config", "content": format!("#cloud-config\n{}", emit::to_string(&v))})
 }
 
 fn shell_part(name: &str, script: String) -> serde_json::Value {
@@ -164,7 +171,7 @@ pub fn check_curtin_tree(src: &Path) -> anyhow::Result<()> {
 /// - `apt.proxy`: the proxy the test run hands on (apt_proxy / CURTIN_VMTEST_APT_PROXY),
 ///   used by apt inside the target when curtin installs packages there.
 /// - `showtrace: true`: a failing curtin command prints its traceback on the console.
-pub fn curtin_vmtest_config(webhook: &str, apt_proxy: Option<&str>) -> serde_yaml::Value {
+pub fn curtin_vmtest_config(webhook: &str, apt_proxy: Option<&str>) -> serde_json::Value {
     let mut cfg = json!({
         "showtrace": true,
         "kernel": {"install": false},
@@ -173,7 +180,7 @@ pub fn curtin_vmtest_config(webhook: &str, apt_proxy: Option<&str>) -> serde_yam
     if let Some(p) = apt_proxy {
         cfg["apt"] = json!({"proxy": p});
     }
-    serde_yaml::to_value(cfg).unwrap_or_default()
+    cfg
 }
 
 /// The `curtin install` command line inside the unpacked archive.
@@ -191,7 +198,7 @@ pub fn curtin_command(test: &TestConfig) -> Vec<String> {
     .collect();
     // A source on the command line replaces the config's `sources:`; only give the
     // default when the test names none.
-    if test.installer_config.get("sources").is_none() {
+    if test.doc.get("sources").is_none() {
         cmd.push(CURTIN_SOURCE.into());
     }
     cmd
@@ -206,7 +213,6 @@ pub fn pack_installer(
     webhook: &str,
     apt_proxy: Option<&str>,
 ) -> anyhow::Result<Pack> {
-    let cfg = &test.installer_config;
     let mut pack = Pack::new();
     match test.installer(curtin_src.is_some()) {
         InstallerKind::Script => {
@@ -214,11 +220,7 @@ pub fn pack_installer(
                 build_plan(test).map_err(|e| anyhow::anyhow!("{}: {e}", test.file.display()))?;
             pack.file("installer/install.sh", INSTALL_SH, 0o755)
                 .file("config/plan", plan, 0o644)
-                .file(
-                    "config/install-cfg.yaml",
-                    serde_yaml::to_string(cfg)?,
-                    0o644,
-                )
+                .file("config/install-cfg.yaml", test.text.as_str(), 0o644)
                 .command(&[
                     "sh",
                     "installer/install.sh",
@@ -249,10 +251,12 @@ pub fn pack_installer(
             }
             pack.file(
                 "config/vmtest.yaml",
-                serde_yaml::to_string(&curtin_vmtest_config(webhook, apt_proxy))?,
+                emit::to_string(&curtin_vmtest_config(webhook, apt_proxy)),
                 0o644,
             )
-            .file("config/test.yaml", serde_yaml::to_string(cfg)?, 0o644)
+            // The file as the author wrote it: curtin reads it with the same YAML reader
+            // it would read the file with, and ignores the `vmtest:` key.
+            .file("config/test.yaml", test.text.as_str(), 0o644)
             .command(&curtin_command(test));
         }
     }
@@ -318,6 +322,11 @@ mod tests {
         out
     }
 
+    /// A document the harness wrote, read as curtin's YAML reader reads it.
+    fn read(text: &str) -> crate::yaml::Node {
+        crate::yaml::load(text).unwrap().unwrap()
+    }
+
     #[test]
     fn install_user_data_shape() {
         let t = basic();
@@ -327,23 +336,38 @@ mod tests {
             .unwrap();
         let ud = install_user_data(&packed, Some("http://proxy:3128"));
         assert!(ud.starts_with("#cloud-config-archive\n"));
-        let parts: Vec<serde_yaml::Value> = serde_yaml::from_str(&ud).unwrap();
+        let doc = read(&ud);
+        let parts = doc.as_seq().unwrap();
         assert_eq!(parts.len(), 4);
-        assert_eq!(parts[1]["type"].as_str(), Some("text/x-shellscript"));
-        assert_eq!(parts[1]["content"].as_str(), Some(packed.as_str()));
-        let c: serde_yaml::Value =
-            serde_yaml::from_str(parts[2]["content"].as_str().unwrap()).unwrap();
-        assert_eq!(c["power_state"]["mode"].as_str(), Some("poweroff"));
-        let c: serde_yaml::Value =
-            serde_yaml::from_str(parts[3]["content"].as_str().unwrap()).unwrap();
-        assert_eq!(c["apt"]["proxy"].as_str(), Some("http://proxy:3128"));
+        assert_eq!(
+            parts[1].get("type").unwrap().as_str(),
+            Some("text/x-shellscript")
+        );
+        assert_eq!(
+            parts[1].get("content").unwrap().as_str(),
+            Some(packed.as_str())
+        );
+        let c = read(parts[2].get("content").unwrap().as_str().unwrap());
+        assert_eq!(
+            c.get("power_state").unwrap().get("mode").unwrap().as_str(),
+            Some("poweroff")
+        );
+        let c = read(parts[3].get("content").unwrap().as_str().unwrap());
+        assert_eq!(
+            c.get("apt").unwrap().get("proxy").unwrap().as_str(),
+            Some("http://proxy:3128")
+        );
     }
 
     #[test]
     fn boot_user_data_collects_to_output_disk() {
         let ud = boot_user_data(&basic());
-        let parts: Vec<serde_yaml::Value> = serde_yaml::from_str(&ud).unwrap();
-        let script = parts[1]["content"].as_str().unwrap();
+        let doc = read(&ud);
+        let script = doc.as_seq().unwrap()[1]
+            .get("content")
+            .unwrap()
+            .as_str()
+            .unwrap();
         assert!(script.contains("tar -cf /dev/disk/by-id/virtio-output_disk.img"));
         assert!(script.contains("uname -r > uname_r"));
         assert!(script.contains("cat /proc/swaps > proc-swaps"));
@@ -429,16 +453,30 @@ mod tests {
                 "curtin/helpers/common",
             ]
         );
-        // The test's config goes to curtin unchanged; the harness's additions apart.
-        let test: serde_yaml::Value = serde_yaml::from_str(&files["config/test.yaml"]).unwrap();
-        assert_eq!(test, basic().installer_config);
-        let added: serde_yaml::Value = serde_yaml::from_str(&files["config/vmtest.yaml"]).unwrap();
-        assert_eq!(added["kernel"]["install"].as_bool(), Some(false));
-        assert_eq!(added["showtrace"].as_bool(), Some(true));
-        let hook = &added["reporting"]["vmtest"];
-        assert_eq!(hook["type"].as_str(), Some("webhook"));
-        assert_eq!(hook["endpoint"].as_str(), Some("http://10.0.2.2:9/webhook"));
-        assert_eq!(added["apt"]["proxy"].as_str(), Some("http://proxy:3128"));
+        // The test's config goes to curtin as the file says it; the harness's additions
+        // apart.
+        assert_eq!(files["config/test.yaml"], basic().text);
+        let added = read(&files["config/vmtest.yaml"]);
+        use crate::yaml::Scalar;
+        let at = |path: &[&str]| {
+            path.iter()
+                .try_fold(&added, |n, k| n.get(k))
+                .and_then(|n| n.scalar().cloned())
+        };
+        assert_eq!(at(&["kernel", "install"]), Some(Scalar::Bool(false)));
+        assert_eq!(at(&["showtrace"]), Some(Scalar::Bool(true)));
+        assert_eq!(
+            at(&["reporting", "vmtest", "type"]),
+            Some(Scalar::Str("webhook".into()))
+        );
+        assert_eq!(
+            at(&["reporting", "vmtest", "endpoint"]),
+            Some(Scalar::Str("http://10.0.2.2:9/webhook".into()))
+        );
+        assert_eq!(
+            at(&["apt", "proxy"]),
+            Some(Scalar::Str("http://proxy:3128".into()))
+        );
         let added = curtin_vmtest_config("http://h/webhook", None);
         assert!(added.get("apt").is_none());
         // The launcher runs through sh (bin/curtin is a shell script that finds python3
@@ -478,12 +516,8 @@ mod tests {
     fn a_test_with_sources_gets_no_source_argument() {
         let mut t = basic();
         assert_eq!(curtin_command(&t).last().unwrap(), CURTIN_SOURCE);
-        if let serde_yaml::Value::Mapping(m) = &mut t.installer_config {
-            m.insert(
-                "sources".into(),
-                serde_yaml::from_str("{rootfs: 'cp:///somewhere'}").unwrap(),
-            );
-        }
+        let text = format!("{}sources: {{rootfs: 'cp:///somewhere'}}\n", t.text);
+        t = TestConfig::parse(&t.name, &t.file, &text).unwrap();
         assert!(!curtin_command(&t).iter().any(|w| w == CURTIN_SOURCE));
     }
 
@@ -513,7 +547,10 @@ mod tests {
     fn meta() {
         assert_eq!(
             meta_data("a_b", "boot"),
-            "instance-id: vmtest-a-b-boot\nlocal-hostname: a-b\n"
+            "{\n  \"instance-id\": \"vmtest-a-b-boot\",\n  \"local-hostname\": \"a-b\"\n}\n"
         );
+        // A name YAML 1.1 would type stays a string.
+        let m = read(&meta_data("0755", "install"));
+        assert_eq!(m.get("local-hostname").unwrap().as_str(), Some("0755"));
     }
 }

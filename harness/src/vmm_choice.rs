@@ -117,7 +117,7 @@ impl BootSource {
 /// Where /boot lives (the `/boot` mount, else `/`) must be ext2/3/4 straight on a disk or
 /// a partition of one: that is all `bootinfo` reads.
 fn boot_readable_on_host(storage: &[StorageItem]) -> Result<(), String> {
-    let find = |id: &str| storage.iter().find(|i| i.id() == Some(id));
+    let find = |id: &str| storage.iter().find(|i| i.id() == id);
     let mount_at = |path: &str| {
         storage.iter().find_map(|i| match i {
             StorageItem::Mount(m) if m.path.as_deref() == Some(path) => Some(m),
@@ -298,7 +298,7 @@ mod tests {
     fn auto_never_picks_builtin_for_a_boot_it_cannot_find() {
         let raid = test_with(
             &format!(
-                "{DISK}    - {{id: e, type: disk, serial: s2, ptable: gpt}}\n    - {{id: p1, type: partition, device: d, number: 1, size: 2G}}\n    - {{id: p2, type: partition, device: e, number: 1, size: 2G}}\n    - {{id: md0, type: raid, raidlevel: 1, devices: [p1, p2]}}\n    - {{id: f, type: format, volume: md0, fstype: ext4}}\n    - {{id: m, type: mount, device: f, path: /}}\n"
+                "{DISK}    - {{id: e, type: disk, serial: s2, ptable: gpt}}\n    - {{id: p1, type: partition, device: d, number: 1, size: 2G}}\n    - {{id: p2, type: partition, device: e, number: 1, size: 2G}}\n    - {{id: md0, type: raid, name: md0, raidlevel: 1, devices: [p1, p2]}}\n    - {{id: f, type: format, volume: md0, fstype: ext4}}\n    - {{id: m, type: mount, device: f, path: /}}\n"
             ),
             "",
         );

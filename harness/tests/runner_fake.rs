@@ -420,12 +420,12 @@ fn parallel_tests_do_not_interfere() {
     assert!(
         bodies
             .iter()
-            .any(|b| b.contains("instance-id: vmtest-par-a-install"))
+            .any(|b| b.contains("\"instance-id\": \"vmtest-par-a-install\""))
     );
     assert!(
         bodies
             .iter()
-            .any(|b| b.contains("instance-id: vmtest-par-b-install"))
+            .any(|b| b.contains("\"instance-id\": \"vmtest-par-b-install\""))
     );
     assert_ne!(spans[0].3, spans[1].3, "own port each");
     let overlap = spans[0].1 < spans[1].2 && spans[1].1 < spans[0].2;
@@ -675,7 +675,7 @@ fn a_curtin_tree_makes_curtin_the_installer_unless_a_test_pins_script() {
     let added =
         std::fs::read_to_string(s.topdir.join("follows/install/curtin-vmtest.yaml")).unwrap();
     assert!(
-        added.contains("/webhook") && added.contains("install: false"),
+        added.contains("/webhook") && added.contains("\"install\": false"),
         "{added}"
     );
     assert_eq!(rs[0].installer, "curtin");

@@ -1,55 +1,90 @@
-//! Test configs: one YAML file per test (examples/tests/*.yaml) holding the installer's
-//! config in curtin's format (storage:, network:, ...) and a `vmtest:` section saying how
-//! to run it. Parsing is strict: an unknown key or a wrong type is an error naming the file,
-//! the line and the key, because a typo silently ignored makes a test verify nothing.
-
+//! Test configs: one YAML file per test holding the installer's config in curtin's
+//! format (storage:, network:, ... exactly as curtin's own `examples/tests/*.yaml`) and,
+//! optionally, a `vmtest:` section saying how to run it. The harness reads what it needs
+//! (disks, NICs, its own section) as curtin's YAML reader does and checks exactly that,
+//! strictly: an error names the file, the line and column, and the key. Everything else
+//! belongs to the installer and is handed to it untouched: the file's own text.
 //!
 //! - [`types`]: the `vmtest:` section (how to run a test, what to expect);
 //! - [`storage`]: curtin's storage config as the harness reads it;
-//! - [`network`]: curtin's network config as the harness reads it (the NICs);
-//! - [`parse`]: reading a file into a [`TestConfig`] and checking it.
+//! - [`network`]: curtin's network config as the harness reads it (NICs, bonds, ...);
+//! - [`parse`]: reading a file into a [`TestConfig`], the disks it gets, and checks.
 
 mod network;
 mod parse;
 mod storage;
 mod types;
 
-use std::path::{Path, PathBuf};
+use std::fmt;
+use std::path::PathBuf;
 
-use serde_yaml::Value;
+use crate::yaml::Node;
 
-pub use network::DEFAULT_MAC;
+pub use network::*;
+pub use parse::{MAX_CONFIG_BYTES, check_test_name, discover};
 pub use storage::*;
 pub use types::*;
 
-/// A config that cannot be used, with where and why.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}{}: {msg}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+/// A config that cannot be used: where (file, line, column, key path) and why. It stays
+/// typed up to where it is shown (the CLI's message, a CI annotation).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub struct ConfigError {
     pub file: PathBuf,
+    /// 1-based, when the error is about a place in the file.
     pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The key path the error is about (`vmtest.disks.sda.size`,
+    /// `storage.config[3].serial`), when it is about one.
+    pub key: Option<String>,
     pub msg: String,
 }
 
-/// Default size of a storage-config disk when the test does not say.
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        write!(f, ": ")?;
+        if let Some(k) = &self.key {
+            write!(f, "{k}: ")?;
+        }
+        f.write_str(&self.msg)
+    }
+}
+
+/// Default size of a storage-config disk when neither the test nor its partitions say
+/// more (disks are sparse: a large one costs nothing).
 pub const DEFAULT_DISK_SIZE: u64 = 10 << 30;
 
 /// One loaded test.
 #[derive(Debug, Clone)]
 pub struct TestConfig {
-    /// Test name: the file name without `.yaml`.
+    /// Test name: the file name without `.yaml`; a safe single path component.
     pub name: String,
     pub file: PathBuf,
+    /// The file's text: what the installer gets, unchanged (curtin ignores `vmtest:`).
+    pub text: String,
+    /// The `vmtest:` section, or its defaults when the file has none.
     pub vmtest: VmtestSection,
-    /// The installer's part of the file (everything but `vmtest:`), handed to the
-    /// installer unchanged.
-    pub installer_config: Value,
-    /// Disks from the storage config's `type: disk` entries, in order, then extra disks.
+    /// The whole document as curtin's YAML reader reads it.
+    pub doc: Node,
+    /// Disks the harness creates and attaches: the storage config's disks, in config
+    /// order, then extra disks.
     pub disks: Vec<DiskSpec>,
-    /// NICs from the network config's physical MACs (at least one).
+    /// NICs, from the network config's physical MACs (at least one).
     pub macs: Vec<String>,
-    /// Typed view of the storage config (for the script installer).
+    /// The storage config's entries (empty without one).
     pub storage: Vec<StorageItem>,
+    /// The storage config's version (1 when there is none).
+    pub storage_version: u32,
+    pub network: Option<NetworkConfig>,
+    /// Why this test cannot run on any host this harness serves, if so (an iSCSI
+    /// target, s390x DASD, ...); see [`TestConfig::not_runnable`] for the host's part.
+    pub unrunnable: Option<String>,
 }
 
 /// A disk the harness creates and attaches (install and boot phase).
@@ -66,6 +101,29 @@ pub struct DiskSpec {
     pub block_size: u32,
 }
 
+/// What the host offers, for deciding whether a test can run here (injected, so the
+/// decision is tested without reading the host).
+#[derive(Debug, Clone)]
+pub struct HostFacts {
+    /// Debian architecture name (amd64).
+    pub arch: String,
+    /// Packages the install image carries.
+    pub image_packages: Vec<String>,
+}
+
+impl HostFacts {
+    /// This build's architecture and the image builder's package list.
+    pub fn this_host() -> HostFacts {
+        HostFacts {
+            arch: host_arch().to_string(),
+            image_packages: images::build::PACKAGES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
 impl TestConfig {
     /// The installer that runs for this test when `curtin_given` says whether a curtin
     /// tree was given (--curtin / CURTIN_SRC): a config that names its installer gets
@@ -79,6 +137,31 @@ impl TestConfig {
         } else {
             InstallerKind::Script
         }
+    }
+
+    /// Why this test cannot run on `host`, if so: what no host here can give
+    /// ([`TestConfig::unrunnable`]), another architecture, or a filesystem the image
+    /// lacks.
+    pub fn not_runnable(&self, host: &HostFacts) -> Option<String> {
+        if let Some(why) = &self.unrunnable {
+            return Some(why.clone());
+        }
+        if self.vmtest.arch != host.arch {
+            return Some(format!(
+                "it is for {} and this host runs {} guests",
+                self.vmtest.arch, host.arch
+            ));
+        }
+        let zfs = self.storage.iter().any(|i| {
+            matches!(i, StorageItem::Zpool(_) | StorageItem::Zfs(_))
+                || matches!(i, StorageItem::Format(f) if f.fstype == "zfsroot")
+        });
+        if zfs && !host.image_packages.iter().any(|p| p == "zfsutils-linux") {
+            return Some(
+                "it installs onto ZFS and the install image has no ZFS tools (zfsutils-linux is not in the image builder's package list)".into(),
+            );
+        }
+        None
     }
 
     /// What this test needs that only qemu can give, if anything.
@@ -100,19 +183,4 @@ impl TestConfig {
         }
         None
     }
-}
-
-/// Test config files in a directory (`*.yaml`), sorted by name.
-pub fn discover(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(dir)
-        .map_err(|e| anyhow::anyhow!("cannot read test directory {}: {e}", dir.display()))?
-    {
-        let p = e?.path();
-        if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-            v.push(p);
-        }
-    }
-    v.sort();
-    Ok(v)
 }

@@ -42,6 +42,7 @@ pub enum InstallerKind {
 #[serde(deny_unknown_fields)]
 pub struct VmtestSection {
     /// Release of the install image (e.g. bookworm).
+    #[serde(default = "default_release")]
     pub release: String,
     #[serde(default = "default_arch")]
     pub arch: String,
@@ -91,7 +92,7 @@ pub struct VmtestSection {
     #[serde(default)]
     pub collect_scripts: Vec<String>,
     /// Checks on the collected files.
-    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
+    #[serde(default)]
     pub expect: Vec<Expectation>,
 }
 
@@ -169,8 +170,26 @@ pub struct MountEntry {
     pub fstype: Option<String>,
 }
 
+/// The release a test installs when it does not say.
+pub const DEFAULT_RELEASE: &str = "bookworm";
+
+fn default_release() -> String {
+    DEFAULT_RELEASE.into()
+}
+
+/// This build's architecture in Debian's words (the images' and curtin's names).
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64el",
+        "x86" => "i386",
+        other => other,
+    }
+}
+
 fn default_arch() -> String {
-    "amd64".into()
+    host_arch().into()
 }
 fn default_block_size() -> u32 {
     512

@@ -163,7 +163,7 @@ pub(super) fn prepare(run: &mut Run, w: &WorkDir) -> Result<Prepared, RunError> 
         write(
             "install/curtin-vmtest.yaml",
             w.install().join("curtin-vmtest.yaml"),
-            serde_yaml::to_string(&added).unwrap_or_default().as_bytes(),
+            crate::yaml::emit::to_string(&added).as_bytes(),
         )?;
     }
     run.timer.lap("pack");
@@ -289,7 +289,12 @@ pub(super) fn boot(
     let mut disks: Vec<Disk> = installed[..n_storage].to_vec();
     disks.push(Disk::virtio(output.clone(), OUTPUT_DISK_SERIAL, 512, false));
     disks.extend(installed[n_storage..].iter().cloned());
-    disks.push(Disk::virtio(seed_path, "seed", 512, true));
+    disks.push(Disk::virtio(
+        seed_path,
+        userdata::SEED_DISK_SERIAL,
+        512,
+        true,
+    ));
     // BIOS (SeaBIOS) cannot boot from a disk with 4 KiB logical sectors; UEFI can.
     let bios_cannot = !v.uefi && installed.first().is_some_and(|d| d.block_size == 4096);
     if ctx.backend.boots_firmware() && bios_cannot {

@@ -1,0 +1,71 @@
+//! Every config in curtin's `examples/tests` is a test config as it is: it loads, or it
+//! is listed as not runnable on this host with its reason. None is a parse error.
+//!
+//! The curtin tree comes from CURTIN_SRC, else `<repo>/../shared/curtin` (where CI has
+//! it); without either this test fails, naming both.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use harness::config::{HostFacts, TestConfig, discover};
+
+fn curtin_tree() -> PathBuf {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let candidates: Vec<PathBuf> = std::env::var_os("CURTIN_SRC")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([repo.join("../shared/curtin")])
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.join("examples/tests").is_dir())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "no curtin tree: set CURTIN_SRC to a curtin checkout, or put one at {} (tried {})",
+                repo.join("../shared/curtin").display(),
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
+#[test]
+fn every_curtin_example_loads_or_says_why_it_cannot_run_here() {
+    let dir = curtin_tree().join("examples/tests");
+    let files = discover(&dir).unwrap();
+    assert!(
+        files.len() >= 80,
+        "only {} configs in {}",
+        files.len(),
+        dir.display()
+    );
+    let host = HostFacts::this_host();
+    let mut loads = Vec::new();
+    let mut not_runnable: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for f in &files {
+        match TestConfig::load(f) {
+            Ok(t) => match t.not_runnable(&host) {
+                None => loads.push(t.name),
+                Some(why) => not_runnable.entry(why).or_default().push(t.name),
+            },
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    println!("{} configs in {}", files.len(), dir.display());
+    println!("load and can run here: {}", loads.len());
+    let n: usize = not_runnable.values().map(Vec::len).sum();
+    println!("load, not runnable here: {n}");
+    for (why, names) in &not_runnable {
+        println!("  {} ({}): {why}", names.join(", "), names.len());
+    }
+    assert!(
+        errors.is_empty(),
+        "configs that did not load:\n{}",
+        errors.join("\n")
+    );
+}
