@@ -8,6 +8,7 @@
 //! - [`cli`]: the `vmtest images ...` subcommands.
 
 pub mod build;
+mod build_step;
 pub mod cli;
 pub mod initramfs;
 pub mod lock;
