@@ -1,6 +1,7 @@
 //! `vmtest images ...`: build, list, sync, prune and verify ephemeral images.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -12,6 +13,17 @@ pub struct ImagesArgs {
     /// Image store directory.
     #[arg(long, env = "IMAGE_DIR", default_value = crate::store::DEFAULT_IMAGE_DIR, global = true)]
     pub image_dir: PathBuf,
+    /// Seconds to wait for curtin's image sync to release IMAGE_DIR (its
+    /// vmtest-images.lock) before giving up; negative: wait for ever.
+    #[arg(
+        long,
+        env = "CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT",
+        value_name = "SECONDS",
+        value_parser = lock_timeout,
+        allow_negative_numbers = true,
+        global = true
+    )]
+    pub lock_timeout: Option<LockTimeout>,
     #[command(subcommand)]
     pub command: ImagesCommand,
 }
@@ -74,8 +86,17 @@ impl BuildArgs {
     }
 }
 
+/// A wait limit for curtin's lock (`None`: for ever), as `--lock-timeout` gives it.
+#[derive(Debug, Clone, Copy)]
+pub struct LockTimeout(pub Option<Duration>);
+
+fn lock_timeout(v: &str) -> Result<LockTimeout, String> {
+    crate::store::parse_lock_timeout(v).map(LockTimeout)
+}
+
 pub fn run(args: ImagesArgs) -> Result<()> {
-    let store = ImageStore::open(&args.image_dir)?;
+    let store =
+        ImageStore::open(&args.image_dir)?.with_lock_timeout(args.lock_timeout.and_then(|t| t.0));
     match args.command {
         ImagesCommand::Build(b) => {
             let built = build::build(&store, &b.options())?;

@@ -1,12 +1,14 @@
 //! Advisory file locks (`flock(2)`), released when the [`FileLock`] is dropped.
 //!
 //! flock locks belong to the open file description, so two opens of the same lock file in
-//! one process contend just like two processes do (the store tests rely on that).
+//! one process contend just like two processes do (the store tests rely on that). A
+//! directory can be locked too (opened read-only), as curtin's image tools lock IMAGE_DIR.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockKind {
@@ -45,6 +47,39 @@ impl FileLock {
             })),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Waits for the lock for at most `timeout` (for ever when `None`): `Ok(None)` when it
+    /// stayed busy that long. Polls every 50 ms: `flock` itself has no timeout.
+    pub fn acquire_within(
+        path: &Path,
+        kind: LockKind,
+        create: bool,
+        timeout: Option<Duration>,
+    ) -> io::Result<Option<FileLock>> {
+        let Some(timeout) = timeout else {
+            return FileLock::acquire(path, kind, create).map(Some);
+        };
+        let file = open(path, create)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match flock(&file, kind, true) {
+                Ok(()) => {
+                    return Ok(Some(FileLock {
+                        file,
+                        path: path.to_path_buf(),
+                        kind,
+                    }));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
         }
     }
 

@@ -16,6 +16,7 @@
 //!   streams/v1/index.json, streams/v1/*.json  simplestreams trees written by other tools
 //!                                             (read only; their items are paths in IMAGE_DIR)
 //!   .lock                                     store lock (see Concurrency)
+//!   vmtest-images.lock                        curtin's image tools' lock (see Concurrency)
 //!   .locks/                                   per-image and per-build locks, hash caches
 //!   .partial/<release>-<arch>/                a build in progress (never listed as an image)
 //! ```
@@ -42,6 +43,11 @@
 //!   lives; prune only removes an image whose lock it can take exclusively.
 //! - `.locks/build-<release>-<arch>.lock`: exclusive for a whole build, so two builders of
 //!   the same release wait for each other instead of racing.
+//! - IMAGE_DIR itself and `vmtest-images.lock`: curtin's own image tools' locks, taken as
+//!   curtin's test runner takes them (shared) around every look-up, publish and prune and
+//!   for as long as an [`Image`] lives, so curtin's image sync and this store can share one
+//!   directory (`curtin_lock`). Always before `.lock`, so no two processes wait on each
+//!   other in opposite order.
 //!
 //! # Rooms
 //!
@@ -53,10 +59,12 @@
 //! - `version`: ordering MAAS-style serials;
 //! - `publish`: build slots and moving a finished image in;
 //! - `locking`: the store's `flock` locks;
+//! - `curtin_lock`: sharing IMAGE_DIR with curtin's image tools (`vmtest-images.lock`);
 //! - `paths`: path helpers (confined joins, listings of real directories);
 //! - `remove`: removing a tree without following links or reaching past mount points.
 
 mod candidate;
+mod curtin_lock;
 mod dates;
 mod hash_cache;
 mod index;
@@ -71,9 +79,13 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::lock::{FileLock, LockKind};
 use candidate::{Candidate, sanitize};
+use curtin_lock::CurtinHold;
+pub use curtin_lock::{CURTIN_LOCK, parse_lock_timeout};
 
 pub use candidate::{ImageOrigin, Problem};
 pub(crate) use dates::now_secs;
@@ -124,6 +136,12 @@ pub enum StoreError {
     Io { path: PathBuf, source: io::Error },
     #[error("{}: {why}", path.display())]
     Unsafe { path: PathBuf, why: String },
+    #[error(
+        "{} is held by curtin's image sync and was not released within {}s: wait for the sync to finish, or raise CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT (negative: wait for ever)",
+        lock.display(),
+        waited.as_secs_f64()
+    )]
+    CurtinBusy { lock: PathBuf, waited: Duration },
 }
 
 fn fmt_reasons(reasons: &[String]) -> String {
@@ -154,6 +172,8 @@ pub struct Image {
     pub squashfs: PathBuf,
     pub origin: ImageOrigin,
     lock: Option<FileLock>,
+    /// The shared hold on curtin's `vmtest-images.lock`, so curtin's sync waits for us.
+    _curtin: Option<Arc<CurtinHold>>,
 }
 
 impl Image {
@@ -209,6 +229,8 @@ pub enum Verify {
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     dir: PathBuf,
+    /// How long to wait for curtin's image sync (`None`: for ever).
+    lock_timeout: Option<Duration>,
 }
 
 impl ImageStore {
@@ -223,6 +245,7 @@ impl ImageStore {
         }
         Ok(ImageStore {
             dir: dir.to_path_buf(),
+            lock_timeout: None,
         })
     }
 
@@ -243,6 +266,7 @@ impl ImageStore {
     /// Newer images that fail their checks are skipped with a warning; if none is valid the
     /// error lists what was wrong with each.
     pub fn find_newest(&self, release: &str, arch: &str) -> Result<Image, StoreError> {
+        let curtin = self.curtin_hold()?;
         let _store = self.store_lock(LockKind::Shared)?;
         let mut cands: Vec<Candidate> = self
             .candidates()?
@@ -266,6 +290,7 @@ impl ImageStore {
                         kernel_release: c.kernel_release,
                         origin: c.origin,
                         lock,
+                        _curtin: curtin,
                     });
                 }
                 Err(p) => {
@@ -327,6 +352,7 @@ impl ImageStore {
     /// Every image in the store (ours and simplestreams ones), newest first per release,
     /// with the result of checking it.
     pub fn list(&self, verify: Verify) -> Result<Vec<ImageEntry>, StoreError> {
+        let _curtin = self.curtin_hold()?;
         let _store = self.store_lock(LockKind::Shared)?;
         let mut cands = self.candidates()?;
         sort_newest_first(&mut cands);
@@ -361,6 +387,7 @@ impl ImageStore {
         if !self.dir.exists() {
             return Ok(report);
         }
+        let _curtin = self.curtin_hold()?;
         let _store = self.store_lock(LockKind::Exclusive)?;
         let mut cands: Vec<Candidate> = self
             .candidates()?

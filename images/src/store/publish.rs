@@ -84,6 +84,7 @@ impl BuildSlot {
     /// hold every item of `index`) into the store as a new version, writing the index last,
     /// then removes the staging directory. Returns the image directory.
     pub fn publish(&self, out: &Path, mut index: ImageIndex) -> Result<PathBuf, StoreError> {
+        let _curtin = self.store.curtin_hold()?;
         let _store = self.store.store_lock(LockKind::Exclusive)?;
         let arch_dir = self.store.dir.join(&self.release).join(&self.arch);
         fs::create_dir_all(&arch_dir).map_err(io_err(&arch_dir))?;
