@@ -4,6 +4,8 @@
 pub mod cli;
 pub mod cmd_doctor;
 pub mod cmd_vm;
+pub mod env_help;
+pub mod exit;
 
 /// Which virtual machine monitor runs the guests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -25,6 +27,7 @@ pub mod config;
 pub mod console;
 pub mod http;
 pub mod pack;
+pub mod partition;
 pub mod plan;
 pub mod progress;
 pub mod report;

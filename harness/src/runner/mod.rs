@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 pub use error::{RunError, SerialTail};
 pub use images::{DirImages, ImageFiles, ImageProvider, StoreImages};
 pub use installers::{InstallersError, check_installers};
-pub use pool::run_all;
+pub use pool::{run_all, run_all_with};
 
 use crate::backend::{Backend, Phase};
 use crate::check::CheckResult;
@@ -60,6 +60,8 @@ impl Status {
 #[derive(Debug)]
 pub struct TestResult {
     pub name: String,
+    /// The test's config file.
+    pub file: PathBuf,
     pub backend: String,
     /// Which installer ran: `script` or `curtin`.
     pub installer: String,
@@ -82,6 +84,7 @@ impl TestResult {
     pub(crate) fn new(test: &TestConfig, ctx: &RunContext) -> TestResult {
         TestResult {
             name: test.name.clone(),
+            file: test.file.clone(),
             backend: ctx.backend.name(),
             installer: installer_name(test.installer(ctx.curtin_src.is_some())).into(),
             status: Status::Pass,

@@ -1,0 +1,36 @@
+//! Every environment variable `vmtest run` reads, as a table after its `--help` (the
+//! variables clap reads for an option, `env = ...`, are also shown beside it). A test
+//! checks that each variable the harness's source reads appears here.
+
+/// Shown after `vmtest run --help` and `vmtest console --help`.
+pub const ENV_HELP: &str = "\
+Environment (curtin's vmtest names; booleans are true unless empty, 0 or false):
+  CURTIN_VMTEST_TOPDIR          all test data; absent or empty [default: $TMPDIR/vmtest-DATE-TIME-RANDOM]
+  CURTIN_VMTEST_LOG             progress log with timestamps [default: TOPDIR.log]
+  CURTIN_VMTEST_KEEP_DATA_PASS  what a passed test keeps: boot,collect,disks,install,logs | all | none [default: none]
+  CURTIN_VMTEST_KEEP_DATA_FAIL  what a failed test keeps [default: all]
+  CURTIN_VMTEST_IMAGE_SYNC      build a fresh image per release first, then prune to IMAGES_TO_KEEP [default: false]
+  CURTIN_VMTEST_BRIDGE          networking; only `user` [default: user]
+  CURTIN_VMTEST_INSTALL_TIMEOUT install phase limit in seconds; beats a test's timeouts [default: 3000]
+  CURTIN_VMTEST_BOOT_TIMEOUT    boot phase limit in seconds; beats a test's timeouts [default: 300]
+  CURTIN_VMTEST_VMRAM           guest memory in MiB; a test's memory_mib wins [default: 2048]
+  CURTIN_VMTEST_NR_CPUS         guest vCPUs; a test's cpus win [default: 1]
+  CURTIN_VMTEST_PARALLEL        tests at once: 0 serial, -1 one per core, N [default: 0]
+  CURTIN_VMTEST_REUSE_TOPDIR    no VMs: check the kept collect/ in TOPDIR again [default: false]
+  apt_proxy, CURTIN_VMTEST_APT_PROXY  apt proxy for the install guest [default: the host's Acquire::HTTP::Proxy]
+  IMAGE_DIR                     image store [default: /srv/images]
+  IMAGES_TO_KEEP                images kept per release when syncing [default: 1]
+  VMTEST_IMAGE_STEP_TIMEOUT     limit in seconds per image build step when syncing
+  TMPDIR                        where the default TOPDIR goes [default: /tmp]
+  CURTIN_SRC                    a curtin tree, as --curtin
+  VMTEST_TESTS_DIR              the test configs, as --tests-dir
+  VMTEST_VMM                    as --vmm: auto, builtin or qemu [default: auto]
+  VMTEST_QEMU                   the qemu binary [default: qemu-system-x86_64]
+  VMTEST_QEMU_ACCEL             kvm or tcg for qemu [default: kvm when it is real]
+  VMTEST_LOG_LEVEL              tracing filter for the harness's own logs [default: warn]
+  GITHUB_ACTIONS                `true`: config errors and failed checks also as ::error annotations,
+                                failed tests' serial tails in ::group:: blocks
+  GITHUB_WORKSPACE              annotation paths are made relative to it
+
+Exit codes: 0 all passed, 1 a test failed, 2 usage or config error,
+3 infrastructure (qemu missing, image unusable, TOPDIR refused; wins over 1).";

@@ -1,0 +1,75 @@
+//! How `vmtest list`, `run` and `console` end, as an exit code CI can act on: 0 all
+//! passed, 1 a test failed, 2 usage or config error, 3 infrastructure (qemu missing, an
+//! image unusable, TOPDIR refused: the host, not the tests). Errors keep their type from
+//! where they arise (a [`ConfigError`] with its file and line) to here, where they become
+//! a code, a message and, under GitHub Actions, an annotation.
+
+use crate::config::ConfigError;
+use crate::runner::{Status, TestResult};
+
+/// The exit codes of the harness commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Passed = 0,
+    TestFailed = 1,
+    Usage = 2,
+    Infrastructure = 3,
+}
+
+impl Exit {
+    /// The code for a finished run: infrastructure if any test could not run for the
+    /// host's sake (the run is incomplete; CI may retry), else failed if any test did
+    /// not pass, else passed.
+    pub fn of_results(results: &[TestResult]) -> Exit {
+        if results
+            .iter()
+            .any(|r| r.failure.as_ref().is_some_and(|f| f.is_infrastructure()))
+        {
+            Exit::Infrastructure
+        } else if results.iter().all(|r| r.status == Status::Pass) {
+            Exit::Passed
+        } else {
+            Exit::TestFailed
+        }
+    }
+
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// Why a harness command stopped before (or instead of) running its tests.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A selected test config is broken.
+    #[error(transparent)]
+    Config(ConfigError),
+    /// The command line, a selection matching nothing, a bad environment value, a missing
+    /// curtin tree.
+    #[error(transparent)]
+    Usage(anyhow::Error),
+    /// The host cannot run tests: no qemu, an unusable image store, TOPDIR refused.
+    #[error(transparent)]
+    Infrastructure(anyhow::Error),
+}
+
+impl CliError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            CliError::Config(_) | CliError::Usage(_) => Exit::Usage,
+            CliError::Infrastructure(_) => Exit::Infrastructure,
+        }
+    }
+
+    /// A usage error, or the config error it carries.
+    pub fn usage(e: anyhow::Error) -> CliError {
+        match e.downcast::<ConfigError>() {
+            Ok(c) => CliError::Config(c),
+            Err(e) => CliError::Usage(e),
+        }
+    }
+
+    pub fn infrastructure(e: impl Into<anyhow::Error>) -> CliError {
+        CliError::Infrastructure(e.into())
+    }
+}
