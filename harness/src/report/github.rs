@@ -76,9 +76,12 @@ pub fn config_error(e: &ConfigError, workspace: Option<&Path>) -> Annotation {
     Annotation {
         file: Some(shown_path(&e.file, workspace)),
         line: e.line,
-        col: None,
+        col: e.column,
         title: Some("vmtest config".into()),
-        message: e.msg.clone(),
+        message: match &e.key {
+            Some(k) => format!("{k}: {}", e.msg),
+            None => e.msg.clone(),
+        },
     }
 }
 
@@ -167,11 +170,13 @@ mod tests {
         let e = ConfigError {
             file: "/w/repo/examples/tests/bad.yaml".into(),
             line: Some(7),
+            column: Some(3),
+            key: Some("vmtest.colour".into()),
             msg: "unknown key `colour`".into(),
         };
         assert_eq!(
             config_error(&e, Some(Path::new("/w/repo"))).to_string(),
-            "::error file=examples/tests/bad.yaml,line=7,title=vmtest config::unknown key `colour`"
+            "::error file=examples/tests/bad.yaml,line=7,col=3,title=vmtest config::vmtest.colour: unknown key `colour`"
         );
         assert!(
             config_error(&e, Some(Path::new("/elsewhere")))
