@@ -180,8 +180,10 @@ fn main() {
                     let data = rq.alloc(case.bs);
                     rq.alloc(1);
                     let p = rq.mem.get_host_address(GuestAddress(data)).unwrap();
-                    // SAFETY: [data, data+bs) lies inside rq's mapping, which outlives the
-                    // round, and the buffers of one round do not overlap.
+                    // SAFETY: `rq`'s memory holds a whole round without wrapping (DEPTH MiB
+                    // plus 4 MiB), so alloc keeps [data, data+bs) inside its one mapping and
+                    // the buffers of a round apart; the mapping outlives the round and only
+                    // these slices touch it meanwhile.
                     unsafe { std::slice::from_raw_parts_mut(p, case.bs as usize) }
                 })
                 .collect();

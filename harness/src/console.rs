@@ -450,6 +450,7 @@ mod tests {
     #[test]
     fn a_pipe_feeds_the_input_and_ctrl_a_x_calls_leave() {
         let mut fds = [0; 2];
+        // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) needs.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
         // SAFETY: new descriptors, owned here.
         let (rx, tx) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
@@ -472,6 +473,7 @@ mod tests {
     #[test]
     fn end_of_input_leaves_the_vm_running_and_detach_returns() {
         let mut fds = [0; 2];
+        // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) needs.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
         // SAFETY: new descriptors, owned here.
         let (rx, tx) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };

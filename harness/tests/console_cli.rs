@@ -57,8 +57,9 @@ struct Settings {
 }
 
 fn settings(fd: RawFd) -> Settings {
-    // SAFETY: plain data filled by tcgetattr.
+    // SAFETY: termios is plain integers, for which all-zero is a valid value.
     let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `t` is a valid, writable termios for tcgetattr to fill.
     assert_eq!(unsafe { libc::tcgetattr(fd, &mut t) }, 0);
     Settings {
         iflag: t.c_iflag,

@@ -182,7 +182,8 @@ fn load_bzimage_as_pvh(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKerne
         .map_err(|e| bad(format!("cannot extract vmlinux for PVH: {e}")))?;
     let mut header = setup_header::default();
     let hdr_bytes = &image[0x1f1..(0x1f1 + std::mem::size_of::<setup_header>()).min(image.len())];
-    // SAFETY: setup_header is plain old data; we copy at most its size.
+    // SAFETY: setup_header is a packed struct of integers (any bytes are a valid value) and
+    // `hdr_bytes` is at most its size, so the copy stays inside `header`.
     unsafe {
         std::ptr::copy_nonoverlapping(
             hdr_bytes.as_ptr(),

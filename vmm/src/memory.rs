@@ -47,7 +47,12 @@ pub fn create(mib: u64) -> Result<GuestMemoryMmap, Error> {
 }
 
 /// Hands every region to KVM as one memory slot.
-pub fn register(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), Error> {
+///
+/// # Safety
+///
+/// `mem`'s mappings must stay mapped until `vm` and every vCPU fd created from it are
+/// closed: KVM keeps using the host addresses it is given here.
+pub unsafe fn register(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), Error> {
     for (slot, region) in mem.iter().enumerate() {
         let region_desc = kvm_userspace_memory_region {
             slot: slot as u32,
@@ -56,8 +61,8 @@ pub fn register(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), Error> {
             memory_size: region.len(),
             userspace_addr: region.as_ptr() as u64,
         };
-        // SAFETY: the mapping is owned by `mem`, which the VM keeps alive until every vCPU
-        // has been joined and the VM fd closed.
+        // SAFETY: `region` is a live mapping owned by `mem`, and the caller keeps it mapped
+        // until `vm` and its vCPU fds are closed (this function's contract).
         unsafe { vm.set_user_memory_region(region_desc) }
             .map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
     }

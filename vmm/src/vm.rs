@@ -331,7 +331,9 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     let platform = PlatformDevices::new(exit.clone(), Arc::new(serial_irq.clone()), out);
 
     let vm = create_vm(&kvm)?;
-    memory::register(&vm, &mem)?;
+    // SAFETY: `mem` is declared before `vm` and the vCPUs, so it is dropped after them; the
+    // vCPU threads and device thread are joined before `run` returns.
+    unsafe { memory::register(&vm, &mem)? };
     vm.register_irqfd(serial_irq.eventfd(), COM1_GSI)
         .map_err(Error::kvm("KVM_IRQFD"))?;
 
