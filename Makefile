@@ -25,10 +25,16 @@ test: deps
 	$(CARGO) test -p vmm --no-default-features --test without_usernet
 	$(MAKE) vmtest-e2e
 
+## fmt, clippy (with the workspace lints: every unsafe block has a true SAFETY comment),
+## vmm built without libslirp, and cargo-deny: licenses, bans and sources offline;
+## advisories when the RustSec database can be fetched from GitHub, else against a copy
+## on disk, else skipped with a loud notice (DENY_ADVISORIES=require makes that an error).
 lint:
+	scripts/install-deps.sh lint
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p vmm --no-default-features --all-targets -- -D warnings
+	scripts/deny.sh
 
 check: lint test
 

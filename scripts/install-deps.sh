@@ -1,7 +1,7 @@
 #!/bin/bash
 # Installs what building and testing vmtest needs on a fresh Debian machine, and nothing
 # when it is all there already (so `make test` stays quick on a prepared machine).
-# Usage: scripts/install-deps.sh [test|vmtest|linux]   (default: test)
+# Usage: scripts/install-deps.sh [test|vmtest|linux|lint]   (default: test)
 set -euo pipefail
 
 need_root() {
@@ -27,7 +27,9 @@ case "${1:-test}" in
     test) pkgs=("${common[@]}" "${images[@]}" e2fsprogs) ;;
     vmtest) pkgs=("${common[@]}" "${images[@]}" e2fsprogs ovmf) ;;
     linux) pkgs=("${common[@]}" busybox-static cpio kmod xz-utils zstd) ;;
-    *) echo "install-deps: unknown set '$1' (test, vmtest, linux)" >&2; exit 1 ;;
+    # `make lint`: the test set's packages (clippy builds everything) and cargo-deny.
+    lint) pkgs=("${common[@]}" "${images[@]}" e2fsprogs) ;;
+    *) echo "install-deps: unknown set '$1' (test, vmtest, linux, lint)" >&2; exit 1 ;;
 esac
 
 missing=()
@@ -46,4 +48,12 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "install-deps: cargo is missing: install the Rust toolchain (rustup, or Debian's cargo)" >&2
     exit 1
+fi
+
+# cargo-deny for `make lint` (licenses, bans, sources, advisories), from crates.io. A pinned
+# version: deny.toml's format follows it. Building it takes ~12 minutes on 2 cores, once.
+CARGO_DENY_VERSION=0.20.2
+if [ "${1:-test}" = lint ] && ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $CARGO_DENY_VERSION"; then
+    echo "install-deps: installing cargo-deny $CARGO_DENY_VERSION (cargo install --locked; ~12 min on 2 cores)"
+    cargo install cargo-deny --version "$CARGO_DENY_VERSION" --locked
 fi
