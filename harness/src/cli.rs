@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use crate::VmmChoice;
 use crate::backend::qemu::QemuBackend;
 use crate::backend::{Backend, BuiltinBackend, Phase};
-use crate::config::{TestConfig, discover};
+use crate::config::{HostFacts, TestConfig, discover};
 use crate::runner::{self, Progress, RunContext, StoreImages, TestResult};
 use crate::settings::Settings;
 use crate::vmm_choice::{BootSource, HostKvm, choose};
@@ -147,19 +147,24 @@ fn list(args: ListArgs) -> anyhow::Result<i32> {
         "{:<w$}  {:<10}  {:<9}  {:<5}  description",
         "test", "release", "installer", "vmm"
     );
+    let host = HostFacts::this_host();
     for t in &tests {
         let need = if t.needs_qemu().is_some() {
             "qemu"
         } else {
             "any"
         };
+        // What cannot run here says why, where the description would be.
+        let about = match t.not_runnable(&host) {
+            Some(why) => format!("NOT RUNNABLE HERE: {why}"),
+            None => t.vmtest.description.clone().unwrap_or_default(),
+        };
         println!(
-            "{:<w$}  {:<10}  {:<9}  {:<5}  {}",
+            "{:<w$}  {:<10}  {:<9}  {:<5}  {about}",
             t.name,
             t.vmtest.release,
             format!("{:?}", t.installer(args.curtin.is_some())).to_lowercase(),
             need,
-            t.vmtest.description.as_deref().unwrap_or("")
         );
     }
     Ok(0)
@@ -174,6 +179,15 @@ fn run_tests(
 ) -> anyhow::Result<i32> {
     if tests.is_empty() {
         anyhow::bail!("no tests selected");
+    }
+    // When nothing selected can run here, say why before making anything.
+    let host = HostFacts::this_host();
+    let why: Vec<String> = tests
+        .iter()
+        .filter_map(|t| t.not_runnable(&host).map(|w| format!("{}: {w}", t.name)))
+        .collect();
+    if why.len() == tests.len() {
+        anyhow::bail!("cannot run on this host:\n  {}", why.join("\n  "));
     }
     // A missing or wrong curtin tree is one plain error, before TOPDIR or any image.
     runner::check_installers(&tests, curtin)?;

@@ -82,6 +82,10 @@ pub enum RunError {
     /// CURTIN_VMTEST_REUSE_TOPDIR, but the test's kept data has no collect/.
     #[error("{} has no kept collect/ to re-verify", .0.display())]
     NothingToReverify(PathBuf),
+    /// The test needs what this host cannot give (another architecture, an iSCSI
+    /// target, ZFS in the image, ...): nothing was run or written.
+    #[error("cannot run on this host: {0}")]
+    NotRunnableHere(String),
     /// The installers of the selected tests cannot be packed (checked before any VM).
     #[error(transparent)]
     Installers(#[from] super::InstallersError),
@@ -107,7 +111,9 @@ impl RunError {
         self.status() == Status::Error
             && !matches!(
                 self,
-                RunError::LeftAtConsole(_) | RunError::NothingToReverify(_)
+                RunError::LeftAtConsole(_)
+                    | RunError::NothingToReverify(_)
+                    | RunError::NotRunnableHere(_)
             )
     }
 

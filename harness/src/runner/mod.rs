@@ -23,7 +23,7 @@ pub use pool::{run_all, run_all_with};
 
 use crate::backend::{Backend, Phase};
 use crate::check::CheckResult;
-use crate::config::{InstallerKind, TestConfig};
+use crate::config::{HostFacts, InstallerKind, TestConfig};
 pub use crate::progress::Progress;
 use crate::settings::Settings;
 use crate::workdir::WorkDir;
@@ -170,7 +170,9 @@ pub fn run_test(test: &TestConfig, ctx: &RunContext) -> TestResult {
         r: &mut r,
         timer: Timer::new(),
     };
-    let outcome = if s.reuse_topdir {
+    let outcome = if let Some(why) = test.not_runnable(&HostFacts::this_host()) {
+        Err(RunError::NotRunnableHere(why))
+    } else if s.reuse_topdir {
         reverify(&mut run)
     } else {
         match WorkDir::create(&s.topdir, &test.name) {
