@@ -192,6 +192,24 @@ fn run_tests(
     // A missing or wrong curtin tree is one plain error, before TOPDIR or any image.
     runner::check_installers(&tests, curtin)?;
     let settings = Settings::from_env().map_err(|e| anyhow::anyhow!(e))?;
+    let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
+    for w in crate::settings::unknown_curtin_vars(names) {
+        eprintln!("vmtest: warning: {w}");
+    }
+    if let Some(x) = &settings.extra_config {
+        let script: Vec<&str> = tests
+            .iter()
+            .filter(|t| t.installer(curtin.is_some()) == crate::config::InstallerKind::Script)
+            .map(|t| t.name.as_str())
+            .collect();
+        if !script.is_empty() {
+            eprintln!(
+                "vmtest: warning: CURTIN_VMTEST_EXTRA_CONFIG={} is for curtin; the script installer of {} does not read it",
+                x.path.display(),
+                script.join(", ")
+            );
+        }
+    }
     if settings.image_sync {
         // curtin's "sync": fetch the newest images first. Ours are built from Debian
         // packages (no MAAS mirror is reachable), then the store keeps IMAGES_TO_KEEP.

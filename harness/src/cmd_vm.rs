@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use vmm::{CpuFeature, ExitReason, VmConfig};
 
+use crate::units::{parse_duration, parse_memory};
+
 /// Exit codes: see [`exit_code`]; 1 is bad input or a VMM error.
 #[derive(Debug, clap::Args)]
 pub struct VmArgs {
@@ -58,62 +60,6 @@ pub struct VmArgs {
     #[arg(long = "net")]
     pub nets: Vec<vmm::NetSpec>,
 }
-
-pub fn parse_memory(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let lower = t.to_ascii_lowercase();
-    let (num, mult) = if let Some(n) = lower.strip_suffix("gib").or(lower.strip_suffix('g')) {
-        (n, 1024)
-    } else if let Some(n) = lower.strip_suffix("mib").or(lower.strip_suffix('m')) {
-        (n, 1)
-    } else {
-        (lower.as_str(), 1)
-    };
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("'{s}' is not a memory size (examples: 512, 512M, 2G)"))
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = t.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (t, 1.0)
-    };
-    let secs = num
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite())
-        .map(|v| v * mult)
-        .ok_or_else(|| format!("'{s}' is not a duration (examples: 30, 90s, 5m)"))?;
-    // `Duration::from_secs_f64` panics on what it cannot hold, and a deadline far in the
-    // future overflows `Instant` arithmetic: bound the value before converting it.
-    if secs > MAX_DURATION.as_secs_f64() {
-        return Err(format!(
-            "'{s}' is longer than the longest duration accepted ({} days)",
-            MAX_DURATION.as_secs() / 86_400
-        ));
-    }
-    Duration::try_from_secs_f64(secs)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("'{s}' is not a positive duration (examples: 30, 90s, 5m)"))
-}
-
-/// The longest `--timeout` (a year): long enough for any VM run, short enough that a
-/// deadline computed from it never overflows.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
 pub fn run(args: VmArgs) -> anyhow::Result<i32> {
     let cpuid_mask = args
@@ -185,16 +131,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn memory_sizes() {
-        assert_eq!(parse_memory("512"), Ok(512));
-        assert_eq!(parse_memory("512M"), Ok(512));
-        assert_eq!(parse_memory("2G"), Ok(2048));
-        assert_eq!(parse_memory("1GiB"), Ok(1024));
-        assert!(parse_memory("lots").is_err());
-        assert!(parse_memory("0").is_err());
-    }
-
-    #[test]
     fn each_exit_reason_has_its_own_documented_code() {
         assert_eq!(exit_code(&ExitReason::PowerOff), 0);
         for source in [
@@ -208,22 +144,5 @@ mod tests {
         assert_eq!(exit_code(&ExitReason::Crash(crash)), 3);
         assert_eq!(exit_code(&ExitReason::Timeout), 4);
         assert_eq!(exit_code(&ExitReason::Stopped), 5);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("-1").is_err());
-        assert!(parse_duration("soon").is_err());
-        // Huge, infinite and vanishing values are errors, never a panic.
-        for bad in ["1e30", "1e30h", "inf", "NaN", "1e-12", "0", "-0"] {
-            let e = parse_duration(bad).unwrap_err();
-            assert!(e.contains(bad), "{bad}: {e}");
-        }
-        assert!(parse_duration("1e30").unwrap_err().contains("365 days"));
-        assert_eq!(parse_duration("365d").ok(), None);
-        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
     }
 }

@@ -1,6 +1,16 @@
 //! Settings from the environment, under the names curtin's vmtest users know
-//! (CURTIN_VMTEST_*, IMAGE_DIR, IMAGES_TO_KEEP, apt_proxy), with the same defaults and
-//! boolean rules.
+//! (CURTIN_VMTEST_*, IMAGE_DIR, IMAGES_TO_KEEP, apt_proxy), with curtin's defaults,
+//! boolean rule and precedence:
+//!
+//! - CURTIN_VMTEST_VMRAM and _NR_CPUS win over a test's `memory_mib`/`cpus` (curtin's
+//!   environment overrides the test class), which win over 2048 MiB and 1 vCPU;
+//! - a test's `timeouts:` win over CURTIN_VMTEST_INSTALL/BOOT_TIMEOUT (in curtin the
+//!   environment sets the default a test class may override), which win over 3000/300 s;
+//! - CURTIN_VMTEST_APT_PROXY, else apt_proxy, else the host's apt proxy; a variable that
+//!   is set but empty means no proxy.
+//!
+//! An empty value is the same as an unset one, except for the proxy. Zero memory, vCPUs
+//! or timeouts are refused as the config refuses them.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,10 +41,14 @@ impl KeepSet {
         logs: false,
     };
 
-    /// Parses `boot,collect,disks,install,logs`, `all` or `none` (curtin's format).
+    /// Parses `boot,collect,disks,install,logs`, `all` or `none` (curtin's format). An
+    /// empty value is no value: the caller's default applies (never "keep nothing").
     pub fn parse(s: &str) -> Result<KeepSet, String> {
         let mut k = KeepSet::NONE;
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if s.trim().is_empty() {
+            return Err("an empty value keeps nothing: say `none` for that".into());
+        }
+        for part in s.split(',').map(str::trim) {
             match part {
                 "all" => k = KeepSet::ALL,
                 "none" => {}
@@ -45,7 +59,7 @@ impl KeepSet {
                 "logs" => k.logs = true,
                 other => {
                     return Err(format!(
-                        "`{other}` is not one of boot, collect, disks, install, logs, all, none"
+                        "`{other}` is not one of boot, collect, disks, install, logs, all, none (comma-separated)"
                     ));
                 }
             }
@@ -69,14 +83,85 @@ impl KeepSet {
     }
 }
 
-/// curtin's boolean rule: true unless the value is (case-insensitively) `false`, `` or `0`.
-pub fn env_bool(v: Option<&str>, default: bool) -> bool {
-    match v {
-        None => default,
-        Some(v) => {
-            let v = v.trim().to_ascii_lowercase();
-            !(v.is_empty() || v == "false" || v == "0")
+/// curtin's boolean rule (true unless `false`, empty or `0`), `default` when unset:
+/// the one rule, [`images::parse_bool`], for every boolean variable.
+fn env_bool(v: Option<&str>, default: bool) -> bool {
+    v.map_or(default, images::parse_bool)
+}
+
+/// Guest memory and vCPUs when neither the environment nor the test says (curtin's).
+pub const DEFAULT_VMRAM_MIB: u64 = 2048;
+pub const DEFAULT_NR_CPUS: u32 = 1;
+
+/// The CURTIN_VMTEST_* variables this harness reads. Any other that is set gets a
+/// one-line warning (curtin's TAR_DISKS, ADD_REPOS, ... do nothing here).
+pub const KNOWN_CURTIN_VARS: &[&str] = &[
+    "CURTIN_VMTEST_TOPDIR",
+    "CURTIN_VMTEST_LOG",
+    "CURTIN_VMTEST_KEEP_DATA_PASS",
+    "CURTIN_VMTEST_KEEP_DATA_FAIL",
+    "CURTIN_VMTEST_IMAGE_SYNC",
+    "CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT",
+    "CURTIN_VMTEST_BRIDGE",
+    "CURTIN_VMTEST_BOOT_TIMEOUT",
+    "CURTIN_VMTEST_INSTALL_TIMEOUT",
+    "CURTIN_VMTEST_VMRAM",
+    "CURTIN_VMTEST_NR_CPUS",
+    "CURTIN_VMTEST_PARALLEL",
+    "CURTIN_VMTEST_REUSE_TOPDIR",
+    "CURTIN_VMTEST_APT_PROXY",
+    "CURTIN_VMTEST_EXTRA_CONFIG",
+];
+
+/// One warning line per CURTIN_VMTEST_* variable in `names` that is not understood.
+pub fn unknown_curtin_vars<I: IntoIterator<Item = String>>(names: I) -> Vec<String> {
+    let mut v: Vec<String> = names
+        .into_iter()
+        .filter(|n| n.starts_with("CURTIN_VMTEST_") && !KNOWN_CURTIN_VARS.contains(&n.as_str()))
+        .map(|n| format!("{n} is set but vmtest does not understand it: ignored"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// CURTIN_VMTEST_EXTRA_CONFIG: a config file handed to curtin after the test's own (so
+/// it wins where both say something), as its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtraConfig {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl ExtraConfig {
+    /// Reads and checks the file: a YAML mapping curtin's reader can merge.
+    pub fn load(path: &Path) -> Result<ExtraConfig, String> {
+        use std::io::Read;
+        let name = "CURTIN_VMTEST_EXTRA_CONFIG";
+        let limit = crate::config::MAX_CONFIG_BYTES;
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(limit + 1).read_to_string(&mut text))
+            .map_err(|e| format!("{name}={}: cannot read: {e}", path.display()))?;
+        if text.len() as u64 > limit {
+            return Err(format!(
+                "{name}={}: larger than {limit} bytes",
+                path.display()
+            ));
         }
+        let doc = crate::yaml::load(&text).map_err(|e| {
+            let at = e.mark.map(|m| format!(":{m}")).unwrap_or_default();
+            format!("{name}={}{at}: {}", path.display(), e.msg)
+        })?;
+        if doc.is_none_or(|d| d.as_map().is_none()) {
+            return Err(format!(
+                "{name}={}: not a YAML mapping (curtin merges configs that are mappings)",
+                path.display()
+            ));
+        }
+        Ok(ExtraConfig {
+            path: path.into(),
+            text,
+        })
     }
 }
 
@@ -93,17 +178,43 @@ pub struct Settings {
     pub bridge: String,
     pub image_dir: PathBuf,
     pub images_to_keep: u32,
+    /// CURTIN_VMTEST_BOOT_TIMEOUT / _INSTALL_TIMEOUT, or 300 / 3000 s: what a test
+    /// without `timeouts:` gets.
     pub boot_timeout: Duration,
     pub install_timeout: Duration,
-    /// The timeouts were set in the environment: they then win over a test's `timeouts:`
-    /// (so one variable shortens or lengthens a whole run).
-    pub timeouts_from_env: (bool, bool),
-    pub vmram_mib: u64,
-    pub nr_cpus: u32,
+    /// CURTIN_VMTEST_VMRAM (MiB) and _NR_CPUS, when set: they win over a test's own.
+    pub vmram_mib: Option<u64>,
+    pub nr_cpus: Option<u32>,
+    pub extra_config: Option<ExtraConfig>,
     /// How many tests run at once (1 = serial).
     pub parallel: usize,
     pub reuse_topdir: bool,
     pub apt_proxy: Option<String>,
+}
+
+/// A variable's value, `None` when unset or empty.
+fn given(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+/// A positive count (vCPUs): 0 is refused as the config refuses it.
+fn parse_count(name: &str, v: Option<String>) -> Result<Option<u32>, String> {
+    given(v)
+        .map(|s| match s.trim().parse::<u32>() {
+            Ok(0) => Err(format!("{name}=0: at least 1 (as vmtest.cpus)")),
+            Ok(n) => Ok(n),
+            Err(_) => Err(format!("{name}={s:?} is not a number")),
+        })
+        .transpose()
+}
+
+/// A phase timeout in seconds (or with a unit: 90s, 5m); 0 is refused.
+fn parse_timeout(name: &str, v: Option<String>, default: u64) -> Result<Duration, String> {
+    match given(v) {
+        None => Ok(Duration::from_secs(default)),
+        Some(s) => crate::units::parse_duration(&s)
+            .map_err(|e| format!("{name}={s:?}: {e}; at least 1 second (as vmtest.timeouts)")),
+    }
 }
 
 fn parse_num<T: std::str::FromStr>(name: &str, v: Option<String>, default: T) -> Result<T, String> {
@@ -174,8 +285,10 @@ impl Settings {
                 s.push(".log");
                 PathBuf::from(s)
             });
+        // Empty is unset: the default (keep everything of a failed test) applies, so an
+        // empty variable never deletes logs. (curtin refuses an empty value.)
         let keep = |name: &str, default: KeepSet| -> Result<KeepSet, String> {
-            match get(name) {
+            match given(get(name)) {
                 None => Ok(default),
                 Some(v) => KeepSet::parse(&v).map_err(|e| format!("{name}={v:?}: {e}")),
             }
@@ -197,10 +310,21 @@ impl Settings {
         let bridge = get("CURTIN_VMTEST_BRIDGE")
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "user".into());
-        let apt_proxy = get("apt_proxy")
-            .or_else(|| get("CURTIN_VMTEST_APT_PROXY"))
-            .filter(|s| !s.is_empty())
-            .or_else(|| if probe_host { host_apt_proxy() } else { None });
+        // The first of these that is set decides; set but empty means no proxy.
+        let apt_proxy = match get("CURTIN_VMTEST_APT_PROXY").or_else(|| get("apt_proxy")) {
+            Some(p) => Some(p).filter(|p| !p.trim().is_empty()),
+            None if probe_host => host_apt_proxy(),
+            None => None,
+        };
+        let vmram_mib = given(get("CURTIN_VMTEST_VMRAM"))
+            .map(|v| {
+                crate::units::parse_memory(&v)
+                    .map_err(|e| format!("CURTIN_VMTEST_VMRAM={v:?}: {e}"))
+            })
+            .transpose()?;
+        let extra_config = given(get("CURTIN_VMTEST_EXTRA_CONFIG"))
+            .map(|p| ExtraConfig::load(Path::new(&p)))
+            .transpose()?;
         let s = Settings {
             topdir,
             topdir_given,
@@ -214,22 +338,19 @@ impl Settings {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| "/srv/images".into()),
             images_to_keep: parse_num("IMAGES_TO_KEEP", get("IMAGES_TO_KEEP"), 1)?,
-            boot_timeout: Duration::from_secs(parse_num(
+            boot_timeout: parse_timeout(
                 "CURTIN_VMTEST_BOOT_TIMEOUT",
                 get("CURTIN_VMTEST_BOOT_TIMEOUT"),
                 300,
-            )?),
-            install_timeout: Duration::from_secs(parse_num(
+            )?,
+            install_timeout: parse_timeout(
                 "CURTIN_VMTEST_INSTALL_TIMEOUT",
                 get("CURTIN_VMTEST_INSTALL_TIMEOUT"),
                 3000,
-            )?),
-            timeouts_from_env: (
-                get("CURTIN_VMTEST_INSTALL_TIMEOUT").is_some_and(|v| !v.trim().is_empty()),
-                get("CURTIN_VMTEST_BOOT_TIMEOUT").is_some_and(|v| !v.trim().is_empty()),
-            ),
-            vmram_mib: parse_num("CURTIN_VMTEST_VMRAM", get("CURTIN_VMTEST_VMRAM"), 2048)?,
-            nr_cpus: parse_num("CURTIN_VMTEST_NR_CPUS", get("CURTIN_VMTEST_NR_CPUS"), 1)?,
+            )?,
+            vmram_mib,
+            nr_cpus: parse_count("CURTIN_VMTEST_NR_CPUS", get("CURTIN_VMTEST_NR_CPUS"))?,
+            extra_config,
             parallel,
             reuse_topdir: env_bool(get("CURTIN_VMTEST_REUSE_TOPDIR").as_deref(), false),
             apt_proxy,
@@ -246,6 +367,28 @@ impl Settings {
             );
         }
         Ok(s)
+    }
+
+    /// Guest memory for a test that asks for `test` MiB: CURTIN_VMTEST_VMRAM, else the
+    /// test's, else 2048.
+    pub fn memory_mib(&self, test: Option<u64>) -> u64 {
+        self.vmram_mib.or(test).unwrap_or(DEFAULT_VMRAM_MIB)
+    }
+
+    /// vCPUs for a test that asks for `test`: CURTIN_VMTEST_NR_CPUS, else the test's,
+    /// else 1.
+    pub fn vcpus(&self, test: Option<u32>) -> u32 {
+        self.nr_cpus.or(test).unwrap_or(DEFAULT_NR_CPUS)
+    }
+
+    /// A phase's limit for a test whose `timeouts:` say `test` seconds: the test's, else
+    /// the environment's, else the default.
+    pub fn timeout(&self, phase: crate::backend::Phase, test: Option<u64>) -> Duration {
+        match (test, phase) {
+            (Some(t), _) => Duration::from_secs(t),
+            (None, crate::backend::Phase::Install) => self.install_timeout,
+            (None, crate::backend::Phase::Boot) => self.boot_timeout,
+        }
     }
 
     /// TOPDIR must be absent or empty (unless re-verifying kept data), so a run never
@@ -320,7 +463,11 @@ mod tests {
         assert_eq!(s.images_to_keep, 1);
         assert_eq!(s.boot_timeout, Duration::from_secs(300));
         assert_eq!(s.install_timeout, Duration::from_secs(3000));
-        assert_eq!((s.vmram_mib, s.nr_cpus, s.parallel), (2048, 1, 1));
+        assert_eq!(
+            (s.memory_mib(None), s.vcpus(None), s.parallel),
+            (2048, 1, 1)
+        );
+        assert_eq!(s.extra_config, None);
         assert!(!s.reuse_topdir);
         assert_eq!(s.apt_proxy, None);
     }
@@ -350,9 +497,12 @@ mod tests {
             ("CURTIN_VMTEST_PARALLEL", "2"),
             ("CURTIN_VMTEST_BOOT_TIMEOUT", "7"),
             ("CURTIN_VMTEST_IMAGE_SYNC", "true"),
+            ("CURTIN_VMTEST_VMRAM", "3G"),
+            ("CURTIN_VMTEST_NR_CPUS", "2"),
             ("apt_proxy", "http://p:3128"),
         ])
         .unwrap();
+        assert_eq!((s.memory_mib(Some(512)), s.vcpus(Some(4))), (3072, 2));
         assert_eq!(s.topdir, Path::new("/t"));
         assert_eq!(s.log, Path::new("/t.log"));
         assert!(s.keep_pass.logs && s.keep_pass.collect && !s.keep_pass.disks);
@@ -381,6 +531,124 @@ mod tests {
                 .contains("br0")
         );
         assert!(with(&[("CURTIN_VMTEST_REUSE_TOPDIR", "1")]).is_err());
+    }
+
+    /// curtin's precedence: the environment's memory and vCPUs beat the test's; the
+    /// test's timeouts beat the environment's.
+    #[test]
+    fn precedence_as_curtin_has_it() {
+        use crate::backend::Phase;
+        let s = with(&[]).unwrap();
+        assert_eq!((s.memory_mib(Some(4096)), s.vcpus(Some(2))), (4096, 2));
+        assert_eq!(s.timeout(Phase::Install, None), Duration::from_secs(3000));
+        let s = with(&[
+            ("CURTIN_VMTEST_VMRAM", "1024"),
+            ("CURTIN_VMTEST_NR_CPUS", "3"),
+            ("CURTIN_VMTEST_INSTALL_TIMEOUT", "5m"),
+            ("CURTIN_VMTEST_BOOT_TIMEOUT", "60"),
+        ])
+        .unwrap();
+        assert_eq!((s.memory_mib(Some(4096)), s.vcpus(Some(2))), (1024, 3));
+        assert_eq!(s.timeout(Phase::Install, None), Duration::from_secs(300));
+        assert_eq!(s.timeout(Phase::Install, Some(77)), Duration::from_secs(77));
+        assert_eq!(s.timeout(Phase::Boot, None), Duration::from_secs(60));
+        // Empty is unset.
+        let s = with(&[("CURTIN_VMTEST_VMRAM", ""), ("CURTIN_VMTEST_NR_CPUS", " ")]).unwrap();
+        assert_eq!((s.memory_mib(Some(4096)), s.vcpus(None)), (4096, 1));
+    }
+
+    #[test]
+    fn zero_memory_cpus_and_timeouts_are_refused_as_the_config_refuses_them() {
+        for var in [
+            "CURTIN_VMTEST_VMRAM",
+            "CURTIN_VMTEST_NR_CPUS",
+            "CURTIN_VMTEST_INSTALL_TIMEOUT",
+            "CURTIN_VMTEST_BOOT_TIMEOUT",
+        ] {
+            let e = with(&[(var, "0")]).unwrap_err();
+            assert!(e.contains(var), "{var}: {e}");
+        }
+        assert!(with(&[("CURTIN_VMTEST_BOOT_TIMEOUT", "1e30")]).is_err());
+    }
+
+    /// An empty KEEP_DATA_FAIL is no value: failed tests keep everything (the default),
+    /// never nothing. `none` says nothing.
+    #[test]
+    fn an_empty_keep_data_keeps_the_default() {
+        let s = with(&[
+            ("CURTIN_VMTEST_KEEP_DATA_FAIL", ""),
+            ("CURTIN_VMTEST_KEEP_DATA_PASS", ""),
+        ])
+        .unwrap();
+        assert_eq!((s.keep_fail, s.keep_pass), (KeepSet::ALL, KeepSet::NONE));
+        assert!(
+            with(&[("CURTIN_VMTEST_KEEP_DATA_FAIL", "none")])
+                .unwrap()
+                .keep_fail
+                .is_none()
+        );
+        assert!(with(&[("CURTIN_VMTEST_KEEP_DATA_FAIL", "logs,,collect")]).is_err());
+    }
+
+    #[test]
+    fn apt_proxy_as_curtin_picks_it() {
+        let p = |vars: &[(&str, &str)]| with(vars).unwrap().apt_proxy;
+        assert_eq!(
+            p(&[
+                ("CURTIN_VMTEST_APT_PROXY", "http://a:1"),
+                ("apt_proxy", "http://b:2")
+            ]),
+            Some("http://a:1".into())
+        );
+        assert_eq!(p(&[("apt_proxy", "http://b:2")]), Some("http://b:2".into()));
+        // Set but empty: no proxy, and the next variable is not asked.
+        assert_eq!(
+            p(&[("CURTIN_VMTEST_APT_PROXY", ""), ("apt_proxy", "http://b:2")]),
+            None
+        );
+        let s = Settings::from_lookup(
+            |k| (k == "apt_proxy").then(String::new),
+            true, // would ask the host's apt-config, were the variable not set
+        )
+        .unwrap();
+        assert_eq!(s.apt_proxy, None);
+    }
+
+    #[test]
+    fn unknown_curtin_variables_get_one_line_each() {
+        let w = unknown_curtin_vars(
+            [
+                "CURTIN_VMTEST_VMRAM",
+                "CURTIN_VMTEST_TAR_DISKS",
+                "CURTIN_VMTEST_VMRMA",
+                "PATH",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].starts_with("CURTIN_VMTEST_TAR_DISKS is set") && !w[0].contains('\n'));
+        assert!(w[1].starts_with("CURTIN_VMTEST_VMRMA"));
+    }
+
+    #[test]
+    fn extra_config_is_read_and_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("extra.yaml");
+        std::fs::write(&f, "late_commands: {x: [echo, \"no\"]}\n").unwrap();
+        let s = with(&[("CURTIN_VMTEST_EXTRA_CONFIG", f.to_str().unwrap())]).unwrap();
+        let x = s.extra_config.unwrap();
+        assert_eq!(x.text, "late_commands: {x: [echo, \"no\"]}\n");
+        std::fs::write(&f, "- a list\n").unwrap();
+        let e = with(&[("CURTIN_VMTEST_EXTRA_CONFIG", f.to_str().unwrap())]).unwrap_err();
+        assert!(e.contains("mapping"), "{e}");
+        std::fs::write(&f, "a: [\n").unwrap();
+        let e = with(&[("CURTIN_VMTEST_EXTRA_CONFIG", f.to_str().unwrap())]).unwrap_err();
+        assert!(
+            e.contains("CURTIN_VMTEST_EXTRA_CONFIG") && e.contains(":2:"),
+            "{e}"
+        );
+        let e = with(&[("CURTIN_VMTEST_EXTRA_CONFIG", "/nonexistent/x.yaml")]).unwrap_err();
+        assert!(e.contains("cannot read"), "{e}");
     }
 
     #[test]

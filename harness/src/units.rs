@@ -75,9 +75,9 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
     }
 }
 
-/// Longest duration accepted (a year): far beyond any phase, far below what `Duration`
-/// and the timers built from it can hold.
-pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+/// The longest duration accepted (a year): long enough for any VM run, short enough
+/// that a deadline computed from it never overflows `Instant` arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
 /// A duration: seconds, or a number with `ms`, `s`, `m` or `h`; more than zero.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -93,19 +93,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     } else {
         (t, 1.0)
     };
-    let bad = || format!("'{s}' is not a duration (examples: 30, 90s, 5m)");
-    let v: f64 = num.trim().parse().map_err(|_| bad())?;
-    if !(v.is_finite() && v > 0.0) {
-        return Err(bad());
+    let secs = num
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .map(|v| v * mult)
+        .ok_or_else(|| format!("'{s}' is not a duration (examples: 30, 90s, 5m)"))?;
+    // `Duration::from_secs_f64` panics on what it cannot hold: bound the value first.
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(format!(
+            "'{s}' is longer than the longest duration accepted ({} days)",
+            MAX_DURATION.as_secs() / 86_400
+        ));
     }
-    let d = Duration::try_from_secs_f64(v * mult).map_err(|_| bad())?;
-    if d > MAX_DURATION {
-        return Err(format!("'{s}' is longer than a year"));
-    }
-    if d.is_zero() {
-        return Err(bad());
-    }
-    Ok(d)
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("'{s}' is not a positive duration (examples: 30, 90s, 5m)"))
 }
 
 #[cfg(test)]
@@ -153,9 +158,14 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("-1").is_err());
-        assert!(parse_duration("0").is_err());
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("1e30").is_err());
-        assert!(parse_duration("inf").is_err());
+        // Huge, infinite and vanishing values are errors, never a panic.
+        for bad in ["1e30", "1e30h", "inf", "NaN", "1e-12", "0", "-0"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+        assert!(parse_duration("1e30").unwrap_err().contains("365 days"));
+        assert_eq!(parse_duration("365d").ok(), None);
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
     }
 }

@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::config::{InstallerKind, TestConfig};
 use crate::pack::{INSTALL_SH, Pack};
 use crate::plan::build_plan;
+use crate::settings::ExtraConfig;
 use crate::yaml::emit;
 
 /// Serial of the output disk; the guest sees `/dev/disk/by-id/virtio-output_disk.img`.
@@ -183,8 +184,10 @@ pub fn curtin_vmtest_config(webhook: &str, apt_proxy: Option<&str>) -> serde_jso
     cfg
 }
 
-/// The `curtin install` command line inside the unpacked archive.
-pub fn curtin_command(test: &TestConfig) -> Vec<String> {
+/// The `curtin install` command line inside the unpacked archive: the harness's config,
+/// the test's, then CURTIN_VMTEST_EXTRA_CONFIG's when `extra` (curtin merges them in
+/// order, the last winning, as curtin's vmtest orders them).
+pub fn curtin_command(test: &TestConfig, extra: bool) -> Vec<String> {
     let mut cmd: Vec<String> = [
         "sh",
         "curtin/bin/curtin",
@@ -196,6 +199,9 @@ pub fn curtin_command(test: &TestConfig) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if extra {
+        cmd.push("--config=config/extra.yaml".into());
+    }
     // A source on the command line replaces the config's `sources:`; only give the
     // default when the test names none.
     if test.doc.get("sources").is_none() {
@@ -204,15 +210,32 @@ pub fn curtin_command(test: &TestConfig) -> Vec<String> {
     cmd
 }
 
+/// What an installer pack is made from besides the test.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PackInputs<'a> {
+    /// A curtin tree (--curtin / CURTIN_SRC).
+    pub curtin_src: Option<&'a Path>,
+    /// Where curtin posts its events.
+    pub webhook: &'a str,
+    /// The proxy apt in the target uses.
+    pub apt_proxy: Option<&'a str>,
+    /// CURTIN_VMTEST_EXTRA_CONFIG, handed to curtin after the test's config.
+    pub extra_config: Option<&'a ExtraConfig>,
+}
+
 /// Packs the installer for `test`: the script installer with its plan, or curtin from
-/// `curtin_src` (see [`TestConfig::installer`] for which). `webhook` is where curtin
-/// posts its events, `apt_proxy` the proxy apt in the target uses.
-pub fn pack_installer(
-    test: &TestConfig,
-    curtin_src: Option<&Path>,
-    webhook: &str,
-    apt_proxy: Option<&str>,
-) -> anyhow::Result<Pack> {
+/// `inputs.curtin_src` (see [`TestConfig::installer`] for which).
+///
+/// Configs the author wrote (the test, CURTIN_VMTEST_EXTRA_CONFIG) go in as their text,
+/// so curtin's YAML reader reads exactly what it would read from the files; what the
+/// harness writes goes through [`emit`].
+pub fn pack_installer(test: &TestConfig, inputs: &PackInputs) -> anyhow::Result<Pack> {
+    let PackInputs {
+        curtin_src,
+        webhook,
+        apt_proxy,
+        extra_config,
+    } = *inputs;
     let mut pack = Pack::new();
     match test.installer(curtin_src.is_some()) {
         InstallerKind::Script => {
@@ -256,8 +279,11 @@ pub fn pack_installer(
             )
             // The file as the author wrote it: curtin reads it with the same YAML reader
             // it would read the file with, and ignores the `vmtest:` key.
-            .file("config/test.yaml", test.text.as_str(), 0o644)
-            .command(&curtin_command(test));
+            .file("config/test.yaml", test.text.as_str(), 0o644);
+            if let Some(x) = extra_config {
+                pack.file("config/extra.yaml", x.text.as_str(), 0o644);
+            }
+            pack.command(&curtin_command(test, extra_config.is_some()));
         }
     }
     Ok(pack)
@@ -282,6 +308,13 @@ pub fn install_cmdline(port: u16, mac0: &str, extra: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tree(p: &Path) -> PackInputs<'_> {
+        PackInputs {
+            curtin_src: Some(p),
+            ..Default::default()
+        }
+    }
 
     fn basic() -> TestConfig {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tests/basic.yaml");
@@ -330,10 +363,16 @@ mod tests {
     #[test]
     fn install_user_data_shape() {
         let t = basic();
-        let packed = pack_installer(&t, None, "http://10.0.2.2:1/webhook", None)
-            .unwrap()
-            .render()
-            .unwrap();
+        let packed = pack_installer(
+            &t,
+            &PackInputs {
+                webhook: "http://10.0.2.2:1/webhook",
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .render()
+        .unwrap();
         let ud = install_user_data(&packed, Some("http://proxy:3128"));
         assert!(ud.starts_with("#cloud-config-archive\n"));
         let doc = read(&ud);
@@ -382,7 +421,7 @@ mod tests {
 
     #[test]
     fn without_a_curtin_tree_the_script_installer_runs() {
-        let files = payload_files(&pack_installer(&basic(), None, "x", None).unwrap());
+        let files = payload_files(&pack_installer(&basic(), &PackInputs::default()).unwrap());
         let names: Vec<&str> = files.keys().map(String::as_str).collect();
         assert_eq!(
             names,
@@ -399,7 +438,7 @@ mod tests {
         let mut t = basic();
         t.vmtest.installer = InstallerKind::Curtin;
         t.vmtest.installer_pinned = true;
-        let e = pack_installer(&t, None, "x", None)
+        let e = pack_installer(&t, &PackInputs::default())
             .err()
             .unwrap()
             .to_string();
@@ -410,7 +449,7 @@ mod tests {
     #[test]
     fn not_a_curtin_tree_is_named() {
         let d = tempfile::tempdir().unwrap();
-        let e = pack_installer(&basic(), Some(d.path()), "x", None)
+        let e = pack_installer(&basic(), &tree(d.path()))
             .err()
             .unwrap()
             .to_string();
@@ -426,7 +465,7 @@ mod tests {
         t.vmtest.installer = InstallerKind::Script;
         t.vmtest.installer_pinned = true;
         let c = fake_curtin();
-        let files = payload_files(&pack_installer(&t, Some(c.path()), "x", None).unwrap());
+        let files = payload_files(&pack_installer(&t, &tree(c.path())).unwrap());
         assert!(files.contains_key("installer/install.sh"), "{files:?}");
     }
 
@@ -435,9 +474,12 @@ mod tests {
         let c = fake_curtin();
         let p = pack_installer(
             &basic(),
-            Some(c.path()),
-            "http://10.0.2.2:9/webhook",
-            Some("http://proxy:3128"),
+            &PackInputs {
+                curtin_src: Some(c.path()),
+                webhook: "http://10.0.2.2:9/webhook",
+                apt_proxy: Some("http://proxy:3128"),
+                extra_config: None,
+            },
         )
         .unwrap();
         let files = payload_files(&p);
@@ -492,6 +534,33 @@ mod tests {
         );
     }
 
+    #[test]
+    fn an_extra_config_goes_to_curtin_last_as_its_text() {
+        let c = fake_curtin();
+        let x = ExtraConfig {
+            path: "/x.yaml".into(),
+            text: "# mine\nlate_commands: {a: [echo, no, 0755]}\n".into(),
+        };
+        let p = pack_installer(
+            &basic(),
+            &PackInputs {
+                curtin_src: Some(c.path()),
+                extra_config: Some(&x),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(payload_files(&p)["config/extra.yaml"], x.text);
+        let text = p.render().unwrap();
+        assert!(
+            text.contains(
+                "--config=config/test.yaml --config=config/extra.yaml cp:///media/root-ro)"
+            ),
+            "{}",
+            &text[..text.find(MARKER_LINE).unwrap_or(text.len())]
+        );
+    }
+
     const MARKER_LINE: &str = "\n_____PAYLOAD_____\n";
 
     #[test]
@@ -500,7 +569,7 @@ mod tests {
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tests/basic_uefi.yaml");
         let t = TestConfig::load(&file).unwrap();
         assert!(t.vmtest.uefi);
-        let e = pack_installer(&t, Some(c.path()), "x", None)
+        let e = pack_installer(&t, &tree(c.path()))
             .err()
             .unwrap()
             .to_string();
@@ -509,16 +578,16 @@ mod tests {
             "{e}"
         );
         // The script installer does UEFI installs.
-        assert!(pack_installer(&t, None, "x", None).is_ok());
+        assert!(pack_installer(&t, &PackInputs::default()).is_ok());
     }
 
     #[test]
     fn a_test_with_sources_gets_no_source_argument() {
         let mut t = basic();
-        assert_eq!(curtin_command(&t).last().unwrap(), CURTIN_SOURCE);
+        assert_eq!(curtin_command(&t, false).last().unwrap(), CURTIN_SOURCE);
         let text = format!("{}sources: {{rootfs: 'cp:///somewhere'}}\n", t.text);
         t = TestConfig::parse(&t.name, &t.file, &text).unwrap();
-        assert!(!curtin_command(&t).iter().any(|w| w == CURTIN_SOURCE));
+        assert!(!curtin_command(&t, false).iter().any(|w| w == CURTIN_SOURCE));
     }
 
     /// curtin puts a swap format into fstab only when a `type: mount` entry names it;

@@ -548,7 +548,8 @@ fn direct_boot_uses_the_installed_grub_entry() {
     }
 }
 
-/// A test's `timeouts:` beat the defaults; CURTIN_VMTEST_*_TIMEOUT, when set, beat both.
+/// curtin's order: a test's `timeouts:` beat CURTIN_VMTEST_*_TIMEOUT, which beat the
+/// defaults (in curtin the environment sets the default a test class may override).
 #[test]
 fn timeout_precedence() {
     let env = Env::new();
@@ -572,11 +573,16 @@ fn timeout_precedence() {
     seen.lock().unwrap().clear();
     let env2 = Env::new();
     let s = env2.settings(&[("CURTIN_VMTEST_INSTALL_TIMEOUT", "5")]);
-    run(&env2, &s, b, &[t]);
+    run(&env2, &s, b.clone(), &[t]);
     assert_eq!(
         *seen.lock().unwrap(),
-        vec![Duration::from_secs(5), Duration::from_secs(88)]
+        vec![Duration::from_secs(77), Duration::from_secs(88)]
     );
+    seen.lock().unwrap().clear();
+    let env3 = Env::new();
+    let s = env3.settings(&[("CURTIN_VMTEST_INSTALL_TIMEOUT", "5")]);
+    run(&env3, &s, b, &[env3.test("plain")]);
+    assert_eq!(seen.lock().unwrap()[0], Duration::from_secs(5));
 }
 
 fn run_with_curtin(

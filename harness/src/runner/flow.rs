@@ -5,7 +5,6 @@
 //! into collect/, one check result per expectation).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::error::{RunError, SerialTail};
 use super::heartbeat::run_phase_with_heartbeat;
@@ -99,9 +98,9 @@ fn install_disks(test: &TestConfig, w: &WorkDir) -> Vec<Disk> {
 /// The phase's VM, as both phases share it: size, NICs, logs, timeout, console.
 fn phase_spec(run: &Run, w: &WorkDir, phase: Phase, boot: Boot, disks: Vec<Disk>) -> PhaseSpec {
     let (s, v) = (run.ctx.settings, &run.test.vmtest);
-    let (test_timeout, env_wins, default) = match phase {
-        Phase::Install => (v.timeouts.install, s.timeouts_from_env.0, s.install_timeout),
-        Phase::Boot => (v.timeouts.boot, s.timeouts_from_env.1, s.boot_timeout),
+    let test_timeout = match phase {
+        Phase::Install => v.timeouts.install,
+        Phase::Boot => v.timeouts.boot,
     };
     PhaseSpec {
         phase,
@@ -113,15 +112,12 @@ fn phase_spec(run: &Run, w: &WorkDir, phase: Phase, boot: Boot, disks: Vec<Disk>
             .iter()
             .map(|m| Nic { mac: m.clone() })
             .collect(),
-        memory_mib: v.memory_mib.unwrap_or(s.vmram_mib),
-        vcpus: v.cpus.unwrap_or(s.nr_cpus),
+        memory_mib: s.memory_mib(v.memory_mib),
+        vcpus: s.vcpus(v.cpus),
         serial_log: w.logs().join(format!("{phase}-serial.log")),
         log_dir: w.logs(),
         host_ports: Vec::new(),
-        timeout: match test_timeout {
-            Some(t) if !env_wins => Duration::from_secs(t),
-            _ => default,
-        },
+        timeout: s.timeout(phase, test_timeout),
         interactive: run.ctx.console == Some(phase),
     }
 }
@@ -151,8 +147,16 @@ pub(super) fn prepare(run: &mut Run, w: &WorkDir) -> Result<Prepared, RunError> 
     let _ = http.log_posts_to(w.logs().join("webhooks-events.json"));
     let webhook = format!("http://{}:{}/webhook", userdata::HOST_IP, http.port());
     let installer = test.installer(ctx.curtin_src.is_some());
-    let pack = userdata::pack_installer(test, ctx.curtin_src, &webhook, s.apt_proxy.as_deref())
-        .map_err(RunError::Installer)?;
+    let pack = userdata::pack_installer(
+        test,
+        &userdata::PackInputs {
+            curtin_src: ctx.curtin_src,
+            webhook: &webhook,
+            apt_proxy: s.apt_proxy.as_deref(),
+            extra_config: s.extra_config.as_ref(),
+        },
+    )
+    .map_err(RunError::Installer)?;
     let packed = pack
         .render()
         .map_err(|e| RunError::Installer(anyhow::Error::new(e)))?;
