@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod child;
 pub mod qemu;
 
 /// How the guest starts.
@@ -70,7 +71,8 @@ impl Disk {
     }
 }
 
-/// A NIC on user-mode networking; the guest reaches the host's loopback as 10.0.2.2.
+/// A NIC on user-mode networking; the guest reaches the host's loopback as 10.0.2.2, on
+/// the phase's `host_ports` only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Nic {
     pub mac: String,
@@ -118,10 +120,28 @@ pub struct PhaseSpec {
     /// The VM is killed after this long.
     pub timeout: Duration,
     /// Host ports (on the host's loopback, 10.0.2.2 in the guest) the guest may connect
-    /// to: the test's HTTP server. Backends that filter guest traffic allow only these.
+    /// to: the test's HTTP server. Every backend allows only these (see [`Self::net_spec`]).
     pub host_ports: Vec<u16>,
+    /// What the guest may reach beyond the host (nothing by default): the test's and the
+    /// run's outbound rules, in both phases.
+    pub outbound: usernet::Outbound,
     /// Also show the serial console on this terminal and take keyboard input (debugging).
     pub interactive: bool,
+}
+
+impl PhaseSpec {
+    /// The user-mode network of the NIC with this MAC: every backend builds its guest's
+    /// network from this, so the guest reaches the same things under each of them.
+    pub fn net_spec(&self, mac: &str) -> anyhow::Result<usernet::NetSpec> {
+        let mut nic = usernet::NetSpec::default();
+        nic.mac = Some(
+            mac.parse()
+                .map_err(|e| anyhow::anyhow!("NIC MAC {mac}: {e}"))?,
+        );
+        nic.allow_ports = self.host_ports.clone();
+        nic.outbound = self.outbound.clone();
+        Ok(nic)
+    }
 }
 
 /// How a phase ended.
@@ -225,14 +245,7 @@ impl Backend for BuiltinBackend {
             cfg.disks.push(disk);
         }
         for n in &spec.nics {
-            let mac: vmm::MacAddr = n
-                .mac
-                .parse()
-                .map_err(|e| anyhow::anyhow!("NIC MAC {}: {e}", n.mac))?;
-            let mut nic = vmm::NetSpec::default();
-            nic.mac = Some(mac);
-            nic.allow_ports = spec.host_ports.clone();
-            cfg.nets.push(nic);
+            cfg.nets.push(spec.net_spec(&n.mac)?);
         }
         let console = if spec.interactive {
             let stop = vmm::StopHandle::new();

@@ -275,6 +275,7 @@ fn run_child_phase(backend: &str) {
         log_dir: dir.path().to_path_buf(),
         timeout: Duration::from_secs(if hang { 3 } else { 100 }),
         host_ports: vec![],
+        outbound: Default::default(),
         interactive: true,
     };
     let b: Box<dyn Backend> = match backend {

@@ -86,6 +86,7 @@ fn real_kernel_panic_ends_the_phase_at_once() {
         log_dir: d.path().to_path_buf(),
         timeout: Duration::from_secs(300),
         host_ports: vec![],
+        outbound: Default::default(),
         interactive: false,
     };
     let q = QemuBackend::detect().unwrap();

@@ -1,10 +1,12 @@
 //! The qemu backend against tiny guests (the project's machine probe): how a phase ends is
-//! read correctly, a hung guest is killed at its timeout, disks and NICs are accepted.
+//! read correctly, a hung guest is killed at its timeout, disks and NICs are accepted, the
+//! guest's network is the harness's restricted one, paths with commas work, and a qemu
+//! that cannot start says why at once.
 //! Needs qemu-system-x86_64 (Debian package qemu-system-x86); fails, not skips, without it.
 
 use std::time::{Duration, Instant};
 
-use harness::backend::qemu::QemuBackend;
+use harness::backend::qemu::{Machine, PassedFds, QemuBackend};
 use harness::backend::{Backend, Boot, Disk, DiskBus, Nic, Outcome, Phase, PhaseSpec};
 
 fn backend() -> QemuBackend {
@@ -28,6 +30,7 @@ fn spec(dir: &std::path::Path, action: probes::Action, timeout: Duration) -> Pha
         log_dir: dir.to_path_buf(),
         timeout,
         host_ports: vec![],
+        outbound: Default::default(),
         interactive: false,
     }
 }
@@ -177,7 +180,7 @@ fn nvme_and_multipath_scsi_disks_are_attached() {
     s.disks = vec![nvme, mp];
 
     let b = backend();
-    let args = b.args(&s).join(" ");
+    let args = b.args(&s, &PassedFds::default()).unwrap().join(" ");
     assert!(args.contains("virtio-scsi-pci,id=scsi0"), "{args}");
     assert!(
         args.contains("nvme,drive=disk0,serial=nvme-disk-0"),
@@ -194,5 +197,109 @@ fn nvme_and_multipath_scsi_disks_are_attached() {
         Outcome::PowerOff,
         "qemu: {}",
         std::fs::read_to_string(d.path().join("boot-qemu.log")).unwrap_or_default()
+    );
+}
+
+/// The probe as a phase's guest on qemu -M microvm (virtio-mmio, which the probe drives).
+fn microvm() -> QemuBackend {
+    let mut b = backend();
+    b.machine = Machine::Microvm;
+    b
+}
+
+/// The network the harness gives each phase, checked from inside the guest under qemu: in
+/// the install phase the test's HTTP port is open and a listening host port that is not
+/// allowed refuses; in the boot phase (no host ports) both refuse; cloud metadata refuses
+/// in both. The same PhaseSpec fields the runner fills (`host_ports`, `outbound`), the
+/// same guest address (10.0.2.2) the seed and webhook URLs use.
+#[test]
+fn the_guest_reaches_the_harness_port_and_nothing_else_in_both_phases() {
+    let http = harness::http::HttpServer::start().unwrap();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    let d = tempfile::tempdir().unwrap();
+    for (phase, host_ports, want_http) in [
+        (Phase::Install, vec![http.port()], "open"),
+        (Phase::Boot, vec![], "refused"),
+    ] {
+        let mut s = spec(d.path(), probes::Action::PowerOff, Duration::from_secs(60));
+        s.phase = phase;
+        s.serial_log = d.path().join(format!("{phase}-serial.log"));
+        s.boot = Boot::Direct {
+            kernel: probes::pvh_elf().to_path_buf(),
+            initrd: None,
+            cmdline: format!(
+                "action=poweroff virtio=1 net-allow={} net-other={other_port} net-dst=169.254.169.254:80",
+                http.port()
+            ),
+        };
+        s.nics.push(Nic {
+            mac: "52:54:00:12:34:01".into(),
+        });
+        s.host_ports = host_ports;
+        let r = microvm().run_phase(&s).unwrap();
+        let serial = std::fs::read_to_string(&s.serial_log).unwrap_or_default();
+        assert_eq!(r.outcome, Outcome::PowerOff, "{phase}: {serial}");
+        let net = serial
+            .lines()
+            .find(|l| l.starts_with("PROBE net "))
+            .unwrap_or_else(|| panic!("{phase}: no net report: {serial}"));
+        for want in [
+            "dhcp=10.0.2.15".to_string(),
+            format!("tcp_allowed={want_http}"),
+            "tcp_other=refused".into(),
+            "tcp_dst=refused".into(),
+        ] {
+            assert!(net.contains(&want), "{phase}: {want} missing: {net}");
+        }
+    }
+}
+
+/// qemu's option syntax splits values at commas: every path inside an option is escaped
+/// (a TOPDIR with a comma in its name must work).
+#[test]
+fn paths_with_commas_work() {
+    let top = tempfile::tempdir().unwrap();
+    let d = top.path().join("vmtest,with,commas");
+    std::fs::create_dir(&d).unwrap();
+    let mut s = spec(&d, probes::Action::PowerOff, Duration::from_secs(60));
+    let disk = d.join("disk,0.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    s.disks.push(Disk::virtio(disk, "serial,0", 512, false));
+    let r = backend().run_phase(&s).unwrap();
+    let serial = std::fs::read_to_string(&s.serial_log).unwrap_or_default();
+    assert_eq!(
+        r.outcome,
+        Outcome::PowerOff,
+        "serial: {serial}\nqemu: {}",
+        std::fs::read_to_string(d.join("boot-qemu.log")).unwrap_or_default()
+    );
+    assert!(probes::Report::parse(&serial).is_some(), "{serial}");
+}
+
+/// A qemu that exits before running the VM is an error carrying qemu's own words, seen as
+/// soon as it exits (not after a wait for its monitor).
+#[test]
+fn a_qemu_that_cannot_start_says_why_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let not_a_kernel = d.path().join("not-a-kernel");
+    std::fs::write(&not_a_kernel, b"").unwrap();
+    let mut s = spec(d.path(), probes::Action::PowerOff, Duration::from_secs(60));
+    s.boot = Boot::Direct {
+        kernel: not_a_kernel,
+        initrd: None,
+        cmdline: String::new(),
+    };
+    let t = Instant::now();
+    let e = backend().run_phase(&s).unwrap_err().to_string();
+    assert!(e.contains("could not start"), "{e}");
+    assert!(e.contains("kernel"), "qemu's reason: {e}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
     );
 }

@@ -13,6 +13,7 @@
  *   virtio=1          drive every virtio-mmio device found in the DSDT (see virtio.c)
  *   net-allow=PORT    with virtio=1: TCP to this host port at the gateway should connect
  *   net-other=PORT    with virtio=1: TCP to this one should be refused
+ *   net-dst=A.B.C.D:PORT  with virtio=1: also try TCP to this address beyond the gateway
  *
  * Output, one line each:
  *   PROBE entry=pvh ... key=value ...
@@ -490,6 +491,17 @@ void probe_main(u32 how, u64 info)
     if (arg_is(arg("virtio"), "1") && A.dsdt) {
         u32 blks = 0, nets = 0;
         const char *allow = arg("net-allow"), *other = arg("net-other");
+        u32 dst_ip = 0, dst_port = 0;
+        const char *dst = arg("net-dst");
+        for (int i = 0; dst && i < 4; i++) {
+            dst_ip = (dst_ip << 8) | (u32)(parse_dec(dst) & 0xff);
+            while (*dst >= '0' && *dst <= '9')
+                dst++;
+            if (*dst == '.' || *dst == ':')
+                dst++;
+        }
+        if (dst)
+            dst_port = (u32)parse_dec(dst);
         for (u32 n = 0;; n++) {
             u64 base = virtio_window(A.dsdt, n);
             if (!base)
@@ -499,7 +511,7 @@ void probe_main(u32 how, u64 info)
                 virtio_blk_report(blks++, base);
             else if (id == 1 && virtio_init_queues(base, 2) == 1)
                 virtio_net_report(nets++, base, allow ? parse_dec(allow) : 0,
-                                  other ? parse_dec(other) : 0);
+                                  other ? parse_dec(other) : 0, dst_ip, dst_port);
             else if (id != 0)
                 failed("virtio-init");
         }

@@ -375,13 +375,13 @@ static int dhcp_discover(u64 base)
     return -1;
 }
 
-/* Sends a TCP SYN to the gateway's `port`; returns 1 for SYN-ACK, 0 for RST, -1 for no
- * answer. */
-static int tcp_probe(u64 base, u16 port, u16 sport)
+/* Sends a TCP SYN to `dst`:`port` (through the gateway); returns 1 for SYN-ACK, 0 for RST,
+ * -1 for no answer. */
+static int tcp_probe(u64 base, u32 dst, u16 port, u16 sport)
 {
     u8 *f = tx_buf + NET_HDR;
     u8 *ip = eth(f, gw_mac, 0x0800);
-    u8 *t = ipv4(ip, my_ip, gw_ip, 6, 20);
+    u8 *t = ipv4(ip, my_ip, dst, 6, 20);
     memset(t, 0, 20);
     *(u16 *)t = be16(sport);
     *(u16 *)(t + 2) = be16(port);
@@ -438,8 +438,10 @@ static void put_mac(const u8 *m)
 
 static const char *tcp_name(int r) { return r == 1 ? "open" : r == 0 ? "refused" : "timeout"; }
 
-/* Probes the net device at `base`: DHCP, then TCP to the allowed and the other port. */
-void virtio_net_report(u32 index, u64 base, u32 allow_port, u32 deny_port)
+/* Probes the net device at `base`: DHCP, then TCP to the allowed and the other port at the
+ * gateway, and to `dst_ip`:`dst_port` when given. */
+void virtio_net_report(u32 index, u64 base, u32 allow_port, u32 deny_port, u32 dst_ip,
+                       u32 dst_port)
 {
     for (int i = 0; i < 6; i++)
         my_mac[i] = *(volatile u8 *)(base + R_CONFIG + i);
@@ -459,11 +461,15 @@ void virtio_net_report(u32 index, u64 base, u32 allow_port, u32 deny_port)
     put_mac(gw_mac);
     if (allow_port) {
         puts(" tcp_allowed=");
-        puts(tcp_name(tcp_probe(base, allow_port, 40000 + index)));
+        puts(tcp_name(tcp_probe(base, gw_ip, allow_port, 40000 + index)));
     }
     if (deny_port) {
         puts(" tcp_other=");
-        puts(tcp_name(tcp_probe(base, deny_port, 41000 + index)));
+        puts(tcp_name(tcp_probe(base, gw_ip, deny_port, 41000 + index)));
+    }
+    if (dst_ip && dst_port) {
+        puts(" tcp_dst=");
+        puts(tcp_name(tcp_probe(base, dst_ip, dst_port, 42000 + index)));
     }
     puts("\n");
 }

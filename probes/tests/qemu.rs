@@ -172,9 +172,10 @@ fn virtio_blk_probe_under_qemu_microvm() {
     assert!(written[512..].starts_with(b"PROBE-WRITE target-disk"));
 }
 
-/// The virtio-net part of the probe against qemu's user networking on microvm: DHCP and a
-/// TCP connection to a host port. (qemu's slirp cannot restrict host ports, so the
-/// "only allowed ports" half is checked on the builtin VMM alone.)
+/// The virtio-net part of the probe against qemu's own user networking on microvm: DHCP
+/// and a TCP connection to a host port. (qemu's slirp cannot restrict host ports; the
+/// harness gives qemu its own filtered network instead, checked with this probe in
+/// harness/tests/qemu_backend.rs.)
 #[test]
 fn virtio_net_probe_under_qemu_microvm() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,6 +1,7 @@
 //! virtio-net over user-mode NAT, checked from inside the guest: the probe reads each
 //! NIC's MAC, gets a DHCP offer, then opens TCP connections to two host ports at the
-//! gateway (10.0.2.2) where the test listens on both. Only the allowed one may connect.
+//! gateway (10.0.2.2) where the test listens on both. Only the allowed one may connect, and
+//! cloud metadata (169.254.169.254) beyond the gateway is refused.
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -24,7 +25,7 @@ fn dhcp_and_only_allowed_host_ports_are_reachable() {
     config.memory_mib = 64;
     config.timeout = Some(Duration::from_secs(60));
     config.cmdline = format!(
-        "{} virtio=1 net-allow={pa} net-other={po}",
+        "{} virtio=1 net-allow={pa} net-other={po} net-dst=169.254.169.254:80",
         probes::cmdline(Action::PowerOff, Some(1), &[])
     );
     config.nets = vec![nic0, nic1];
@@ -43,6 +44,7 @@ fn dhcp_and_only_allowed_host_ports_are_reachable() {
         "dhcp=10.0.2.15",
         "tcp_allowed=open",
         "tcp_other=refused",
+        "tcp_dst=refused",
     ] {
         assert!(nets[0].contains(want), "NIC 0 lacks {want}: {}", nets[0]);
     }

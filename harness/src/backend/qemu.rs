@@ -1,23 +1,37 @@
 //! The qemu backend: qemu-system-x86_64 `-M pc`, KVM when it is real, TCG otherwise.
-//! Disks are virtio-blk (serials, block sizes, read-only), NICs virtio-net on user-mode
-//! networking, the serial console goes to a file, and QMP tells how the guest ended
-//! (`SHUTDOWN` with reason guest-shutdown or guest-reset; `-no-reboot` turns a reset,
-//! and so a `panic=-1` panic, into an exit). The VM is killed at its timeout.
+//! Disks are virtio-blk (serials, block sizes, read-only), the serial console goes to a
+//! file, and QMP tells how the guest ended (`SHUTDOWN` with reason guest-shutdown or
+//! guest-reset; `-no-reboot` turns a reset, and so a `panic=-1` panic, into an exit). The
+//! VM is killed at its timeout.
+//!
+//! The guest's network is the harness's, not qemu's: each virtio-net NIC sends its frames
+//! over an inherited socket (`-netdev dgram`) to a user-mode network in this process, the
+//! same filtered libslirp the builtin VMM uses ([`usernet`]), so the guest reaches the same
+//! host ports and nothing else in both backends. (qemu's own `restrict=on` cannot serve
+//! the harness: it drops the guest's DNS, refuses a forward to the gateway address the
+//! guest uses, 10.0.2.2, and a `guestfwd` carries one connection at a time.)
+//!
+//! qemu gets SIGKILL when the harness dies (see `child`), and talks QMP over an inherited socket pair: no socket file to leave behind, and a qemu that
+//! fails to start is noticed the moment it exits.
 //!
 //! An interactive phase puts the console on stdio through qemu's multiplexer, so qemu's
 //! own escape keys work (Ctrl-A x quits, Ctrl-A h helps, Ctrl-A Ctrl-A sends Ctrl-A: the
 //! builtin VMM's console copies them) and the serial log is still written. Ctrl-A x shows
 //! on QMP as `SHUTDOWN` with reason `host-qmp-quit`, reported as [`Outcome::Stopped`].
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Backend, Boot, DiskBus, Outcome, PhaseResult, PhaseSpec};
+use super::{Backend, Boot, Outcome, PhaseResult, PhaseSpec};
+
+pub mod cmdline;
+pub use cmdline::PassedFds;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accel {
@@ -25,11 +39,21 @@ pub enum Accel {
     Tcg,
 }
 
+/// The machine type. Phases run on `pc`; `microvm` (virtio-mmio, no firmware) lets the
+/// project's probes play the guest under qemu with a phase the harness built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Machine {
+    #[default]
+    Pc,
+    Microvm,
+}
+
 pub struct QemuBackend {
     pub binary: PathBuf,
     pub accel: Accel,
     /// Why this accelerator (printed once).
     pub accel_reason: String,
+    pub machine: Machine,
 }
 
 impl QemuBackend {
@@ -63,110 +87,8 @@ impl QemuBackend {
             binary,
             accel,
             accel_reason,
+            machine: Machine::Pc,
         })
-    }
-
-    /// The qemu arguments for a phase (without QMP and serial, which depend on files).
-    pub fn args(&self, spec: &PhaseSpec) -> Vec<String> {
-        let mut a: Vec<String> = Vec::new();
-        let mut push = |s: &str| a.push(s.to_string());
-        push("-nodefaults");
-        push("-no-user-config");
-        push("-display");
-        push("none");
-        push("-machine");
-        push(match self.accel {
-            Accel::Kvm => "pc,accel=kvm",
-            Accel::Tcg => "pc,accel=tcg",
-        });
-        if self.accel == Accel::Kvm {
-            push("-cpu");
-            push("host");
-        }
-        push("-m");
-        push(&spec.memory_mib.to_string());
-        push("-smp");
-        push(&spec.vcpus.to_string());
-        push("-no-reboot");
-        push("-rtc");
-        push("base=utc");
-        match &spec.boot {
-            Boot::Direct {
-                kernel,
-                initrd,
-                cmdline,
-            } => {
-                push("-kernel");
-                push(&kernel.display().to_string());
-                if let Some(i) = initrd {
-                    push("-initrd");
-                    push(&i.display().to_string());
-                }
-                push("-append");
-                push(cmdline);
-            }
-            Boot::Firmware { uefi } => {
-                if *uefi {
-                    push("-bios");
-                    push("/usr/share/qemu/OVMF.fd");
-                }
-            }
-        }
-        if spec.disks.iter().any(|d| d.bus == DiskBus::Scsi) {
-            push("-device");
-            push("virtio-scsi-pci,id=scsi0");
-        }
-        for (i, d) in spec.disks.iter().enumerate() {
-            for path in 0..d.paths.max(1) {
-                let id = if d.paths > 1 {
-                    format!("disk{i}p{path}")
-                } else {
-                    format!("disk{i}")
-                };
-                push("-drive");
-                push(&format!(
-                    "file={},if=none,id={id},format=raw,cache=unsafe,discard=unmap{}{}",
-                    d.path.display().to_string().replace(',', ",,"),
-                    if d.read_only { ",readonly=on" } else { "" },
-                    // Several paths to one file: qemu must not lock it against itself.
-                    if d.paths > 1 { ",file.locking=off" } else { "" }
-                ));
-                push("-device");
-                let boot = if i == 0 && path == 0 && matches!(spec.boot, Boot::Firmware { .. }) {
-                    ",bootindex=0"
-                } else {
-                    ""
-                };
-                let serial = d.serial.replace(',', ",,");
-                let bs = d.block_size;
-                let sizes = format!("logical_block_size={bs},physical_block_size={bs}");
-                push(&match d.bus {
-                    DiskBus::VirtioBlk => {
-                        format!("virtio-blk-pci,drive={id},serial={serial},{sizes}{boot}")
-                    }
-                    DiskBus::Nvme => format!("nvme,drive={id},serial={serial},{sizes}{boot}"),
-                    DiskBus::Scsi => format!(
-                        "scsi-hd,drive={id},bus=scsi0.0,serial={serial}{},{sizes}{boot}",
-                        d.wwn
-                            .as_deref()
-                            .map(|w| format!(",wwn={w}"))
-                            .unwrap_or_default()
-                    ),
-                });
-            }
-        }
-        for (i, n) in spec.nics.iter().enumerate() {
-            push("-netdev");
-            push(&format!("user,id=net{i}"));
-            push("-device");
-            push(&format!(
-                "virtio-net-pci,netdev=net{i},mac={},romfile=",
-                n.mac
-            ));
-        }
-        push("-device");
-        push("virtio-rng-pci");
-        a
     }
 }
 
@@ -182,24 +104,39 @@ impl Drop for KillOnDrop {
     }
 }
 
-static SOCK_SEQ: AtomicU64 = AtomicU64::new(0);
+/// What QMP said about a phase.
+#[derive(Default)]
+struct QmpState {
+    /// qemu answered a command: commands are served from its main loop, so the machine
+    /// was built and ran. (Its greeting comes earlier, before the kernel is even loaded.)
+    running: AtomicBool,
+    /// The SHUTDOWN reason (or guest-panic).
+    reason: Mutex<Option<String>>,
+}
 
-/// Reads QMP events until the socket closes; keeps the SHUTDOWN reason.
-fn qmp_watch(path: &Path, reason: Arc<Mutex<Option<String>>>, deadline: Instant) {
-    let stream = loop {
-        match UnixStream::connect(path) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(_) => return,
-        }
-    };
+const QMP_MAX_LINE: u64 = 64 << 10;
+
+/// Reads QMP events until qemu closes its end (it exited); keeps the SHUTDOWN reason.
+fn qmp_watch(stream: UnixStream, state: &QmpState) {
     let mut w = match stream.try_clone() {
         Ok(w) => w,
         Err(_) => return,
     };
     let _ = w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n");
-    for line in BufReader::new(stream).lines() {
-        let Ok(line) = line else { break };
+    let reason = &state.reason;
+    let mut r = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        // Lines are bounded: a QMP event is small, whatever a broken qemu sends.
+        buf.clear();
+        match (&mut r).take(QMP_MAX_LINE).read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let line = String::from_utf8_lossy(&buf);
+        if line.starts_with("{\"return\"") {
+            state.running.store(true, Ordering::SeqCst);
+        }
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
             match v.get("event").and_then(|e| e.as_str()) {
                 Some("SHUTDOWN") => {
@@ -243,29 +180,22 @@ impl Backend for QemuBackend {
                     .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
             }
         }
-        let sock = std::env::temp_dir().join(format!(
-            "vmtest-qmp-{}-{}.sock",
-            std::process::id(),
-            SOCK_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_file(&sock);
-        let mut args = self.args(spec);
-        args.push("-qmp".into());
-        args.push(format!("unix:{},server=on,wait=off", sock.display()));
-        args.push("-chardev".into());
-        if spec.interactive {
-            args.push(format!(
-                "stdio,id=console,mux=on,signal=off,logfile={}",
-                spec.serial_log.display()
-            ));
-        } else {
-            args.push(format!(
-                "file,id=console,path={}",
-                spec.serial_log.display()
-            ));
+        // The guest's network: one user-mode network per NIC, built from the phase exactly
+        // as the builtin VMM builds its own.
+        let mut networks = Vec::new();
+        let mut nic_fds: Vec<OwnedFd> = Vec::new();
+        for n in &spec.nics {
+            let (net, backend) =
+                usernet::UserNet::start(&usernet::UserNetConfig::from(&spec.net_spec(&n.mac)?))?;
+            networks.push(net);
+            nic_fds.push(OwnedFd::from(backend));
         }
-        args.push("-serial".into());
-        args.push("chardev:console".into());
+        let (qmp_ours, qmp_theirs) = UnixStream::pair()?;
+        let fds = PassedFds {
+            qmp: qmp_theirs.as_raw_fd(),
+            nics: nic_fds.iter().map(AsRawFd::as_raw_fd).collect(),
+        };
+        let args = self.args(spec, &fds)?;
         let stderr_log = spec.log_dir.join(format!("{}-qemu.log", spec.phase));
         let mut cmdfile = std::fs::File::create(&stderr_log)?;
         writeln!(
@@ -293,23 +223,23 @@ impl Backend for QemuBackend {
             cmd.stdin(Stdio::null());
             None
         };
-        let child = cmd
-            .spawn()
+        let child = super::child::spawn(&mut cmd, &fds.all())
             .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", self.binary.display()))?;
         let mut child = KillOnDrop(child);
-        let reason = Arc::new(Mutex::new(None));
+        // qemu holds its ends now; ours close so that its exit reads as end of file.
+        drop((qmp_theirs, nic_fds));
+        let qmp = Arc::new(QmpState::default());
         let watcher = {
-            let (sock, reason) = (sock.clone(), reason.clone());
-            std::thread::spawn(move || {
-                qmp_watch(&sock, reason, Instant::now() + Duration::from_secs(10))
-            })
+            let qmp = qmp.clone();
+            std::thread::spawn(move || qmp_watch(qmp_ours, &qmp))
         };
-        let deadline = start + spec.timeout;
+        // A timeout too long for `Instant` is no deadline.
+        let deadline = start.checked_add(spec.timeout);
         let status = loop {
             if let Some(s) = child.0.try_wait()? {
                 break Some(s);
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 let _ = child.0.kill();
                 let _ = child.0.wait();
                 break None;
@@ -318,7 +248,7 @@ impl Backend for QemuBackend {
         };
         let wall = start.elapsed();
         let _ = watcher.join();
-        let _ = std::fs::remove_file(&sock);
+        drop(networks);
         let Some(status) = status else {
             return Ok(PhaseResult {
                 outcome: Outcome::Timeout,
@@ -331,7 +261,15 @@ impl Backend for QemuBackend {
                 wall,
             });
         }
-        let reason = reason.lock().unwrap().clone();
+        if !status.success() && !qmp.running.load(Ordering::SeqCst) {
+            // qemu never reached its main loop: the VM could not run at all.
+            anyhow::bail!(
+                "{} could not start the VM ({status}): {}",
+                self.binary.display(),
+                crate::serial_log::tail(&stderr_log, 5)
+            );
+        }
+        let reason = qmp.reason.lock().unwrap().clone();
         let outcome = match reason.as_deref() {
             // Nothing but the console's Ctrl-A x asks qemu to quit (the harness's QMP
             // client sends no commands); qemu prints "QEMU: Terminated" on the console.

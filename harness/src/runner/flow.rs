@@ -117,6 +117,7 @@ fn phase_spec(run: &Run, w: &WorkDir, phase: Phase, boot: Boot, disks: Vec<Disk>
         serial_log: w.logs().join(format!("{phase}-serial.log")),
         log_dir: w.logs(),
         host_ports: Vec::new(),
+        outbound: Default::default(),
         timeout: s.timeout(phase, test_timeout),
         interactive: run.ctx.console == Some(phase),
     }

@@ -78,6 +78,13 @@ impl SocketBackend {
     }
 }
 
+/// The socket itself, for a NIC outside this process (qemu's `-netdev dgram` takes it).
+impl From<SocketBackend> for OwnedFd {
+    fn from(b: SocketBackend) -> OwnedFd {
+        b.fd
+    }
+}
+
 /// Sends one message on a non-blocking socket; `Ok(false)` if the socket is full.
 pub fn send_frame(fd: RawFd, frame: &[u8]) -> io::Result<bool> {
     // SAFETY: `frame` is a valid buffer for its length.

@@ -1,0 +1,224 @@
+//! qemu's command line for one phase: machine, boot, disks, NICs, console, QMP.
+//!
+//! Values inside qemu's `key=value,...` options have their commas doubled (qemu's escape),
+//! so a path or serial with a comma stays one value. Plain arguments (`-kernel PATH`) are
+//! passed as they are.
+
+use std::os::fd::RawFd;
+use std::path::Path;
+
+use super::{Accel, Machine, QemuBackend};
+use crate::backend::{Boot, DiskBus, PhaseSpec};
+
+/// Descriptors the phase's qemu inherits (numbers as in the child).
+#[derive(Debug, Clone, Default)]
+pub struct PassedFds {
+    /// One end of the harness's QMP socket pair.
+    pub qmp: RawFd,
+    /// Per NIC, one end of its user-mode network's frame socket (`-netdev dgram`).
+    pub nics: Vec<RawFd>,
+}
+
+impl PassedFds {
+    pub fn all(&self) -> Vec<RawFd> {
+        std::iter::once(self.qmp)
+            .chain(self.nics.iter().copied())
+            .collect()
+    }
+}
+
+/// A value inside a qemu option list: commas doubled.
+pub fn opt_value(v: &str) -> String {
+    v.replace(',', ",,")
+}
+
+fn path_value(p: &Path) -> anyhow::Result<String> {
+    let s = p.to_str().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: qemu is given paths as text, and this one is not UTF-8",
+            p.display()
+        )
+    })?;
+    Ok(opt_value(s))
+}
+
+fn path_arg(p: &Path) -> anyhow::Result<String> {
+    p.to_str().map(str::to_string).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: qemu is given paths as text, and this one is not UTF-8",
+            p.display()
+        )
+    })
+}
+
+impl QemuBackend {
+    /// The whole command line for a phase, given the descriptors qemu inherits.
+    pub fn args(&self, spec: &PhaseSpec, fds: &PassedFds) -> anyhow::Result<Vec<String>> {
+        let microvm = self.machine == Machine::Microvm;
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |s: &str| a.push(s.to_string());
+        push("-nodefaults");
+        push("-no-user-config");
+        push("-display");
+        push("none");
+        push("-machine");
+        push(&format!(
+            "{},accel={}",
+            if microvm { "microvm" } else { "pc" },
+            match self.accel {
+                Accel::Kvm => "kvm",
+                Accel::Tcg => "tcg",
+            }
+        ));
+        if microvm {
+            // qemu's virtio-mmio defaults to the legacy (version 1) interface.
+            push("-global");
+            push("virtio-mmio.force-legacy=false");
+        }
+        if self.accel == Accel::Kvm {
+            push("-cpu");
+            push("host");
+        }
+        push("-m");
+        push(&spec.memory_mib.to_string());
+        push("-smp");
+        push(&spec.vcpus.to_string());
+        push("-no-reboot");
+        push("-rtc");
+        push("base=utc");
+        match &spec.boot {
+            Boot::Direct {
+                kernel,
+                initrd,
+                cmdline,
+            } => {
+                push("-kernel");
+                push(&path_arg(kernel)?);
+                if let Some(i) = initrd {
+                    push("-initrd");
+                    push(&path_arg(i)?);
+                }
+                push("-append");
+                push(cmdline);
+            }
+            Boot::Firmware { .. } if microvm => {
+                anyhow::bail!("qemu -M microvm boots kernels directly: no firmware boots")
+            }
+            Boot::Firmware { uefi } => {
+                if *uefi {
+                    push("-bios");
+                    push("/usr/share/qemu/OVMF.fd");
+                }
+            }
+        }
+        let (blk, net, rng) = if microvm {
+            (
+                "virtio-blk-device",
+                "virtio-net-device",
+                "virtio-rng-device",
+            )
+        } else {
+            ("virtio-blk-pci", "virtio-net-pci", "virtio-rng-pci")
+        };
+        if spec.disks.iter().any(|d| d.bus == DiskBus::Scsi) {
+            push("-device");
+            push("virtio-scsi-pci,id=scsi0");
+        }
+        for (i, d) in spec.disks.iter().enumerate() {
+            if microvm && (d.bus != DiskBus::VirtioBlk || d.paths > 1) {
+                anyhow::bail!(
+                    "disk {}: qemu -M microvm has no PCI, so only single-path virtio-blk disks",
+                    d.path.display()
+                );
+            }
+            for path in 0..d.paths.max(1) {
+                let id = if d.paths > 1 {
+                    format!("disk{i}p{path}")
+                } else {
+                    format!("disk{i}")
+                };
+                push("-drive");
+                push(&format!(
+                    "file={},if=none,id={id},format=raw,cache=unsafe,discard=unmap{}{}",
+                    path_value(&d.path)?,
+                    if d.read_only { ",readonly=on" } else { "" },
+                    // Several paths to one file: qemu must not lock it against itself.
+                    if d.paths > 1 { ",file.locking=off" } else { "" }
+                ));
+                push("-device");
+                let boot = if i == 0 && path == 0 && matches!(spec.boot, Boot::Firmware { .. }) {
+                    ",bootindex=0"
+                } else {
+                    ""
+                };
+                let serial = opt_value(&d.serial);
+                let bs = d.block_size;
+                let sizes = format!("logical_block_size={bs},physical_block_size={bs}");
+                push(&match d.bus {
+                    DiskBus::VirtioBlk => {
+                        format!("{blk},drive={id},serial={serial},{sizes}{boot}")
+                    }
+                    DiskBus::Nvme => format!("nvme,drive={id},serial={serial},{sizes}{boot}"),
+                    DiskBus::Scsi => format!(
+                        "scsi-hd,drive={id},bus=scsi0.0,serial={serial}{},{sizes}{boot}",
+                        d.wwn
+                            .as_deref()
+                            .map(|w| format!(",wwn={}", opt_value(w)))
+                            .unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        if fds.nics.len() != spec.nics.len() {
+            anyhow::bail!(
+                "{} NICs but {} network sockets (a harness bug)",
+                spec.nics.len(),
+                fds.nics.len()
+            );
+        }
+        for (i, (n, fd)) in spec.nics.iter().zip(&fds.nics).enumerate() {
+            // The NIC's frames go to the harness's user-mode network (one frame per
+            // message), the same filtered libslirp the builtin VMM uses.
+            push("-netdev");
+            push(&format!("dgram,id=net{i},local.type=fd,local.str={fd}"));
+            push("-device");
+            let rom = if microvm { "" } else { ",romfile=" };
+            push(&format!(
+                "{net},netdev=net{i},mac={}{rom}",
+                opt_value(&n.mac)
+            ));
+        }
+        push("-device");
+        push(rng);
+        push("-chardev");
+        push(&format!("socket,id=qmp,fd={}", fds.qmp));
+        push("-mon");
+        push("chardev=qmp,mode=control");
+        push("-chardev");
+        if spec.interactive {
+            push(&format!(
+                "stdio,id=console,mux=on,signal=off,logfile={}",
+                path_value(&spec.serial_log)?
+            ));
+        } else {
+            push(&format!(
+                "file,id=console,path={}",
+                path_value(&spec.serial_log)?
+            ));
+        }
+        push("-serial");
+        push("chardev:console");
+        Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commas_are_doubled_inside_options() {
+        assert_eq!(opt_value("/top,dir/a,,b"), "/top,,dir/a,,,,b");
+        assert_eq!(opt_value("plain"), "plain");
+    }
+}
