@@ -18,6 +18,8 @@ Environment (curtin's vmtest names; booleans are true unless empty, 0 or false):
   CURTIN_VMTEST_PARALLEL        tests at once: 0 serial, -1 one per core, N [default: 0]
   CURTIN_VMTEST_REUSE_TOPDIR    no VMs: check the kept collect/ in TOPDIR again [default: false]
   apt_proxy, CURTIN_VMTEST_APT_PROXY  apt proxy for the install guest [default: the host's Acquire::HTTP::Proxy]
+  VMTEST_OUTBOUND               what guests may reach beyond the harness's ports: internet, host:PORT,
+                                ADDR[/PREFIX][:PORT], comma-separated; a test's outbound: adds [default: nothing]
   IMAGE_DIR                     image store [default: /srv/images]
   IMAGES_TO_KEEP                images kept per release when syncing [default: 1]
   VMTEST_IMAGE_STEP_TIMEOUT     limit in seconds per image build step when syncing

@@ -9,6 +9,9 @@
 //! - CURTIN_VMTEST_APT_PROXY, else apt_proxy, else the host's apt proxy; a variable that
 //!   is set but empty means no proxy.
 //!
+//! And one of this project's own: VMTEST_OUTBOUND, what the guests may reach beyond the
+//! harness's ports (usernet's outbound rules; nothing when unset).
+//!
 //! An empty value is the same as an unset one, except for the proxy. Zero memory, vCPUs
 //! or timeouts are refused as the config refuses them.
 
@@ -190,6 +193,9 @@ pub struct Settings {
     pub parallel: usize,
     pub reuse_topdir: bool,
     pub apt_proxy: Option<String>,
+    /// What every test's guest may reach beyond the harness's ports (VMTEST_OUTBOUND, plus
+    /// the apt proxy when it is given by address); a test's `outbound:` adds to it.
+    pub outbound: usernet::Outbound,
 }
 
 /// A variable's value, `None` when unset or empty.
@@ -238,6 +244,27 @@ fn unique_suffix() -> String {
     std::iter::repeat_with(fastrand::alphanumeric)
         .take(6)
         .collect()
+}
+
+/// The rule that lets the guest reach an apt proxy given as `http://A.B.C.D:PORT`: the run
+/// hands the proxy to the guest, so the guest may use it. A proxy on the host's loopback
+/// is `host:PORT` (reached at 10.0.2.2). A proxy given by name needs VMTEST_OUTBOUND: the
+/// filter works on addresses, and resolving here could disagree with the guest.
+fn apt_proxy_rule(url: &str) -> Option<usernet::OutboundRule> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().ok()?),
+        None => (hostport, 80),
+    };
+    let addr: std::net::Ipv4Addr = host.parse().ok()?;
+    let rule = if addr.is_loopback() {
+        format!("host:{port}")
+    } else {
+        format!("{addr}:{port}")
+    };
+    rule.parse().ok()
 }
 
 /// The host's apt proxy (`Acquire::HTTP::Proxy`), as curtin's vmtest hands it on.
@@ -325,6 +352,15 @@ impl Settings {
         let extra_config = given(get("CURTIN_VMTEST_EXTRA_CONFIG"))
             .map(|p| ExtraConfig::load(Path::new(&p)))
             .transpose()?;
+        let mut outbound: usernet::Outbound = get("VMTEST_OUTBOUND")
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| format!("VMTEST_OUTBOUND: {e}"))?;
+        if let Some(rule) = apt_proxy.as_deref().and_then(apt_proxy_rule)
+            && !outbound.rules.contains(&rule)
+        {
+            outbound.rules.push(rule);
+        }
         let s = Settings {
             topdir,
             topdir_given,
@@ -354,6 +390,7 @@ impl Settings {
             parallel,
             reuse_topdir: env_bool(get("CURTIN_VMTEST_REUSE_TOPDIR").as_deref(), false),
             apt_proxy,
+            outbound,
         };
         if s.bridge != "user" {
             return Err(format!(
@@ -470,6 +507,33 @@ mod tests {
         assert_eq!(s.extra_config, None);
         assert!(!s.reuse_topdir);
         assert_eq!(s.apt_proxy, None);
+        assert!(
+            s.outbound.is_empty(),
+            "the guest reaches nothing beyond the harness"
+        );
+    }
+
+    #[test]
+    fn outbound_rules_and_the_apt_proxy() {
+        let s = with(&[("VMTEST_OUTBOUND", "internet, 192.168.1.5:3142")]).unwrap();
+        assert_eq!(s.outbound.to_string(), "internet,192.168.1.5:3142");
+        let e = with(&[("VMTEST_OUTBOUND", "everywhere")]).unwrap_err();
+        assert!(
+            e.starts_with("VMTEST_OUTBOUND: ") && e.contains("everywhere"),
+            "{e}"
+        );
+        // The apt proxy handed to the guest is reachable when given by address.
+        for (proxy, rule) in [
+            ("http://10.245.168.1:3128", "10.245.168.1:3128"),
+            ("http://user:pw@192.168.1.5:3142/", "192.168.1.5:3142"),
+            ("http://127.0.0.1:3142", "host:3142"),
+            ("http://10.1.2.3", "10.1.2.3:80"),
+        ] {
+            let s = with(&[("apt_proxy", proxy)]).unwrap();
+            assert_eq!(s.outbound.to_string(), rule, "{proxy}");
+        }
+        let s = with(&[("apt_proxy", "http://squid.internal:3128")]).unwrap();
+        assert!(s.outbound.is_empty(), "a named proxy needs VMTEST_OUTBOUND");
     }
 
     #[test]

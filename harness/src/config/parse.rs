@@ -882,6 +882,28 @@ network:
     }
 
     #[test]
+    fn outbound_rules_are_read_and_checked() {
+        let t = GOOD.replace(
+            "  release: bookworm",
+            "  release: bookworm\n  outbound: [internet, \"192.168.1.5:3142\"]",
+        );
+        assert_eq!(
+            parse(&t).unwrap().vmtest.outbound.to_string(),
+            "internet,192.168.1.5:3142"
+        );
+        assert!(parse(GOOD).unwrap().vmtest.outbound.is_empty());
+        let t = GOOD.replace(
+            "  release: bookworm",
+            "  release: bookworm\n  outbound: [\"127.0.0.1:3142\"]",
+        );
+        let e = parse(&t).unwrap_err().to_string();
+        assert!(
+            e.starts_with("t.yaml:") && e.contains("use host:PORT"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn malformed_wwn_names_file_line_and_disk() {
         let t = GOOD.replace("serial: disk-a}", "serial: disk-a, wwn: \"0xnothex\"}");
         let e = parse(&t).unwrap_err();

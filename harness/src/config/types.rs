@@ -37,6 +37,21 @@ pub enum InstallerKind {
     Curtin,
 }
 
+/// Outbound rules as a list (`[internet, "192.168.1.5:3142"]`) or one comma list.
+fn de_outbound<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usernet::Outbound, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Rules {
+        List(Vec<String>),
+        One(String),
+    }
+    let text = match Rules::deserialize(d)? {
+        Rules::List(v) => v.join(","),
+        Rules::One(s) => s,
+    };
+    text.parse().map_err(serde::de::Error::custom)
+}
+
 /// The `vmtest:` section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +102,11 @@ pub struct VmtestSection {
     /// Kernel arguments added to the install phase's command line.
     #[serde(default)]
     pub extra_kernel_args: String,
+    /// What the guest may reach beyond the harness's own ports, in both phases and both
+    /// backends: outbound rules (`internet`, `host:PORT`, `ADDR[/PREFIX][:PORT]`, see
+    /// [`usernet::Outbound`]), added to the run's VMTEST_OUTBOUND. Nothing when absent.
+    #[serde(default, deserialize_with = "de_outbound")]
+    pub outbound: usernet::Outbound,
     /// Shell scripts run in the booted system; each writes files under /mnt/output
     /// (the working directory). They run after the default collect scripts.
     #[serde(default)]

@@ -102,6 +102,10 @@ fn phase_spec(run: &Run, w: &WorkDir, phase: Phase, boot: Boot, disks: Vec<Disk>
         Phase::Install => v.timeouts.install,
         Phase::Boot => v.timeouts.boot,
     };
+    // Beyond the harness's own ports the guest reaches only what the run and the test
+    // allow, in both phases.
+    let mut outbound = s.outbound.clone();
+    outbound.extend(&v.outbound);
     PhaseSpec {
         phase,
         boot,
@@ -117,7 +121,7 @@ fn phase_spec(run: &Run, w: &WorkDir, phase: Phase, boot: Boot, disks: Vec<Disk>
         serial_log: w.logs().join(format!("{phase}-serial.log")),
         log_dir: w.logs(),
         host_ports: Vec::new(),
-        outbound: Default::default(),
+        outbound,
         timeout: s.timeout(phase, test_timeout),
         interactive: run.ctx.console == Some(phase),
     }
