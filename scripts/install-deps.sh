@@ -45,6 +45,21 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# PyYAML, the YAML reader curtin and cloud-init use: harness/tests/pyyaml_reads.rs checks
+# with it that what the guest gets means what the test file meant. It must be importable
+# by the `python3` on PATH, whichever python that is.
+if [ "${1:-test}" != linux ] && ! python3 -c 'import yaml' 2>/dev/null; then
+    need_root
+    echo "install-deps: installing python3-yaml (PyYAML: curtin's YAML reader, for the tests)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3 python3-yaml >/dev/null
+    if ! python3 -c 'import yaml' 2>/dev/null; then
+        echo "install-deps: $(command -v python3) still cannot import yaml (python3-yaml is for /usr/bin/python3): put /usr/bin first in PATH or install PyYAML for that python" >&2
+        exit 1
+    fi
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
     echo "install-deps: cargo is missing: install the Rust toolchain (rustup, or Debian's cargo)" >&2
     exit 1

@@ -30,31 +30,54 @@ pub const HOST_IP: &str = "10.0.2.2";
 
 /// The NoCloud meta-data: an instance id per phase (so cloud-init runs again on first
 /// boot) and the test's name as host name (letters, digits and `-` only).
-pub fn meta_data(test: &str, phase: &str) -> String {
+pub fn meta_data_value(test: &str, phase: &str) -> serde_json::Value {
     let host: String = test
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .take(63)
         .collect();
-    emit::to_string(&json!({
+    json!({
         "instance-id": format!("vmtest-{host}-{phase}"),
         "local-hostname": host,
-    }))
+    })
 }
 
-fn archive(parts: Vec<serde_json::Value>) -> String {
+/// [`meta_data_value`] as the seed's `meta-data` file.
+pub fn meta_data(test: &str, phase: &str) -> String {
+    emit::to_string(&meta_data_value(test, phase))
+}
+
+/// One part of a `#cloud-config-archive`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    /// `#cloud-config` with this value.
+    CloudConfig(serde_json::Value),
+    /// A script cloud-init runs once.
+    Shell { name: &'static str, script: String },
+}
+
+impl Part {
+    /// The part as the archive holds it (`type`, `content`, ...).
+    pub fn to_value(&self) -> serde_json::Value {
+        match self {
+            Part::CloudConfig(v) => json!({
+                "type": "text/cloud-config",
+                "content": format!("#cloud-config\n{}", emit::to_string(v)),
+            }),
+            Part::Shell { name, script } => {
+                json!({"type": "text/x-shellscript", "filename": name, "content": script})
+            }
+        }
+    }
+}
+
+/// The user-data text of a `#cloud-config-archive` of `parts`.
+pub fn archive(parts: &[Part]) -> String {
+    let parts: Vec<serde_json::Value> = parts.iter().map(Part::to_value).collect();
     format!(
         "#cloud-config-archive\n{}",
         emit::to_string(&serde_json::Value::Array(parts))
     )
-}
-
-fn cloud_config(v: serde_json::Value) -> serde_json::Value {
-    json!({"type": "text/cloud-config", "content": format!("#cloud-config\n{}", emit::to_string(&v))})
-}
-
-fn shell_part(name: &str, script: String) -> serde_json::Value {
-    json!({"type": "text/x-shellscript", "filename": name, "content": script})
 }
 
 fn base_config() -> serde_json::Value {
@@ -65,19 +88,27 @@ fn base_config() -> serde_json::Value {
     })
 }
 
-/// The install phase's user-data around an already packed installer.
-pub fn install_user_data(packed_installer: &str, apt_proxy: Option<&str>) -> String {
+/// The install phase's user-data parts around an already packed installer.
+pub fn install_parts(packed_installer: &str, apt_proxy: Option<&str>) -> Vec<Part> {
     let mut parts = vec![
-        cloud_config(base_config()),
-        shell_part("vmtest-installer", packed_installer.to_string()),
-        cloud_config(
+        Part::CloudConfig(base_config()),
+        Part::Shell {
+            name: "vmtest-installer",
+            script: packed_installer.to_string(),
+        },
+        Part::CloudConfig(
             json!({"power_state": {"mode": "poweroff", "message": "vmtest: install phase done"}}),
         ),
     ];
     if let Some(p) = apt_proxy {
-        parts.push(cloud_config(json!({"apt": {"proxy": p}})));
+        parts.push(Part::CloudConfig(json!({"apt": {"proxy": p}})));
     }
-    archive(parts)
+    parts
+}
+
+/// The install phase's user-data (see [`install_parts`]).
+pub fn install_user_data(packed_installer: &str, apt_proxy: Option<&str>) -> String {
+    archive(&install_parts(packed_installer, apt_proxy))
 }
 
 /// Collect scripts every test runs (curtin's default set, the files the assertions read).
@@ -104,8 +135,13 @@ cat /etc/default/grub > etc_default_grub 2>/dev/null
 dpkg-query -W > debian-packages.txt 2>/dev/null
 "#;
 
-/// The boot phase's user-data: collect, tar onto the output disk, power off.
+/// The boot phase's user-data (see [`boot_parts`]).
 pub fn boot_user_data(test: &TestConfig) -> String {
+    archive(&boot_parts(test))
+}
+
+/// The boot phase's user-data parts: collect, tar onto the output disk, power off.
+pub fn boot_parts(test: &TestConfig) -> Vec<Part> {
     let mut s = String::from(
         "#!/bin/sh\n# vmtest collect\nmkdir -p /mnt/output\ncd /mnt/output\ncp -a /root /mnt/output 2>/dev/null\n",
     );
@@ -122,16 +158,16 @@ pub fn boot_user_data(test: &TestConfig) -> String {
     s.push_str(&format!(
         "tar -cf /dev/disk/by-id/virtio-{OUTPUT_DISK_SERIAL} --no-xattrs . && sync && echo '{COLLECT_DONE}' || echo 'vmtest: collect could not write the output disk'\n"
     ));
-    archive(vec![
-        cloud_config(json!({
-            "password": "passw0rd",
-            "chpasswd": {"expire": false},
-            "output": {"all": "| tee -a /var/log/cloud-init-output.log"},
-            "network": {"config": "disabled"},
-            "power_state": {"mode": "poweroff", "message": "vmtest: boot phase done"},
-        })),
-        shell_part("vmtest-collect", s),
-    ])
+    let mut config = base_config();
+    config["network"] = json!({"config": "disabled"});
+    config["power_state"] = json!({"mode": "poweroff", "message": "vmtest: boot phase done"});
+    vec![
+        Part::CloudConfig(config),
+        Part::Shell {
+            name: "vmtest-collect",
+            script: s,
+        },
+    ]
 }
 
 /// Where the packed curtin tree lives inside the archive (`curtin pack`'s layout:

@@ -5,33 +5,12 @@
 //! it); without either this test fails, naming both.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use harness::config::{HostFacts, TestConfig, discover};
 
-fn curtin_tree() -> PathBuf {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let candidates: Vec<PathBuf> = std::env::var_os("CURTIN_SRC")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([repo.join("../shared/curtin")])
-        .collect();
-    candidates
-        .iter()
-        .find(|p| p.join("examples/tests").is_dir())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "no curtin tree: set CURTIN_SRC to a curtin checkout, or put one at {} (tried {})",
-                repo.join("../shared/curtin").display(),
-                candidates
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
-}
+#[path = "support/curtin_tree.rs"]
+mod support;
+use support::curtin_tree;
 
 #[test]
 fn every_curtin_example_loads_or_says_why_it_cannot_run_here() {
