@@ -81,10 +81,11 @@ pub struct VmtestSection {
     /// Logical = physical block size of every disk unless a disk says otherwise: 512 or 4096.
     #[serde(default = "default_block_size")]
     pub block_size: u32,
-    /// Guest memory (MiB); CURTIN_VMTEST_VMRAM when absent.
+    /// Guest memory (MiB). CURTIN_VMTEST_VMRAM, when set, wins (as in curtin); 2048 when
+    /// neither says.
     #[serde(default)]
     pub memory_mib: Option<u64>,
-    /// vCPUs; CURTIN_VMTEST_NR_CPUS when absent.
+    /// vCPUs. CURTIN_VMTEST_NR_CPUS, when set, wins (as in curtin); 1 when neither says.
     #[serde(default)]
     pub cpus: Option<u32>,
     #[serde(default)]
