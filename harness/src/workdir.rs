@@ -12,8 +12,12 @@ pub struct WorkDir {
 impl WorkDir {
     pub const PARTS: [&'static str; 5] = ["install", "boot", "disks", "logs", "collect"];
 
-    /// Creates the work dir of one test under `topdir`; it must not exist yet.
+    /// Creates the work dir of one test under `topdir`; it must not exist yet. The name
+    /// must be one safe path component ([`crate::config::check_test_name`]): a config's
+    /// name is checked when it loads, and again here, where it becomes a path.
     pub fn create(topdir: &Path, test: &str) -> std::io::Result<WorkDir> {
+        crate::config::check_test_name(test)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let root = topdir.join(test);
         std::fs::create_dir(&root)?;
         for p in Self::PARTS {
@@ -78,6 +82,19 @@ pub fn create_sparse_disk(path: &Path, size: u64) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_that_is_not_one_plain_component_makes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let top = d.path().join("top");
+        std::fs::create_dir(&top).unwrap();
+        for bad in ["..", ".", "a/b", "/abs", ""] {
+            let e = WorkDir::create(&top, bad).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{bad}");
+        }
+        assert_eq!(std::fs::read_dir(&top).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
 
     #[test]
     fn layout_and_keep() {
