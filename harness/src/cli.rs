@@ -1,25 +1,33 @@
-//! Subcommands of the test harness proper: list, run, console.
+//! Subcommands of the test harness proper: list, run, console, junit-merge; their
+//! arguments, the test selection (patterns, then `--partition`) and the dispatch. The
+//! commands themselves are in `cmd_list` and `cmd_run`; how they end is `exit`.
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
 use crate::VmmChoice;
-use crate::backend::qemu::QemuBackend;
-use crate::backend::{Backend, BuiltinBackend, Phase};
-use crate::config::{HostFacts, TestConfig, discover};
-use crate::runner::{self, Progress, RunContext, StoreImages, TestResult};
-use crate::settings::Settings;
-use crate::vmm_choice::{BootSource, HostKvm, choose};
+use crate::backend::Phase;
+use crate::cmd_list::{self, ListFormat};
+use crate::cmd_run::{RunOptions, run_tests};
+use crate::config::{TestConfig, discover};
+use crate::env_help::ENV_HELP;
+use crate::exit::{CliError, Exit};
+use crate::partition::{self, Durations, Partition, durations_from_junit};
+use crate::report::{self, github};
 
 #[derive(Debug, Subcommand)]
 pub enum HarnessCommand {
     /// List the test configs found under examples/tests (or --tests-dir).
     List(ListArgs),
     /// Run tests: install → poweroff → boot → collect → verify.
+    #[command(after_help = ENV_HELP)]
     Run(RunArgs),
     /// Run one test with a phase's serial console attached to this terminal (debugging).
+    #[command(after_help = ENV_HELP)]
     Console(ConsoleArgs),
+    /// Merge JUnit files (one per partition) into one.
+    JunitMerge(JunitMergeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -29,6 +37,24 @@ pub struct Selection {
     pub tests_dir: Option<PathBuf>,
     /// Tests to select: names, globs (basic*, *lvm*) or regexes (^basic$); all when none.
     pub tests: Vec<String>,
+    /// Keep only the K-th of N parts of the selection (1-based), for a CI matrix: every
+    /// test lands in exactly one part, the same on every machine.
+    #[arg(long, value_name = "K/N")]
+    pub partition: Option<Partition>,
+    /// A JUnit file of an earlier run (repeatable, e.g. one per partition): parts are
+    /// balanced by its test durations instead of by count.
+    #[arg(long, value_name = "FILE", requires = "partition")]
+    pub durations: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct JunitMergeArgs {
+    /// The merged file (written atomically).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// The JUnit files to merge.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -38,6 +64,9 @@ pub struct ListArgs {
     /// With a curtin tree, unpinned tests list curtin as their installer, as `run` would.
     #[arg(long, env = "CURTIN_SRC")]
     pub curtin: Option<PathBuf>,
+    /// `table` for people, `json` (an array of objects) for a CI matrix.
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
 }
 
 #[derive(Debug, Args)]
@@ -47,7 +76,8 @@ pub struct RunArgs {
     /// A curtin source tree to pack for tests with `installer: curtin`.
     #[arg(long, env = "CURTIN_SRC")]
     pub curtin: Option<PathBuf>,
-    /// Write JUnit XML results here.
+    /// Write JUnit XML results here: rewritten after every test (atomically), so a run
+    /// killed midway leaves a valid file holding the tests that finished.
     #[arg(long)]
     pub junit: Option<PathBuf>,
     /// Attach this phase's serial console (install or boot) to the terminal, for exactly
@@ -139,183 +169,72 @@ pub fn select(dir: &Path, patterns: &[String]) -> anyhow::Result<Vec<TestConfig>
         .collect())
 }
 
-fn list(args: ListArgs) -> anyhow::Result<i32> {
-    let dir = tests_dir(args.sel.tests_dir.as_deref());
-    let tests = select(&dir, &args.sel.tests)?;
-    let w = tests.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
-    println!(
-        "{:<w$}  {:<10}  {:<9}  {:<5}  description",
-        "test", "release", "installer", "vmm"
-    );
-    let host = HostFacts::this_host();
-    for t in &tests {
-        let need = if t.needs_qemu().is_some() {
-            "qemu"
-        } else {
-            "any"
-        };
-        // What cannot run here says why, where the description would be.
-        let about = match t.not_runnable(&host) {
-            Some(why) => format!("NOT RUNNABLE HERE: {why}"),
-            None => t.vmtest.description.clone().unwrap_or_default(),
-        };
-        println!(
-            "{:<w$}  {:<10}  {:<9}  {:<5}  {about}",
-            t.name,
-            t.vmtest.release,
-            format!("{:?}", t.installer(args.curtin.is_some())).to_lowercase(),
-            need,
-        );
-    }
-    Ok(0)
-}
-
-fn run_tests(
-    tests: Vec<TestConfig>,
-    vmm: VmmChoice,
-    curtin: Option<&Path>,
-    console: Option<Phase>,
-    junit: Option<&Path>,
-) -> anyhow::Result<i32> {
-    if tests.is_empty() {
-        anyhow::bail!("no tests selected");
-    }
-    // When nothing selected can run here, say why before making anything.
-    let host = HostFacts::this_host();
-    let why: Vec<String> = tests
-        .iter()
-        .filter_map(|t| t.not_runnable(&host).map(|w| format!("{}: {w}", t.name)))
-        .collect();
-    if why.len() == tests.len() {
-        anyhow::bail!("cannot run on this host:\n  {}", why.join("\n  "));
-    }
-    // A missing or wrong curtin tree is one plain error, before TOPDIR or any image.
-    runner::check_installers(&tests, curtin)?;
-    let settings = Settings::from_env().map_err(|e| anyhow::anyhow!(e))?;
-    let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
-    for w in crate::settings::unknown_curtin_vars(names) {
-        eprintln!("vmtest: warning: {w}");
-    }
-    if let Some(x) = &settings.extra_config {
-        let script: Vec<&str> = tests
-            .iter()
-            .filter(|t| t.installer(curtin.is_some()) == crate::config::InstallerKind::Script)
-            .map(|t| t.name.as_str())
-            .collect();
-        if !script.is_empty() {
-            eprintln!(
-                "vmtest: warning: CURTIN_VMTEST_EXTRA_CONFIG={} is for curtin; the script installer of {} does not read it",
-                x.path.display(),
-                script.join(", ")
-            );
-        }
-    }
-    if settings.image_sync {
-        // curtin's "sync": fetch the newest images first. Ours are built from Debian
-        // packages (no MAAS mirror is reachable), then the store keeps IMAGES_TO_KEEP.
-        let store = images::ImageStore::open(&settings.image_dir)?;
-        let mut done: Vec<(String, String)> = Vec::new();
-        for t in &tests {
-            let key = (t.vmtest.release.clone(), t.vmtest.arch.clone());
-            if done.contains(&key) {
-                continue;
-            }
-            eprintln!(
-                "vmtest: CURTIN_VMTEST_IMAGE_SYNC: building a fresh {}/{} image",
-                key.0, key.1
-            );
-            images::build::build(&store, &images::build::BuildOptions::new(&key.0, &key.1))
-                .map_err(|e| anyhow::anyhow!("image sync for {}/{}: {e:#}", key.0, key.1))?;
-            done.push(key);
-        }
-        let rep = store.prune(settings.images_to_keep as usize)?;
-        eprintln!(
-            "vmtest: image sync: kept {}, removed {}, in use {} (IMAGES_TO_KEEP={})",
-            rep.kept.len(),
-            rep.removed.len(),
-            rep.in_use.len(),
-            settings.images_to_keep
-        );
-    }
-    settings.prepare_topdir().map_err(|e| anyhow::anyhow!(e))?;
-    let progress = Progress::new(Some(&settings.log), false);
-    eprintln!(
-        "vmtest: TOPDIR {} (log {}), {} test(s), {} at a time",
-        settings.topdir.display(),
-        settings.log.display(),
-        tests.len(),
-        settings.parallel
-    );
-    let mut groups: Vec<(VmmChoice, Vec<usize>)> = Vec::new();
-    // Probed (a tiny VM) once, and only when a choice depends on it.
-    let host = std::cell::LazyCell::new(HostKvm::detect);
-    for (i, t) in tests.iter().enumerate() {
-        let (c, why) = choose(vmm, t, || &*host, BootSource::default());
-        progress.say(
-            &t.name,
-            &format!("vmm {}: {why}", format!("{c:?}").to_lowercase()),
-        );
-        match groups.iter_mut().find(|(g, _)| *g == c) {
-            Some((_, v)) => v.push(i),
-            None => groups.push((c, vec![i])),
-        }
-    }
-    let images = StoreImages {
-        dir: settings.image_dir.clone(),
+/// The patterns' tests, then the partition's share of them.
+fn select_part(sel: &Selection) -> Result<Vec<TestConfig>, CliError> {
+    let dir = tests_dir(sel.tests_dir.as_deref());
+    let tests = select(&dir, &sel.tests).map_err(CliError::usage)?;
+    let Some(p) = sel.partition else {
+        return Ok(tests);
     };
-    let mut results: Vec<Option<TestResult>> = tests.iter().map(|_| None).collect();
-    for (choice, idx) in groups {
-        let backend: Box<dyn Backend> = match choice {
-            VmmChoice::Builtin => Box::new(BuiltinBackend),
-            _ => {
-                let q = QemuBackend::detect()?;
-                eprintln!("vmtest: qemu backend: {} ({})", q.name(), q.accel_reason);
-                Box::new(q)
-            }
-        };
-        let ctx = RunContext {
-            settings: &settings,
-            backend: backend.as_ref(),
-            images: &images,
-            curtin_src: curtin,
-            progress: progress.clone(),
-            console,
-        };
-        let group: Vec<TestConfig> = idx.iter().map(|&i| tests[i].clone()).collect();
-        for (i, r) in idx.into_iter().zip(runner::run_all(&group, &ctx)) {
-            results[i] = Some(r);
-        }
+    let mut durations = Durations::new();
+    for f in &sel.durations {
+        durations_from_junit(f, &mut durations)
+            .map_err(|e| CliError::Usage(anyhow::anyhow!("--durations {e}")))?;
     }
-    let results: Vec<TestResult> = results.into_iter().flatten().collect();
-    print!("{}", crate::report::summary_table(&results));
-    for r in results.iter().filter(|r| r.status != runner::Status::Pass) {
-        println!("--- {} ({}):", r.name, r.workdir.display());
-        for e in &r.errors() {
-            println!("{e}");
-        }
-    }
-    if let Some(j) = junit {
-        std::fs::write(j, crate::report::junit_xml(&results))
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", j.display()))?;
-    }
-    Ok(
-        if results.iter().all(|r| r.status == runner::Status::Pass) {
-            0
-        } else {
-            1
-        },
-    )
+    Ok(partition::keep(tests, |t| &t.name, p, &durations))
 }
 
-pub fn run(cmd: HarnessCommand, vmm: VmmChoice) -> anyhow::Result<i32> {
+fn junit_merge(a: &JunitMergeArgs) -> Result<Exit, CliError> {
+    let mut docs = Vec::new();
+    for f in &a.files {
+        docs.push(
+            std::fs::read_to_string(f)
+                .map_err(|e| CliError::Usage(anyhow::anyhow!("{}: {e}", f.display())))?,
+        );
+    }
+    let merged = report::merge_junit(&docs).map_err(|e| CliError::Usage(anyhow::anyhow!(e)))?;
+    let dir = match a.output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let write = || -> std::io::Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut tmp, merged.as_bytes())?;
+        tmp.persist(&a.output).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().map_err(|e| CliError::Usage(anyhow::anyhow!("{}: {e}", a.output.display())))?;
+    Ok(Exit::Passed)
+}
+
+/// Runs a harness command to its exit code.
+pub fn run(cmd: HarnessCommand, vmm: VmmChoice) -> Result<Exit, CliError> {
+    fn opts<'a>(
+        vmm: VmmChoice,
+        curtin: Option<&'a Path>,
+        console: Option<Phase>,
+        junit: Option<&'a Path>,
+    ) -> RunOptions<'a> {
+        RunOptions {
+            vmm,
+            curtin,
+            console,
+            junit,
+            github: github::enabled(std::env::var("GITHUB_ACTIONS").ok().as_deref()),
+            workspace: std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from),
+        }
+    }
     match cmd {
-        HarnessCommand::List(a) => list(a),
+        HarnessCommand::List(a) => {
+            let tests = select_part(&a.sel)?;
+            print!("{}", cmd_list::render(&tests, a.curtin.is_some(), a.format));
+            Ok(Exit::Passed)
+        }
         HarnessCommand::Run(a) => {
-            let dir = tests_dir(a.sel.tests_dir.as_deref());
-            let tests = select(&dir, &a.sel.tests)?;
+            let tests = select_part(&a.sel)?;
             // One terminal, one console: several tests (run in parallel) cannot share stdin.
             if a.console.is_some() && tests.len() != 1 {
-                anyhow::bail!(
+                return Err(CliError::Usage(anyhow::anyhow!(
                     "--console attaches to exactly one test, but {} are selected ({}): name one",
                     tests.len(),
                     tests
@@ -323,28 +242,26 @@ pub fn run(cmd: HarnessCommand, vmm: VmmChoice) -> anyhow::Result<i32> {
                         .map(|t| t.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
-                );
+                )));
             }
             run_tests(
                 tests,
-                vmm,
-                a.curtin.as_deref(),
-                a.console,
-                a.junit.as_deref(),
+                &opts(vmm, a.curtin.as_deref(), a.console, a.junit.as_deref()),
             )
         }
         HarnessCommand::Console(a) => {
             let dir = tests_dir(a.tests_dir.as_deref());
-            let tests = select(&dir, std::slice::from_ref(&a.test))?;
+            let tests = select(&dir, std::slice::from_ref(&a.test)).map_err(CliError::usage)?;
             if tests.len() != 1 {
-                anyhow::bail!(
+                return Err(CliError::Usage(anyhow::anyhow!(
                     "`{}` selects {} tests; console attaches to exactly one",
                     a.test,
                     tests.len()
-                );
+                )));
             }
-            run_tests(tests, vmm, a.curtin.as_deref(), Some(a.phase), None)
+            run_tests(tests, &opts(vmm, a.curtin.as_deref(), Some(a.phase), None))
         }
+        HarnessCommand::JunitMerge(a) => junit_merge(&a),
     }
 }
 

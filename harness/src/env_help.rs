@@ -11,18 +11,21 @@ Environment (curtin's vmtest names; booleans are true unless empty, 0 or false):
   CURTIN_VMTEST_KEEP_DATA_FAIL  what a failed test keeps [default: all]
   CURTIN_VMTEST_IMAGE_SYNC      build a fresh image per release first, then prune to IMAGES_TO_KEEP [default: false]
   CURTIN_VMTEST_BRIDGE          networking; only `user` [default: user]
-  CURTIN_VMTEST_INSTALL_TIMEOUT install phase limit in seconds; beats a test's timeouts [default: 3000]
-  CURTIN_VMTEST_BOOT_TIMEOUT    boot phase limit in seconds; beats a test's timeouts [default: 300]
-  CURTIN_VMTEST_VMRAM           guest memory in MiB; a test's memory_mib wins [default: 2048]
-  CURTIN_VMTEST_NR_CPUS         guest vCPUs; a test's cpus win [default: 1]
+  CURTIN_VMTEST_INSTALL_TIMEOUT install phase limit (s, or 1h, 30m); a test's timeouts win [default: 3000]
+  CURTIN_VMTEST_BOOT_TIMEOUT    boot phase limit; a test's timeouts win [default: 300]
+  CURTIN_VMTEST_VMRAM           guest memory in MiB (or 2G); beats a test's memory_mib [default: 2048]
+  CURTIN_VMTEST_NR_CPUS         guest vCPUs; beats a test's cpus [default: 1]
   CURTIN_VMTEST_PARALLEL        tests at once: 0 serial, -1 one per core, N [default: 0]
   CURTIN_VMTEST_REUSE_TOPDIR    no VMs: check the kept collect/ in TOPDIR again [default: false]
-  apt_proxy, CURTIN_VMTEST_APT_PROXY  apt proxy for the install guest [default: the host's Acquire::HTTP::Proxy]
+  CURTIN_VMTEST_APT_PROXY, apt_proxy  apt proxy for the install guest, the first set wins; empty: none
+                                [default: the host's Acquire::HTTP::Proxy]
+  CURTIN_VMTEST_EXTRA_CONFIG    a YAML file handed to curtin after each test's config (it wins)
   VMTEST_OUTBOUND               what guests may reach beyond the harness's ports: internet, host:PORT,
                                 ADDR[/PREFIX][:PORT], comma-separated; a test's outbound: adds [default: nothing]
   IMAGE_DIR                     image store [default: /srv/images]
   IMAGES_TO_KEEP                images kept per release when syncing [default: 1]
   VMTEST_IMAGE_STEP_TIMEOUT     limit in seconds per image build step when syncing
+  CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT  `vmtest images`: seconds to wait for curtin's vmtest-images.lock
   TMPDIR                        where the default TOPDIR goes [default: /tmp]
   CURTIN_SRC                    a curtin tree, as --curtin
   VMTEST_TESTS_DIR              the test configs, as --tests-dir

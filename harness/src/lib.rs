@@ -3,6 +3,8 @@
 
 pub mod cli;
 pub mod cmd_doctor;
+pub mod cmd_list;
+pub mod cmd_run;
 pub mod cmd_vm;
 pub mod env_help;
 pub mod exit;

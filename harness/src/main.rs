@@ -1,4 +1,8 @@
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use harness::exit::{CliError, Exit};
+use harness::report::github;
 use harness::{VmmChoice, cli, cmd_doctor, cmd_vm};
 
 /// OS-installer testing on a built-in KVM microVM (or qemu).
@@ -37,13 +41,41 @@ fn main() {
         Command::Vm(args) => cmd_vm::run(args),
         Command::Doctor(args) => cmd_doctor::run(args),
         Command::Images(args) => images::cli::run(args).map(|()| 0),
-        Command::Harness(cmd) => cli::run(cmd, cli.vmm),
+        Command::Harness(cmd) => harness_exit(cli::run(cmd, cli.vmm)),
     };
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("vmtest: error: {}", one_line(&e));
             std::process::exit(1);
+        }
+    }
+}
+
+/// The exit code of a harness command (0 passed, 1 failed, 2 usage or config, 3
+/// infrastructure); its error on stderr, and under GitHub Actions as an annotation.
+fn harness_exit(r: Result<Exit, CliError>) -> ! {
+    match r {
+        Ok(exit) => std::process::exit(exit.code()),
+        Err(e) => {
+            let line = match &e {
+                CliError::Config(c) => c.to_string(),
+                CliError::Usage(a) | CliError::Infrastructure(a) => one_line(a),
+            };
+            eprintln!("vmtest: error: {line}");
+            if github::enabled(std::env::var("GITHUB_ACTIONS").ok().as_deref()) {
+                let workspace = std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from);
+                let a = match &e {
+                    CliError::Config(c) => github::config_error(c, workspace.as_deref()),
+                    _ => github::Annotation {
+                        title: Some("vmtest".into()),
+                        message: line,
+                        ..Default::default()
+                    },
+                };
+                println!("{a}");
+            }
+            std::process::exit(e.exit().code());
         }
     }
 }

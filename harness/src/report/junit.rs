@@ -37,10 +37,11 @@ fn problem(kind: &str, lines: &[String]) -> String {
 }
 
 /// JUnit XML for CI.
-pub fn junit_xml(results: &[TestResult]) -> String {
+pub fn junit_xml<'a>(results: impl IntoIterator<Item = &'a TestResult>) -> String {
+    let results: Vec<&TestResult> = results.into_iter().collect();
     let mut cases = String::new();
     let (mut tests, mut failures, mut errors) = (0, 0, 0);
-    for r in results {
+    for r in &results {
         tests += 1;
         cases.push_str(&format!(
             "  <testcase classname=\"vmtest.{}\" name=\"{}\" time=\"{:.3}\">\n",
@@ -101,7 +102,10 @@ pub fn junit_xml(results: &[TestResult]) -> String {
 /// Writes [`junit_xml`] of `results` to `path` atomically: into a temporary file in the
 /// same directory, synced, then renamed over `path`, so a reader (or a run killed now)
 /// sees the previous complete file or the new one, never half of one.
-pub fn write_junit(path: &Path, results: &[TestResult]) -> std::io::Result<()> {
+pub fn write_junit<'a>(
+    path: &Path,
+    results: impl IntoIterator<Item = &'a TestResult>,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

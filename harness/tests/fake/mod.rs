@@ -1,0 +1,49 @@
+//! Shared by the tests that drive the runner with a fake backend: a small test config and
+//! what its "guest" writes onto the output disk.
+
+use std::io::Write;
+
+use harness::backend::PhaseSpec;
+
+/// One msdos disk with an ext4 root; checks `fstab` is collected and mounts `/`.
+pub const TEST: &str = r#"
+vmtest:
+  release: bookworm
+  disks: {sda: {size: 64M}}
+  expect:
+    - file_exists: [fstab]
+    - fstab: [{mountpoint: /, fstype: ext4}]
+storage:
+  version: 1
+  config:
+    - {id: sda, type: disk, ptable: msdos, serial: disk-a}
+    - {id: sda1, type: partition, device: sda, number: 1, size: 32M}
+    - {id: sda1_root, type: format, volume: sda1, fstype: ext4}
+    - {id: sda1_mount, type: mount, device: sda1_root, path: /}
+"#;
+
+/// A tar the collect scripts would write.
+pub fn good_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    let data = b"UUID=1234 / ext4 defaults 0 1\n";
+    h.set_path("./fstab").unwrap();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, &data[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+pub fn write_output_disk(spec: &PhaseSpec, tar: &[u8]) {
+    let d = spec
+        .disks
+        .iter()
+        .find(|d| d.serial == "output_disk.img")
+        .expect("output disk attached");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&d.path)
+        .unwrap();
+    f.write_all(tar).unwrap();
+}
