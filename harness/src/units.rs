@@ -65,7 +65,13 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
             .and_then(|m| m.checked_mul(1 << 20))
             .ok_or_else(|| format!("'{s}' MiB is too large"))?
     } else {
-        parse_size(t).map_err(|e| format!("{e} (memory: examples 512, 512M, 2G)"))?
+        parse_size(t).map_err(|e| {
+            if e.contains("too large") {
+                e
+            } else {
+                format!("'{s}' is not a memory size (examples: 512, 512M, 2G)")
+            }
+        })?
     };
     match bytes >> 20 {
         0 => Err(format!(
@@ -146,7 +152,11 @@ mod tests {
         assert_eq!(parse_memory("512M"), Ok(512));
         assert_eq!(parse_memory("2G"), Ok(2048));
         assert_eq!(parse_memory("1GiB"), Ok(1024));
-        assert!(parse_memory("lots").is_err());
+        assert!(
+            parse_memory("lots")
+                .unwrap_err()
+                .contains("not a memory size")
+        );
         assert!(parse_memory("0").is_err());
         assert!(parse_memory("512K").is_err());
         assert!(parse_memory("99999999999999999999").is_err());
