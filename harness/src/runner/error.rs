@@ -34,8 +34,8 @@ pub enum RunError {
         source: std::io::Error,
     },
     /// The image provider found no usable image.
-    #[error("image: {0:#}")]
-    Image(anyhow::Error),
+    #[error("image: {0}")]
+    Image(#[source] images::StoreError),
     #[error("http server: {0}")]
     Http(std::io::Error),
     /// The installer could not be packed.

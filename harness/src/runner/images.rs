@@ -12,7 +12,7 @@ pub struct ImageFiles {
 }
 
 pub trait ImageProvider: Send + Sync {
-    fn find(&self, release: &str, arch: &str) -> anyhow::Result<ImageFiles>;
+    fn find(&self, release: &str, arch: &str) -> Result<ImageFiles, images::StoreError>;
 }
 
 /// Images from the image store (IMAGE_DIR): the newest valid one, locked while in use.
@@ -21,7 +21,7 @@ pub struct StoreImages {
 }
 
 impl ImageProvider for StoreImages {
-    fn find(&self, release: &str, arch: &str) -> anyhow::Result<ImageFiles> {
+    fn find(&self, release: &str, arch: &str) -> Result<ImageFiles, images::StoreError> {
         let store = images::ImageStore::open(&self.dir)?;
         let img = store.find_newest(release, arch)?;
         Ok(ImageFiles {
@@ -39,7 +39,7 @@ impl ImageProvider for StoreImages {
 pub struct DirImages(pub PathBuf);
 
 impl ImageProvider for DirImages {
-    fn find(&self, _release: &str, _arch: &str) -> anyhow::Result<ImageFiles> {
+    fn find(&self, _release: &str, _arch: &str) -> Result<ImageFiles, images::StoreError> {
         Ok(ImageFiles {
             kernel: self.0.join("kernel"),
             initrd: self.0.join("initrd"),
