@@ -140,6 +140,32 @@ pub fn run_tests(tests: Vec<TestConfig>, opts: &RunOptions) -> Result<Exit, CliE
         report::write_junit(j, std::iter::empty())
             .map_err(|e| CliError::Usage(anyhow::anyhow!("--junit {}: {e}", j.display())))?;
     }
+    // Which backend runs each test, and every backend found, before anything is made: a
+    // missing qemu stops the run at once and leaves no TOPDIR behind.
+    let mut groups: Vec<(VmmChoice, Vec<usize>)> = Vec::new();
+    let mut reasons: Vec<String> = Vec::new();
+    // Probed (a tiny VM) once, and only when a choice depends on it.
+    let host = std::cell::LazyCell::new(HostKvm::detect);
+    for (i, t) in tests.iter().enumerate() {
+        let (c, why) = choose(opts.vmm, t, || &*host, BootSource::default());
+        reasons.push(format!("vmm {}: {why}", format!("{c:?}").to_lowercase()));
+        match groups.iter_mut().find(|(g, _)| *g == c) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((c, vec![i])),
+        }
+    }
+    let mut backends: Vec<(Box<dyn Backend>, Vec<usize>)> = Vec::new();
+    for (choice, idx) in groups {
+        let backend: Box<dyn Backend> = match choice {
+            VmmChoice::Builtin => Box::new(BuiltinBackend),
+            _ => {
+                let q = QemuBackend::detect().map_err(CliError::Infrastructure)?;
+                eprintln!("vmtest: qemu backend: {} ({})", q.name(), q.accel_reason);
+                Box::new(q)
+            }
+        };
+        backends.push((backend, idx));
+    }
     if settings.image_sync {
         sync_images(&settings, &tests).map_err(CliError::Infrastructure)?;
     }
@@ -154,32 +180,8 @@ pub fn run_tests(tests: Vec<TestConfig>, opts: &RunOptions) -> Result<Exit, CliE
         tests.len(),
         settings.parallel
     );
-    let mut groups: Vec<(VmmChoice, Vec<usize>)> = Vec::new();
-    // Probed (a tiny VM) once, and only when a choice depends on it.
-    let host = std::cell::LazyCell::new(HostKvm::detect);
-    for (i, t) in tests.iter().enumerate() {
-        let (c, why) = choose(opts.vmm, t, || &*host, BootSource::default());
-        progress.say(
-            &t.name,
-            &format!("vmm {}: {why}", format!("{c:?}").to_lowercase()),
-        );
-        match groups.iter_mut().find(|(g, _)| *g == c) {
-            Some((_, v)) => v.push(i),
-            None => groups.push((c, vec![i])),
-        }
-    }
-    // Every backend is found before any test runs: a missing qemu stops the run at once.
-    let mut backends: Vec<(Box<dyn Backend>, Vec<usize>)> = Vec::new();
-    for (choice, idx) in groups {
-        let backend: Box<dyn Backend> = match choice {
-            VmmChoice::Builtin => Box::new(BuiltinBackend),
-            _ => {
-                let q = QemuBackend::detect().map_err(CliError::Infrastructure)?;
-                eprintln!("vmtest: qemu backend: {} ({})", q.name(), q.accel_reason);
-                Box::new(q)
-            }
-        };
-        backends.push((backend, idx));
+    for (t, why) in tests.iter().zip(&reasons) {
+        progress.say(&t.name, why);
     }
     let images = StoreImages {
         dir: settings.image_dir.clone(),

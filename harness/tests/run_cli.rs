@@ -280,6 +280,18 @@ fn exit_code_3_when_qemu_is_missing() {
     let (code, out, err) = run(&["--vmm", "qemu", "run", "--tests-dir", &tests], &env);
     assert_eq!(code, 3, "{out}{err}");
     assert!(err.contains("not found or not runnable"), "{err}");
+    // Nothing was made for a run that could not start.
+    let fresh = d.path().join("fresh-top");
+    let env: Vec<(&str, String)> = vec![
+        ("CURTIN_VMTEST_TOPDIR", fresh.display().to_string()),
+        ("VMTEST_QEMU", "/nonexistent/qemu-system-x86_64".into()),
+    ];
+    let (code, _, err) = run(
+        &["--vmm", "qemu", "run", "--tests-dir", &tests, "pass"],
+        &env,
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(!fresh.exists(), "no TOPDIR left behind");
 }
 
 /// The exact lines GitHub gets for a broken config: an annotation on its file (relative
