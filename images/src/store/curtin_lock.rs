@@ -80,8 +80,11 @@ impl ImageStore {
             return Ok(Some(h));
         }
         // The directory first, shared, and only until the file lock is ours.
-        let Some(_dir) = self.wait_shared(&self.dir, false)? else {
-            return Ok(None);
+        // A directory we cannot open we cannot lock: read what we can, as without a store lock.
+        let _dir = match self.wait_shared(&self.dir, false) {
+            Ok(Some(l)) => l,
+            Ok(None) | Err(StoreError::Io { .. }) => return Ok(None),
+            Err(e) => return Err(e),
         };
         let file = self.dir.join(CURTIN_LOCK);
         let held = match self.wait_shared(&file, true) {
