@@ -8,10 +8,16 @@
 //! - [`types`]: the `vmtest:` section (how to run a test, what to expect);
 //! - [`storage`]: curtin's storage config as the harness reads it;
 //! - [`network`]: curtin's network config as the harness reads it (NICs, bonds, ...);
-//! - [`parse`]: reading a file into a [`TestConfig`], the disks it gets, and checks.
+//! - [`parse`]: reading a file into a [`TestConfig`] and checking it;
+//! - [`disks`]: the disks a test gets (by serial, WWN or path, sized, serials checked);
+//! - [`runnable`]: whether this host can run a test, and why not;
+//! - [`names`]: test names (they become directories) and finding test files.
 
+mod disks;
+mod names;
 mod network;
 mod parse;
+mod runnable;
 mod storage;
 mod types;
 
@@ -20,8 +26,10 @@ use std::path::PathBuf;
 
 use crate::yaml::Node;
 
+pub use names::{check_test_name, discover};
 pub use network::*;
-pub use parse::{MAX_CONFIG_BYTES, check_test_name, discover};
+pub use parse::MAX_CONFIG_BYTES;
+pub use runnable::HostFacts;
 pub use storage::*;
 pub use types::*;
 
@@ -101,29 +109,6 @@ pub struct DiskSpec {
     pub block_size: u32,
 }
 
-/// What the host offers, for deciding whether a test can run here (injected, so the
-/// decision is tested without reading the host).
-#[derive(Debug, Clone)]
-pub struct HostFacts {
-    /// Debian architecture name (amd64).
-    pub arch: String,
-    /// Packages the install image carries.
-    pub image_packages: Vec<String>,
-}
-
-impl HostFacts {
-    /// This build's architecture and the image builder's package list.
-    pub fn this_host() -> HostFacts {
-        HostFacts {
-            arch: host_arch().to_string(),
-            image_packages: images::build::PACKAGES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        }
-    }
-}
-
 impl TestConfig {
     /// The installer that runs for this test when `curtin_given` says whether a curtin
     /// tree was given (--curtin / CURTIN_SRC): a config that names its installer gets
@@ -137,31 +122,6 @@ impl TestConfig {
         } else {
             InstallerKind::Script
         }
-    }
-
-    /// Why this test cannot run on `host`, if so: what no host here can give
-    /// ([`TestConfig::unrunnable`]), another architecture, or a filesystem the image
-    /// lacks.
-    pub fn not_runnable(&self, host: &HostFacts) -> Option<String> {
-        if let Some(why) = &self.unrunnable {
-            return Some(why.clone());
-        }
-        if self.vmtest.arch != host.arch {
-            return Some(format!(
-                "it is for {} and this host runs {} guests",
-                self.vmtest.arch, host.arch
-            ));
-        }
-        let zfs = self.storage.iter().any(|i| {
-            matches!(i, StorageItem::Zpool(_) | StorageItem::Zfs(_))
-                || matches!(i, StorageItem::Format(f) if f.fstype == "zfsroot")
-        });
-        if zfs && !host.image_packages.iter().any(|p| p == "zfsutils-linux") {
-            return Some(
-                "it installs onto ZFS and the install image has no ZFS tools (zfsutils-linux is not in the image builder's package list)".into(),
-            );
-        }
-        None
     }
 
     /// What this test needs that only qemu can give, if anything.

@@ -3,79 +3,19 @@
 //! and what keeps it from running. Every error names the file, line, column and key path
 //! of what it is about, found in the parsed document (no text search).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use super::names::check_test_name;
 use super::*;
-use crate::userdata::{OUTPUT_DISK_SERIAL, SEED_DISK_SERIAL};
 use crate::yaml::{self, DeError, Kind, Mark, from_node};
 
 /// Largest config file read (curtin's biggest example is 12 KiB).
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
-/// Longest test name (it becomes a directory name).
-const MAX_NAME: usize = 100;
-
-/// Serials the harness gives its own disks; a storage disk may not take them.
-const HARNESS_SERIALS: [&str; 3] = [OUTPUT_DISK_SERIAL, SEED_DISK_SERIAL, "install_disk"];
-
-/// Most bytes of a virtio-blk or NVMe serial (what the guest can read back).
-const MAX_SERIAL: usize = 20;
-
-/// A test name becomes a directory under TOPDIR: one plain path component, no `..`,
-/// nothing hidden, nothing a shell or a path would read otherwise.
-pub fn check_test_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME
-        && !name.starts_with('.')
-        && !name.starts_with('-')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` is not a usable test name: it becomes a directory under TOPDIR, so it must be 1-{MAX_NAME} letters, digits, `.`, `_`, `+` or `-`, not starting with `.` or `-`; rename the file"
-        ))
-    }
-}
-
-/// Test config files in a directory (`*.yaml`, `*.yml`), sorted by name. Two files that
-/// give the same test name (`basic.yaml` and `basic.yml`) are an error naming both:
-/// they would share one work dir.
-pub fn discover(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(dir)
-        .map_err(|e| anyhow::anyhow!("cannot read test directory {}: {e}", dir.display()))?
-    {
-        let p = e?.path();
-        if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-            v.push(p);
-        }
-    }
-    v.sort();
-    let mut by_name: BTreeMap<String, &PathBuf> = BTreeMap::new();
-    for p in &v {
-        let stem = p
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        if let Some(first) = by_name.insert(stem.clone(), p) {
-            anyhow::bail!(
-                "{} and {} both define the test `{stem}`: keep one (their results would overwrite each other)",
-                first.display(),
-                p.display()
-            );
-        }
-    }
-    Ok(v)
-}
-
 /// A `ConfigError` about `mark` and `key` in `file`.
-fn err(
+pub(super) fn err(
     file: &Path,
     mark: Option<Mark>,
     key: Option<String>,
@@ -102,209 +42,15 @@ fn de_err(file: &Path, prefix: &str, e: DeError) -> ConfigError {
 }
 
 /// The key path of `storage.config[i]` plus `key`.
-fn item_key(i: usize, key: &str) -> String {
+pub(super) fn item_key(i: usize, key: &str) -> String {
     format!("storage.config[{i}].{key}")
 }
 
-/// Where a disk of the storage config is, for the harness.
-enum Attach {
-    /// Attached with this serial (and WWN for SCSI).
-    Serial { serial: String, wwn: Option<String> },
-    /// Attached at the position its `/dev/` name says.
-    Path { position: usize, dev: String },
-    /// Not a disk the harness makes (a device the config builds, `/dev/bcache1`).
-    Not,
-    /// A disk no host here can give (the reason).
-    Unrunnable(String),
-}
-
-/// Position of a Linux disk name suffix: `a` → 0, `z` → 25, `aa` → 26.
-fn letters_index(s: &str) -> Option<usize> {
-    if s.is_empty() || s.len() > 3 || !s.bytes().all(|b| b.is_ascii_lowercase()) {
-        return None;
-    }
-    let mut n = 0usize;
-    for b in s.bytes() {
-        n = n * 26 + usize::from(b - b'a') + 1;
-    }
-    Some(n - 1)
-}
-
-fn attach_of(d: &DiskItem, driver: DiskDriver) -> Result<Attach, String> {
-    if let Some(s) = &d.serial {
-        return Ok(Attach::Serial {
-            serial: s.clone(),
-            wwn: d.wwn.clone(),
-        });
-    }
-    if let Some(w) = &d.wwn {
-        // curtin finds a disk by WWN with a by-id glob, which a virtio serial equal to
-        // the WWN also satisfies.
-        return Ok(Attach::Serial {
-            serial: w.clone(),
-            wwn: Some(w.clone()),
-        });
-    }
-    if let Some(p) = &d.path {
-        if p.starts_with("iscsi:") {
-            return Ok(Attach::Unrunnable(format!(
-                "disk `{}` is an iSCSI target ({p}), and no iSCSI server runs here",
-                d.id
-            )));
-        }
-        if let Some(serial) = p.strip_prefix("/dev/disk/by-id/virtio-") {
-            return Ok(Attach::Serial {
-                serial: serial.to_string(),
-                wwn: None,
-            });
-        }
-        let (prefix, want) = match driver {
-            DiskDriver::VirtioBlk => ("/dev/vd", "virtio-blk"),
-            DiskDriver::Scsi => ("/dev/sd", "scsi"),
-            DiskDriver::Nvme => ("/dev/nvme", "nvme"),
-        };
-        let position = if driver == DiskDriver::Nvme {
-            p.strip_prefix("/dev/nvme")
-                .and_then(|r| r.strip_suffix("n1"))
-                .and_then(|n| n.parse::<usize>().ok())
-        } else {
-            p.strip_prefix(prefix).and_then(letters_index)
-        };
-        if let Some(position) = position {
-            return Ok(Attach::Path {
-                position,
-                dev: p.clone(),
-            });
-        }
-        let other_bus = ["/dev/vd", "/dev/sd", "/dev/nvme", "/dev/hd", "/dev/xvd"]
-            .iter()
-            .any(|b| p.starts_with(b));
-        if other_bus {
-            return Err(format!(
-                "disk `{}` is given as {p}, but this test attaches its disks as {want} ({prefix}...): use that name, or set `vmtest.disk_driver`",
-                d.id
-            ));
-        }
-        return Ok(Attach::Not);
-    }
-    if d.device_id.is_some() {
-        return Ok(Attach::Unrunnable(format!(
-            "disk `{}` is an s390x DASD (device_id), which no host here has",
-            d.id
-        )));
-    }
-    Err(format!(
-        "disk `{}` needs a `serial`, `wwn` or `path` so the harness can attach it and curtin find it",
-        d.id
-    ))
-}
-
-/// A serial both backends can give and the guest read back.
-fn check_serial(serial: &str, driver: DiskDriver) -> Result<(), String> {
-    if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
-        return Err(format!(
-            "serial `{serial}`: use printable ASCII without spaces or commas"
-        ));
-    }
-    if serial.len() > MAX_SERIAL && driver != DiskDriver::Scsi {
-        return Err(format!(
-            "serial `{serial}` is longer than the {MAX_SERIAL} bytes a virtio-blk or NVMe disk can report"
-        ));
-    }
-    Ok(())
-}
-
-/// The size a storage disk needs: its partitions (sizes, offsets, 1 MiB alignment each,
-/// partition tables) with 10% headroom, and at least [`DEFAULT_DISK_SIZE`].
-fn disk_size_for(id: &str, items: &[StorageItem]) -> u64 {
-    let mut sum: u128 = 0;
-    let mut end: u128 = 0;
-    let mut n: u128 = 0;
-    for i in items {
-        if let StorageItem::Partition(p) = i
-            && p.device == id
-        {
-            sum += u128::from(p.size) + (1 << 20);
-            n += 1;
-            if let Some(off) = p.offset {
-                end = end.max(u128::from(off) + u128::from(p.size));
-            }
-        }
-    }
-    if n == 0 {
-        return DEFAULT_DISK_SIZE;
-    }
-    let need = (sum.max(end) + (16 << 20)) * 11 / 10;
-    let need = need.div_ceil(1 << 20) << 20;
-    u64::try_from(need)
-        .unwrap_or(crate::units::MAX_SIZE)
-        .max(DEFAULT_DISK_SIZE)
-}
-
-/// Why a storage config names something no host here can give (besides its disks).
-fn unrunnable_storage(items: &[StorageItem]) -> Option<String> {
-    for i in items {
-        match i {
-            StorageItem::Dasd(d) => {
-                return Some(format!(
-                    "`{}` is an s390x DASD, which no host here has",
-                    d.id
-                ));
-            }
-            StorageItem::Disk(d) if d.ptable.as_deref() == Some("vtoc") => {
-                return Some(format!(
-                    "disk `{}` has a VTOC partition table (s390x DASD), which no host here has",
-                    d.id
-                ));
-            }
-            StorageItem::NvmeController(c) if c.transport != "pcie" => {
-                return Some(format!(
-                    "`{}` is an NVMe-over-{} controller, and no such target runs here",
-                    c.id, c.transport
-                ));
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-/// Why a config's other keys need a target this host's images are not (an Ubuntu
-/// archive or PPA, curtin's builtin hooks turned off as for CentOS images).
-fn unrunnable_target(doc: &Node) -> Option<String> {
-    // A PPA anywhere (an `apt:` source, or a command that adds one in early_commands).
-    static PPA: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r#"(?:^|[\s"'])(ppa:[\w.-]+/[\w.-]+)"#).expect("PPA pattern")
-    });
-    if let Some(ppa) = doc
-        .strings()
-        .into_iter()
-        .find_map(|s| PPA.captures(s).map(|c| c[1].to_string()))
-    {
-        return Some(format!(
-            "it adds the Ubuntu PPA {ppa}, and the images here are Debian {DEFAULT_RELEASE}"
-        ));
-    }
-    for key in ["apt", "apt_mirrors"] {
-        if let Some(n) = doc.get(key)
-            && let Some(s) = n
-                .strings()
-                .into_iter()
-                .find(|s| s.contains("ubuntu.com/") || s.contains("launchpad.net/"))
-        {
-            return Some(format!(
-                "its `{key}:` uses Ubuntu's archive ({s}), and the images here are Debian {DEFAULT_RELEASE}"
-            ));
-        }
-    }
-    if let Some(h) = doc.get("hook_commands")
-        && h.get("builtin").is_some_and(Node::is_null)
-    {
-        return Some(
-            "it turns off curtin's builtin hooks (hook_commands.builtin: null), as curtin's CentOS tests do for images that bring their own boot loader; the Debian images here do not".into(),
-        );
-    }
-    None
+/// Where `key`'s value is in storage entry `i` (else the entry itself).
+pub(super) fn value_at(entries: &[&Node], i: usize, key: &str) -> Option<Mark> {
+    entries
+        .get(i)
+        .map(|n| n.get(key).map(|v| v.mark).unwrap_or(n.mark))
 }
 
 impl TestConfig {
@@ -464,12 +210,7 @@ impl TestConfig {
                 }
             }
         }
-        let value_at = |i: usize, key: &str| {
-            entries[i]
-                .get(key)
-                .map(|n| n.mark)
-                .or(Some(entries[i].mark))
-        };
+        let value_at = |i: usize, key: &str| value_at(&entries, i, key);
 
         // Ids are unique and references name existing ids.
         let mut ids = BTreeSet::new();
@@ -519,206 +260,10 @@ impl TestConfig {
         }
 
         // Disks: the storage config's, in config order.
-        let mut unrunnable = unrunnable_storage(&storage).or_else(|| unrunnable_target(&doc));
-        let mut disks: Vec<DiskSpec> = Vec::new();
-        for (i, item) in storage.iter().enumerate() {
-            let StorageItem::Disk(d) = item else { continue };
-            let attach = attach_of(d, v.disk_driver).map_err(|m| {
-                err(
-                    file,
-                    Some(entries[i].mark),
-                    Some(format!("storage.config[{i}]")),
-                    m,
-                )
-            })?;
-            let (serial, wwn) = match attach {
-                Attach::Not => continue,
-                Attach::Unrunnable(why) => {
-                    unrunnable.get_or_insert(why);
-                    continue;
-                }
-                Attach::Serial { serial, wwn } => (serial, wwn),
-                Attach::Path { position, dev } => {
-                    if position != disks.len() {
-                        return Err(err(
-                            file,
-                            value_at(i, "path"),
-                            Some(item_key(i, "path")),
-                            format!(
-                                "disk `{}` is {dev}, but it is the disk number {} the harness attaches (disks are attached in config order): order the storage config's disks as their names go",
-                                d.id,
-                                disks.len() + 1
-                            ),
-                        ));
-                    }
-                    // A disk the config knows by its path gets its id as serial (so
-                    // /dev/disk/by-id names it after the config), or a numbered one.
-                    let serial = if check_serial(&d.id, v.disk_driver).is_ok() {
-                        d.id.clone()
-                    } else {
-                        format!("vmtest-disk-{}", disks.len())
-                    };
-                    (serial, None)
-                }
-            };
-            let key = if d.serial.is_some() { "serial" } else { "wwn" };
-            check_serial(&serial, v.disk_driver).map_err(|m| {
-                err(
-                    file,
-                    value_at(i, key),
-                    Some(item_key(i, key)),
-                    format!("disk `{}`: {m}", d.id),
-                )
-            })?;
-            if let Some(w) = &wwn
-                && w.starts_with("0x")
-            {
-                let hex = &w[2..];
-                if hex.is_empty() || hex.len() > 16 || u64::from_str_radix(hex, 16).is_err() {
-                    return Err(err(
-                        file,
-                        value_at(i, "wwn"),
-                        Some(item_key(i, "wwn")),
-                        format!(
-                            "`{w}` of disk `{}` is not a 64-bit hex world-wide name (e.g. 0x5000c500a0b1c2d3)",
-                            d.id
-                        ),
-                    ));
-                }
-            }
-            // Only 0x WWNs are SCSI device properties; NVMe's eui./nvme. forms are not.
-            let wwn = wwn.filter(|w| w.starts_with("0x"));
-            let n = disks.len();
-            disks.push(DiskSpec {
-                id: d.id.clone(),
-                file_name: if n == 0 {
-                    "install_disk.img".into()
-                } else {
-                    format!("install_disk_{n}.img")
-                },
-                serial,
-                wwn,
-                size: disk_size_for(&d.id, &storage),
-                block_size: v.block_size,
-            });
-        }
-        for (key, opts) in &v.disks {
-            let Some(d) = disks.iter_mut().find(|d| &d.id == key) else {
-                let mark = vkey("disks")
-                    .and_then(|(_, n)| n.entry(key))
-                    .map(|(k, _)| k.mark);
-                return Err(err(
-                    file,
-                    mark,
-                    Some(format!("vmtest.disks.{key}")),
-                    "is not a `type: disk` id of the storage config that the harness attaches",
-                ));
-            };
-            if let Some(s) = opts.size {
-                d.size = s;
-            }
-            if let Some(b) = opts.block_size {
-                d.block_size = b;
-            }
-        }
-        let defaulted = disks.is_empty();
-        if defaulted {
-            // curtin's vmtest always gives the installer one disk.
-            disks.push(DiskSpec {
-                id: "install_disk".into(),
-                file_name: "install_disk.img".into(),
-                serial: "install_disk".into(),
-                wwn: None,
-                size: DEFAULT_DISK_SIZE,
-                block_size: v.block_size,
-            });
-        }
-        for (i, e) in v.extra_disks.iter().enumerate() {
-            disks.push(DiskSpec {
-                id: format!("extra_disk_{i}"),
-                file_name: format!("extra_disk_{i}.img"),
-                serial: e
-                    .serial
-                    .clone()
-                    .unwrap_or_else(|| format!("extra_disk_{i}")),
-                wwn: None,
-                size: e.size,
-                block_size: e.block_size.unwrap_or(v.block_size),
-            });
-        }
-        let n_storage = disks.len() - v.extra_disks.len();
-        let disk_key = |idx: usize, field: &str| -> (Option<Mark>, String) {
-            if idx >= n_storage {
-                let j = idx - n_storage;
-                let mark = vkey("extra_disks")
-                    .and_then(|(_, n)| n.as_seq())
-                    .and_then(|s| s.get(j))
-                    .map(|n| n.get(field).map(|f| f.mark).unwrap_or(n.mark));
-                (mark, format!("vmtest.extra_disks[{j}].{field}"))
-            } else {
-                let id = &disks[idx].id;
-                match vkey("disks").and_then(|(_, n)| n.get(id)) {
-                    Some(n) => (
-                        Some(n.get(field).map(|f| f.mark).unwrap_or(n.mark)),
-                        format!("vmtest.disks.{id}.{field}"),
-                    ),
-                    None => (at(field), format!("vmtest.{field}")),
-                }
-            }
-        };
-        let mut serials: BTreeMap<&str, usize> = BTreeMap::new();
-        for (idx, d) in disks.iter().enumerate() {
-            if d.block_size != 512 && d.block_size != 4096 {
-                let (mark, key) = disk_key(idx, "block_size");
-                return Err(err(
-                    file,
-                    mark,
-                    Some(key),
-                    format!(
-                        "disk `{}`: block size {} is not supported (512 or 4096)",
-                        d.id, d.block_size
-                    ),
-                ));
-            }
-            if d.size < 1 << 20 {
-                let (mark, key) = disk_key(idx, "size");
-                return Err(err(
-                    file,
-                    mark,
-                    Some(key),
-                    format!(
-                        "disk `{}`: {} bytes is too small (at least 1M)",
-                        d.id, d.size
-                    ),
-                ));
-            }
-            let own = HARNESS_SERIALS.contains(&d.serial.as_str()) && !(defaulted && idx == 0);
-            if own || serials.insert(&d.serial, idx).is_some() {
-                let (mark, key) = if idx < n_storage {
-                    let i = storage.iter().position(|s| s.id() == d.id).unwrap_or(0);
-                    let k = if entries.get(i).is_some_and(|n| n.get("serial").is_none()) {
-                        "wwn"
-                    } else {
-                        "serial"
-                    };
-                    (value_at(i, k), item_key(i, k))
-                } else {
-                    disk_key(idx, "serial")
-                };
-                let why = if own {
-                    "is the serial of one of the harness's own disks (output disk, seed, default install disk)".to_string()
-                } else {
-                    "is used by two disks; curtin and /dev/disk/by-id could not tell them apart"
-                        .to_string()
-                };
-                return Err(err(
-                    file,
-                    mark,
-                    Some(key),
-                    format!("serial `{}` {why}", d.serial),
-                ));
-            }
-        }
+        let (disks, disk_unrunnable) = disks::build(file, &v, vnode_or_empty, &storage, &entries)?;
+        let unrunnable = runnable::unrunnable_storage(&storage)
+            .or_else(|| runnable::unrunnable_target(&doc))
+            .or(disk_unrunnable);
         for e in &v.expect {
             let (Expectation::Matches { regex, .. } | Expectation::NotMatches { regex, .. }) = e
             else {
@@ -769,6 +314,7 @@ impl TestConfig {
 
 #[cfg(test)]
 mod tests {
+    use super::names::check_test_name;
     use super::*;
 
     const GOOD: &str = r#"
@@ -1059,16 +605,6 @@ storage:
         let e = TestConfig::load(&p).unwrap_err();
         assert!(e.msg.contains("`..`"), "{e}");
         assert!(check_test_name("basic-dasd_2.v1+x").is_ok());
-    }
-
-    #[test]
-    fn yaml_and_yml_of_one_name_are_refused_naming_both() {
-        let d = tempfile::tempdir().unwrap();
-        for f in ["basic.yaml", "basic.yml", "other.yaml"] {
-            std::fs::write(d.path().join(f), "showtrace: true\n").unwrap();
-        }
-        let e = discover(d.path()).unwrap_err().to_string();
-        assert!(e.contains("basic.yaml") && e.contains("basic.yml"), "{e}");
     }
 
     #[test]

@@ -42,37 +42,44 @@ fn write_value(out: &mut String, v: &Value, level: usize) {
             }
         }
         Value::String(s) => quote(out, s),
-        Value::Array(a) if a.is_empty() => out.push_str("[]"),
-        Value::Array(a) => {
-            out.push_str("[\n");
-            for (i, item) in a.iter().enumerate() {
-                indent(out, level + 1);
-                write_value(out, item, level + 1);
-                if i + 1 < a.len() {
-                    out.push(',');
-                }
-                out.push('\n');
-            }
-            indent(out, level);
-            out.push(']');
-        }
-        Value::Object(m) if m.is_empty() => out.push_str("{}"),
-        Value::Object(m) => {
-            out.push_str("{\n");
-            for (i, (k, item)) in m.iter().enumerate() {
-                indent(out, level + 1);
-                quote(out, k);
-                out.push_str(": ");
-                write_value(out, item, level + 1);
-                if i + 1 < m.len() {
-                    out.push(',');
-                }
-                out.push('\n');
-            }
-            indent(out, level);
-            out.push('}');
-        }
+        Value::Array(a) => collection(out, ('[', ']'), a.iter().map(|v| (None, v)), level),
+        Value::Object(m) => collection(
+            out,
+            ('{', '}'),
+            m.iter().map(|(k, v)| (Some(k.as_str()), v)),
+            level,
+        ),
     }
+}
+
+/// A flow list or mapping, one item per line (`key: value` when there are keys).
+fn collection<'a>(
+    out: &mut String,
+    (open, close): (char, char),
+    items: impl ExactSizeIterator<Item = (Option<&'a str>, &'a Value)>,
+    level: usize,
+) {
+    out.push(open);
+    let n = items.len();
+    if n > 0 {
+        out.push('\n');
+    }
+    for (i, (key, item)) in items.enumerate() {
+        indent(out, level + 1);
+        if let Some(k) = key {
+            quote(out, k);
+            out.push_str(": ");
+        }
+        write_value(out, item, level + 1);
+        if i + 1 < n {
+            out.push(',');
+        }
+        out.push('\n');
+    }
+    if n > 0 {
+        indent(out, level);
+    }
+    out.push(close);
 }
 
 /// A finite float as PyYAML's float pattern wants it: `d.ddde±x`. (JSON values hold

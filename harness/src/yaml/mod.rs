@@ -271,6 +271,19 @@ impl Builder {
         Ok(())
     }
 
+    /// Starts a collection, within the node budget and the nesting limit.
+    fn open(&mut self, collection: Open, mark: Mark) -> Result<(), LoadError> {
+        self.count(1, mark)?;
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(load_err(
+                mark,
+                format!("nested deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        self.stack.push(collection);
+        Ok(())
+    }
+
     /// Adds a finished node to whatever is open (or makes it the root).
     fn push(&mut self, node: Node, anchor: usize) -> Result<(), LoadError> {
         if anchor != 0 {
@@ -417,34 +430,26 @@ pub fn load(text: &str) -> Result<Option<Node>, LoadError> {
             }
             Event::SequenceStart(anchor, tag) => {
                 check_collection_tag(tag.as_deref(), &["seq", "set", "omap", "pairs"], mark)?;
-                b.count(1, mark)?;
-                if b.stack.len() >= MAX_DEPTH {
-                    return Err(load_err(
+                b.open(
+                    Open::Seq {
                         mark,
-                        format!("nested deeper than {MAX_DEPTH} levels"),
-                    ));
-                }
-                b.stack.push(Open::Seq {
+                        anchor,
+                        items: Vec::new(),
+                    },
                     mark,
-                    anchor,
-                    items: Vec::new(),
-                });
+                )?;
             }
             Event::MappingStart(anchor, tag) => {
                 check_collection_tag(tag.as_deref(), &["map", "set", "omap"], mark)?;
-                b.count(1, mark)?;
-                if b.stack.len() >= MAX_DEPTH {
-                    return Err(load_err(
+                b.open(
+                    Open::Map {
                         mark,
-                        format!("nested deeper than {MAX_DEPTH} levels"),
-                    ));
-                }
-                b.stack.push(Open::Map {
+                        anchor,
+                        entries: Vec::new(),
+                        key: None,
+                    },
                     mark,
-                    anchor,
-                    entries: Vec::new(),
-                    key: None,
-                });
+                )?;
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match b.stack.pop() {
