@@ -303,3 +303,41 @@ fn a_qemu_that_cannot_start_says_why_at_once() {
         t.elapsed()
     );
 }
+
+/// qemu runs under its seccomp sandbox: the running child's status says so (mode 2,
+/// filter), and the command line denies spawning, set*id, obsolete and resource calls.
+#[test]
+fn qemu_runs_sandboxed() {
+    let d = tempfile::tempdir().unwrap();
+    let s = spec(d.path(), probes::Action::Hang, Duration::from_secs(6));
+    let args = backend().args(&s, &PassedFds::default()).unwrap().join(" ");
+    assert!(
+        args.contains(
+            "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+        ),
+        "{args}"
+    );
+    let phase = std::thread::spawn(move || backend().run_phase(&s).unwrap());
+    let me = std::process::id().to_string();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let seccomp = loop {
+        assert!(Instant::now() < deadline, "no qemu child seen");
+        let found = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+            let field = |k: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+            };
+            (field("PPid:")? == me && field("Name:")?.starts_with("qemu-system"))
+                .then(|| field("Seccomp:"))
+                .flatten()
+        });
+        if let Some(mode) = found {
+            break mode;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(seccomp, "2", "qemu's Seccomp mode");
+    assert_eq!(phase.join().unwrap().outcome, Outcome::Timeout);
+}

@@ -11,7 +11,9 @@
 //! the harness: it drops the guest's DNS, refuses a forward to the gateway address the
 //! guest uses, 10.0.2.2, and a `guestfwd` carries one connection at a time.)
 //!
-//! qemu gets SIGKILL when the harness dies (see `child`), and talks QMP over an inherited socket pair: no socket file to leave behind, and a qemu that
+//! qemu runs under its seccomp sandbox (`-sandbox on` with spawn, set*id, obsolete and
+//! resource-control calls denied), gets SIGKILL when the harness dies (see `child`), and
+//! talks QMP over an inherited socket pair: no socket file to leave behind, and a qemu that
 //! fails to start is noticed the moment it exits.
 //!
 //! An interactive phase puts the console on stdio through qemu's multiplexer, so qemu's

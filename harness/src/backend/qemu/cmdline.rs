@@ -1,4 +1,4 @@
-//! qemu's command line for one phase: machine, boot, disks, NICs, console, QMP.
+//! qemu's command line for one phase: machine, boot, disks, NICs, console, QMP, sandbox.
 //!
 //! Values inside qemu's `key=value,...` options have their commas doubled (qemu's escape),
 //! so a path or serial with a comma stays one value. Plain arguments (`-kernel PATH`) are
@@ -51,6 +51,11 @@ fn path_arg(p: &Path) -> anyhow::Result<String> {
     })
 }
 
+/// qemu's seccomp sandbox: no obsolete system calls, no set*id, no fork/exec, no
+/// scheduler or affinity changes. qemu needs none of them here: its network is the
+/// harness's, so it spawns nothing, and the harness drops no privileges through it.
+pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
 impl QemuBackend {
     /// The whole command line for a phase, given the descriptors qemu inherits.
     pub fn args(&self, spec: &PhaseSpec, fds: &PassedFds) -> anyhow::Result<Vec<String>> {
@@ -61,6 +66,8 @@ impl QemuBackend {
         push("-no-user-config");
         push("-display");
         push("none");
+        push("-sandbox");
+        push(SANDBOX);
         push("-machine");
         push(&format!(
             "{},accel={}",
