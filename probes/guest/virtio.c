@@ -237,6 +237,18 @@ static u8 tx_buf[NET_HDR + FRAME_MAX] __attribute__((aligned(16)));
 static u8 my_mac[6], gw_mac[6];
 static u32 my_ip, gw_ip = 0x0a000202; /* 10.0.2.2, host order */
 
+/* Waits are bounded by the TSC, not by loop counts: a loop's speed depends on how the
+ * guest is run (KVM, KVM's emulator, TCG) and on how busy the host is, while the host
+ * side (a NAT thread, an emulator's I/O thread) may take a while to be scheduled. Every
+ * TSC in use here ticks at 1-4 GHz, so this is a few seconds. */
+#define NET_WAIT_TSC (8ull * 1000 * 1000 * 1000)
+static u64 rdtsc(void)
+{
+    u32 lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((u64)hi << 32) | lo;
+}
+
 static u16 be16(u16 v) { return __builtin_bswap16(v); }
 static u32 be32(u32 v) { return __builtin_bswap32(v); }
 
@@ -277,7 +289,7 @@ static int tx_send(u64 base, u32 len)
     v->avail.idx++;
     __asm__ volatile("mfence" ::: "memory");
     wr(base, R_QUEUE_NOTIFY, 1);
-    for (u32 i = 0; i < 2000000; i++)
+    for (u64 start = rdtsc(); rdtsc() - start < NET_WAIT_TSC;)
         if (*(volatile u16 *)&v->used.idx != v->last_used) {
             v->last_used++;
             return 0;
@@ -290,7 +302,7 @@ static int tx_send(u64 base, u32 len)
 static const u8 *rx_wait(u64 base, u32 *len, u8 *copy)
 {
     struct vq *v = &vqs[0];
-    for (u32 i = 0; i < 4000000; i++) {
+    for (u64 start = rdtsc(); rdtsc() - start < NET_WAIT_TSC;) {
         if (*(volatile u16 *)&v->used.idx != v->last_used) {
             u32 slot = v->last_used % QSIZE;
             u32 id = v->used.ring[slot].id, l = v->used.ring[slot].len;
