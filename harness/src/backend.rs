@@ -155,6 +155,8 @@ pub enum Outcome {
     Timeout,
     /// The user left the interactive console (Ctrl-A x) and the VM was stopped.
     Stopped,
+    /// The harness was asked to end (this signal) and stopped the VM.
+    Interrupted(i32),
 }
 
 impl std::fmt::Display for Outcome {
@@ -165,6 +167,11 @@ impl std::fmt::Display for Outcome {
             Outcome::Crash(why) => write!(f, "crashed: {why}"),
             Outcome::Timeout => write!(f, "timed out"),
             Outcome::Stopped => write!(f, "console: stopped by the user"),
+            Outcome::Interrupted(sig) => write!(
+                f,
+                "interrupted: the harness got {}",
+                crate::shutdown::signal_name(*sig)
+            ),
         }
     }
 }
@@ -247,9 +254,14 @@ impl Backend for BuiltinBackend {
         for n in &spec.nics {
             cfg.nets.push(spec.net_spec(&n.mac)?);
         }
+        // One stop handle for the console's Ctrl-A x and for the harness being told to end.
+        let stop = vmm::StopHandle::new();
+        cfg.stop = Some(stop.clone());
+        let _registered = {
+            let stop = stop.clone();
+            crate::shutdown::on_shutdown(move || stop.stop())?
+        };
         let console = if spec.interactive {
-            let stop = vmm::StopHandle::new();
-            cfg.stop = Some(stop.clone());
             let input = cfg.serial.input();
             Some(
                 crate::console::Console::attach_stdin(input, move || stop.stop())
@@ -271,8 +283,11 @@ impl Backend for BuiltinBackend {
             },
             vmm::ExitReason::Crash(c) => Outcome::Crash(c.reason),
             vmm::ExitReason::Timeout => Outcome::Timeout,
-            // Only the console holds the stop handle: the user left with Ctrl-A x.
-            vmm::ExitReason::Stopped => Outcome::Stopped,
+            // Stopped on purpose: the harness was told to end, or the user left the console.
+            vmm::ExitReason::Stopped => match crate::shutdown::requested() {
+                Some(sig) => Outcome::Interrupted(sig),
+                None => Outcome::Stopped,
+            },
         };
         Ok(PhaseResult { outcome, wall })
     }

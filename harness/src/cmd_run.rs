@@ -169,6 +169,8 @@ pub fn run_tests(tests: Vec<TestConfig>, opts: &RunOptions) -> Result<Exit, CliE
     if settings.image_sync {
         sync_images(&settings, &tests).map_err(CliError::Infrastructure)?;
     }
+    // From here VMs run: SIGTERM, SIGINT or SIGHUP stop them and end the run in order.
+    crate::shutdown::install().map_err(|e| CliError::Infrastructure(anyhow::anyhow!(e)))?;
     settings
         .prepare_topdir()
         .map_err(|e| CliError::Infrastructure(anyhow::anyhow!(e)))?;
@@ -205,6 +207,9 @@ pub fn run_tests(tests: Vec<TestConfig>, opts: &RunOptions) -> Result<Exit, CliE
         report::write_junit(j, results.iter()).map_err(|e| {
             CliError::Infrastructure(anyhow::anyhow!("cannot write {}: {e}", j.display()))
         })?;
+    }
+    if let Some(signal) = crate::shutdown::requested() {
+        return Ok(Exit::Interrupted(signal));
     }
     Ok(Exit::of_results(&results))
 }

@@ -38,4 +38,5 @@ Environment (curtin's vmtest names; booleans are true unless empty, 0 or false):
   GITHUB_WORKSPACE              annotation paths are made relative to it
 
 Exit codes: 0 all passed, 1 a test failed, 2 usage or config error,
-3 infrastructure (qemu missing, image unusable, TOPDIR refused; wins over 1).";
+3 infrastructure (qemu missing, image unusable, TOPDIR refused; wins over 1),
+128+N told to end by signal N (SIGTERM, SIGINT, SIGHUP): VMs stopped, results written.";

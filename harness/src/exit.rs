@@ -1,6 +1,7 @@
 //! How `vmtest list`, `run` and `console` end, as an exit code CI can act on: 0 all
 //! passed, 1 a test failed, 2 usage or config error, 3 infrastructure (qemu missing, an
-//! image unusable, TOPDIR refused: the host, not the tests). Errors keep their type from
+//! image unusable, TOPDIR refused: the host, not the tests), 128+N told to end by
+//! signal N (as a shell reports a process that signal ended). Errors keep their type from
 //! where they arise (a [`ConfigError`] with its file and line) to here, where they become
 //! a code, a message and, under GitHub Actions, an annotation.
 
@@ -10,10 +11,12 @@ use crate::runner::{Status, TestResult};
 /// The exit codes of the harness commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
-    Passed = 0,
-    TestFailed = 1,
-    Usage = 2,
-    Infrastructure = 3,
+    Passed,
+    TestFailed,
+    Usage,
+    Infrastructure,
+    /// SIGTERM, SIGINT or SIGHUP ended the run (VMs stopped, results written).
+    Interrupted(i32),
 }
 
 impl Exit {
@@ -34,7 +37,13 @@ impl Exit {
     }
 
     pub fn code(self) -> i32 {
-        self as i32
+        match self {
+            Exit::Passed => 0,
+            Exit::TestFailed => 1,
+            Exit::Usage => 2,
+            Exit::Infrastructure => 3,
+            Exit::Interrupted(signal) => 128 + signal,
+        }
     }
 }
 

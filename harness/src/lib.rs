@@ -36,6 +36,7 @@ pub mod report;
 pub mod runner;
 pub mod serial_log;
 pub mod settings;
+pub mod shutdown;
 pub mod units;
 pub mod userdata;
 pub mod verdict;

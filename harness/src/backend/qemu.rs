@@ -225,6 +225,13 @@ impl Backend for QemuBackend {
             cmd.stdin(Stdio::null());
             None
         };
+        // Told to end, the harness stops the VM here (the wait below kills its own child:
+        // a pid is only ever signalled before it is reaped).
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let _registered = {
+            let flag = interrupted.clone();
+            crate::shutdown::on_shutdown(move || flag.store(true, Ordering::SeqCst))?
+        };
         let child = super::child::spawn(&mut cmd, &fds.all())
             .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", self.binary.display()))?;
         let mut child = KillOnDrop(child);
@@ -241,7 +248,8 @@ impl Backend for QemuBackend {
             if let Some(s) = child.0.try_wait()? {
                 break Some(s);
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            let stop = interrupted.load(Ordering::SeqCst);
+            if stop || deadline.is_some_and(|d| Instant::now() >= d) {
                 let _ = child.0.kill();
                 let _ = child.0.wait();
                 break None;
@@ -252,10 +260,11 @@ impl Backend for QemuBackend {
         let _ = watcher.join();
         drop(networks);
         let Some(status) = status else {
-            return Ok(PhaseResult {
-                outcome: Outcome::Timeout,
-                wall,
-            });
+            let outcome = match crate::shutdown::requested() {
+                Some(sig) if interrupted.load(Ordering::SeqCst) => Outcome::Interrupted(sig),
+                _ => Outcome::Timeout,
+            };
+            return Ok(PhaseResult { outcome, wall });
         };
         if let Some(p) = crate::serial_log::panic_line(&spec.serial_log) {
             return Ok(PhaseResult {

@@ -57,6 +57,10 @@ pub enum RunError {
     /// finish, and neither the installer nor the installed system failed.
     #[error("{0} phase {stopped}: left with Ctrl-A x, test not finished", stopped = Outcome::Stopped)]
     LeftAtConsole(Phase),
+    /// The harness was told to end (SIGTERM, SIGINT, SIGHUP) during or before this phase:
+    /// its VM was stopped, or never started. Neither the test nor the host failed.
+    #[error("{phase} phase: interrupted ({}): the run was told to end", crate::shutdown::signal_name(*.signal))]
+    Interrupted { phase: Phase, signal: i32 },
     /// The phase ended otherwise than by powering off (timeout, crash, reboot). For the
     /// install phase, `problems` are what the install verdict found in its log too.
     #[error("{phase} phase {outcome}")]
@@ -112,6 +116,7 @@ impl RunError {
             && !matches!(
                 self,
                 RunError::LeftAtConsole(_)
+                    | RunError::Interrupted { .. }
                     | RunError::NothingToReverify(_)
                     | RunError::NotRunnableHere(_)
             )

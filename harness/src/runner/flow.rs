@@ -33,14 +33,27 @@ impl Run<'_> {
     /// Runs one VM phase with the heartbeat and records its wall time. A phase left at
     /// the console stops the run; any other outcome is for the caller to judge.
     fn run_vm(&mut self, spec: &PhaseSpec) -> Result<PhaseResult, RunError> {
-        let res = run_phase_with_heartbeat(self.ctx, &self.test.name, spec).map_err(|source| {
-            RunError::Backend {
-                phase: spec.phase,
-                source,
-            }
-        })?;
+        let res =
+            run_phase_with_heartbeat(self.ctx, &self.test.name, spec).map_err(
+                |source| match source.downcast_ref::<crate::shutdown::Interrupted>() {
+                    Some(i) => RunError::Interrupted {
+                        phase: spec.phase,
+                        signal: i.signal,
+                    },
+                    None => RunError::Backend {
+                        phase: spec.phase,
+                        source,
+                    },
+                },
+            )?;
         self.timer.skip();
         self.r.phases.push((spec.phase, res.wall));
+        if let Outcome::Interrupted(signal) = res.outcome {
+            return Err(RunError::Interrupted {
+                phase: spec.phase,
+                signal,
+            });
+        }
         Ok(res)
     }
 }
