@@ -24,6 +24,17 @@ pub const INSTALL_FAILURE_PATTERNS: &[&str] = &[
     r"vmtest-initramfs: FATAL",
 ];
 
+/// What the install verdict found wrong in a serial log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstallProblem {
+    /// A failure pattern matched: its first matching line.
+    #[error("serial log matches `{pattern}`: {line}")]
+    Matches { pattern: &'static str, line: String },
+    /// curtin's success line is not there.
+    #[error("serial log lacks `{INSTALL_SUCCESS}`")]
+    NoSuccessLine,
+}
+
 /// The install verdict, fed one line at a time: the first line matching each failure
 /// pattern, and whether the success line was seen anywhere. Fed from a file by
 /// [`install_verdict_of_log`], it holds no more than one line of the log.
@@ -50,21 +61,21 @@ impl InstallScan {
         }
     }
 
-    fn finish(self) -> Result<(), Vec<String>> {
-        let mut errs: Vec<String> = INSTALL_FAILURE_PATTERNS
+    fn finish(self) -> Result<(), Vec<InstallProblem>> {
+        let mut errs: Vec<InstallProblem> = INSTALL_FAILURE_PATTERNS
             .iter()
             .zip(self.hits)
-            .filter_map(|(p, hit)| hit.map(|l| format!("serial log matches `{p}`: {l}")))
+            .filter_map(|(p, hit)| hit.map(|line| InstallProblem::Matches { pattern: p, line }))
             .collect();
         if !self.success {
-            errs.push(format!("serial log lacks `{INSTALL_SUCCESS}`"));
+            errs.push(InstallProblem::NoSuccessLine);
         }
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
 }
 
 /// Checks an install serial log's text; `Err` lists what is wrong (first matching lines).
-pub fn install_verdict(serial: &str) -> Result<(), Vec<String>> {
+pub fn install_verdict(serial: &str) -> Result<(), Vec<InstallProblem>> {
     let mut scan = InstallScan::new();
     serial.lines().for_each(|l| scan.line(l));
     scan.finish()
@@ -73,7 +84,7 @@ pub fn install_verdict(serial: &str) -> Result<(), Vec<String>> {
 /// [`install_verdict`] of a serial log file, streamed: the success line is near the end
 /// but a failure pattern may be anywhere, so every line is looked at, in bounded chunks
 /// and never the whole file at once.
-pub fn install_verdict_of_log(path: &Path) -> Result<(), Vec<String>> {
+pub fn install_verdict_of_log(path: &Path) -> Result<(), Vec<InstallProblem>> {
     let mut scan = InstallScan::new();
     crate::serial_log::for_each_line(path, |l| {
         scan.line(l);
@@ -309,7 +320,7 @@ mod tests {
             "curtin: Installation finished.\n[ 1.0] Kernel panic - not syncing: x\n",
         )
         .unwrap_err();
-        assert!(e[0].contains("Kernel panic"));
+        assert!(e[0].to_string().contains("Kernel panic"));
         assert!(install_verdict("").is_err());
     }
 
@@ -328,7 +339,14 @@ mod tests {
         let e = install_verdict_of_log(&p).unwrap_err();
         assert_eq!(
             e,
-            vec!["serial log matches `Installation failed`: early: curtin: Installation failed"]
+            vec![InstallProblem::Matches {
+                pattern: "Installation failed",
+                line: "early: curtin: Installation failed".into()
+            }]
+        );
+        assert_eq!(
+            e[0].to_string(),
+            "serial log matches `Installation failed`: early: curtin: Installation failed"
         );
         std::fs::write(&p, &text[text.find('\n').unwrap() + 1..]).unwrap();
         assert!(install_verdict_of_log(&p).is_ok());

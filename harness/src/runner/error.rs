@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::Status;
 use crate::backend::{Outcome, Phase};
+use crate::verdict::InstallProblem;
 
 /// The last lines of a phase's serial log, shown with the failure that ended the phase.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,13 +68,13 @@ pub enum RunError {
     PhaseEnded {
         phase: Phase,
         outcome: Outcome,
-        problems: Vec<String>,
+        problems: Vec<InstallProblem>,
         tail: SerialTail,
     },
     /// The install phase powered off but its serial log says the install failed.
-    #[error("{}", problems.first().map(String::as_str).unwrap_or("install verdict failed"))]
+    #[error("{}", problems.first().map(ToString::to_string).unwrap_or_else(|| "install verdict failed".into()))]
     InstallVerdict {
-        problems: Vec<String>,
+        problems: Vec<InstallProblem>,
         tail: SerialTail,
     },
     /// A firmware-less backend found no kernel to boot on the installed disks.
@@ -137,8 +138,12 @@ impl RunError {
     pub fn lines(&self) -> Vec<String> {
         let mut v = vec![self.to_string()];
         match self {
-            RunError::PhaseEnded { problems, .. } => v.extend(problems.iter().cloned()),
-            RunError::InstallVerdict { problems, .. } => v.extend(problems.iter().skip(1).cloned()),
+            RunError::PhaseEnded { problems, .. } => {
+                v.extend(problems.iter().map(ToString::to_string))
+            }
+            RunError::InstallVerdict { problems, .. } => {
+                v.extend(problems.iter().skip(1).map(ToString::to_string))
+            }
             _ => {}
         }
         if let Some(t) = self.tail() {
