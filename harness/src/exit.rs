@@ -82,3 +82,73 @@ impl CliError {
         CliError::Infrastructure(e.into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::backend::{Outcome, Phase};
+    use crate::runner::{RunError, SerialTail};
+
+    fn result(status: Status, failure: Option<RunError>) -> TestResult {
+        TestResult {
+            name: "t".into(),
+            file: "t.yaml".into(),
+            backend: "fake".into(),
+            installer: "script".into(),
+            status,
+            failure,
+            checks: Vec::new(),
+            notes: Vec::new(),
+            phases: Vec::new(),
+            steps: Vec::new(),
+            total: Duration::ZERO,
+            workdir: "/nonexistent".into(),
+        }
+    }
+
+    /// An infrastructure error beats a failed test (the run is incomplete); a test that
+    /// did not finish for another reason (left at the console) is a failed run, not the
+    /// host's fault.
+    #[test]
+    fn exit_of_results_by_precedence() {
+        let pass = || result(Status::Pass, None);
+        let failed = || {
+            result(
+                Status::Fail,
+                Some(RunError::PhaseEnded {
+                    phase: Phase::Boot,
+                    outcome: Outcome::Timeout,
+                    problems: Vec::new(),
+                    tail: SerialTail {
+                        phase: Phase::Boot,
+                        text: String::new(),
+                    },
+                }),
+            )
+        };
+        let infra = || {
+            result(
+                Status::Error,
+                Some(RunError::Http(std::io::Error::other("no sockets"))),
+            )
+        };
+        let left = || result(Status::Error, Some(RunError::LeftAtConsole(Phase::Install)));
+        assert_eq!(Exit::of_results(&[pass(), pass()]), Exit::Passed);
+        assert_eq!(Exit::of_results(&[pass(), failed()]), Exit::TestFailed);
+        assert_eq!(Exit::of_results(&[pass(), left()]), Exit::TestFailed);
+        assert_eq!(Exit::of_results(&[failed(), infra()]), Exit::Infrastructure);
+        assert_eq!(
+            [
+                Exit::Passed,
+                Exit::TestFailed,
+                Exit::Usage,
+                Exit::Infrastructure
+            ]
+            .map(Exit::code),
+            [0, 1, 2, 3]
+        );
+        assert_eq!(Exit::Interrupted(15).code(), 143);
+    }
+}
