@@ -117,7 +117,8 @@ pub fn check_expectations(collect: &Path, expect: &[Expectation]) -> Vec<CheckRe
 /// At most this many collected lines are quoted as evidence.
 const EVIDENCE_LINES: usize = 20;
 
-/// `lines` as evidence: what was found, bounded.
+/// `lines` as evidence: what was found, bounded; it follows the line saying what is
+/// wrong (the first line is the failure's message in JUnit and annotations).
 fn found(what: &str, lines: &[String]) -> String {
     if lines.is_empty() {
         return format!("{what}: nothing");
@@ -223,7 +224,7 @@ fn check_one(collect: &Path, e: &Expectation, out: &mut Vec<CheckResult>) {
                     }
                     let entries: Vec<String> = rows.iter().map(|r| r.join(" ")).collect();
                     Err(format!(
-                        "fstab: no entry for {} ({}); {}",
+                        "fstab: no entry for {} ({})\n{}",
                         want.mountpoint,
                         want.fstype.as_deref().unwrap_or("any type"),
                         found("fstab has", &entries)
@@ -247,7 +248,7 @@ fn check_one(collect: &Path, e: &Expectation, out: &mut Vec<CheckResult>) {
                         }
                     }
                     Err(format!(
-                        "mounts: not mounted: {}; {}",
+                        "mounts: not mounted: {}\n{}",
                         want.mountpoint,
                         found("proc_mounts there", &same_place)
                     ))
@@ -267,7 +268,7 @@ fn check_one(collect: &Path, e: &Expectation, out: &mut Vec<CheckResult>) {
                     Ok(())
                 } else {
                     Err(format!(
-                        "swaps_in_use: {} in use, expected at least {n}; {}",
+                        "swaps_in_use: {} in use, expected at least {n}\n{}",
                         used.len(),
                         found("proc-swaps", &used)
                     ))
@@ -295,7 +296,7 @@ fn check_one(collect: &Path, e: &Expectation, out: &mut Vec<CheckResult>) {
                         Ok(())
                     } else {
                         Err(format!(
-                            "by_id: missing {name}; {}",
+                            "by_id: missing {name}\n{}",
                             found("/dev/disk/by-id has", &present)
                         ))
                     }

@@ -714,7 +714,7 @@ fn one_result_per_check_in_summary_and_junit() {
         );
     }
     assert!(
-        x.contains("<failure message=\"fstab: no entry for /home (ext4); fstab has:\">"),
+        x.contains("<failure message=\"fstab: no entry for /home (ext4)\">"),
         "{x}"
     );
 }

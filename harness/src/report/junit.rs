@@ -82,14 +82,15 @@ pub fn junit_xml<'a>(results: impl IntoIterator<Item = &'a TestResult>) -> Strin
                 xml_escape(&r.name),
                 xml_escape(&c.name)
             ));
-            if !c.passed() {
-                failures += 1;
-                cases.push_str(&problem("failure", std::slice::from_ref(&c.evidence)));
-            }
+            // Properties first, as pytest writes them inside a testcase.
             cases.push_str(&format!(
                 "    <properties><property name=\"group\" value=\"{}\"/></properties>\n",
                 c.group.as_str()
             ));
+            if !c.passed() {
+                failures += 1;
+                cases.push_str(&problem("failure", std::slice::from_ref(&c.evidence)));
+            }
             cases.push_str("  </testcase>\n");
         }
     }

@@ -195,10 +195,14 @@ pub fn run_test(test: &TestConfig, ctx: &RunContext) -> TestResult {
     }
     let verdict = match r.status {
         Status::Pass => "PASS".to_string(),
+        // One line: the first line of the first problem (the rest is in the summary).
         st => format!(
             "{}: {}",
             st.label(),
-            r.errors().first().cloned().unwrap_or_default()
+            r.errors()
+                .first()
+                .and_then(|e| e.lines().next().map(str::to_string))
+                .unwrap_or_default()
         ),
     };
     let steps: Vec<String> = r
