@@ -49,6 +49,9 @@ pub struct VmConfig {
     pub nets: Vec<usernet::NetSpec>,
     /// Lets the host end the VM on purpose ([`crate::ExitReason::Stopped`]).
     pub stop: Option<StopHandle>,
+    /// Confine the vCPU and device threads with their seccomp filters (the default; off
+    /// only to find out whether a filter is what breaks a guest).
+    pub seccomp: bool,
 }
 
 /// How a kernel is entered.
@@ -95,6 +98,7 @@ impl VmConfig {
             disks: Vec::new(),
             nets: Vec::new(),
             stop: None,
+            seccomp: true,
         }
     }
 }

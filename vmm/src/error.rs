@@ -67,6 +67,9 @@ pub enum Error {
     Setup(String),
     #[error("cannot start vCPU thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// The device thread could not be confined: the VM is not started unconfined.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     /// A disk that cannot be used; the message names it and says what to do.
     #[error(transparent)]
     Disk(#[from] devices::virtio::block::BlockConfigError),

@@ -36,6 +36,7 @@ mod kick;
 mod layout;
 mod loader;
 mod memory;
+mod seccomp;
 mod vcpu;
 mod virtio_devices;
 mod vm;
@@ -46,6 +47,7 @@ pub use devices::ResetSource;
 pub use devices::virtio::block::BlockConfig;
 pub use error::Error;
 pub use exit::{CrashReport, ExitReason};
+pub use seccomp::SeccompError;
 pub use usernet::{MacAddr, NetSpec, PortForward};
 pub use vm::run;
 
@@ -54,5 +56,6 @@ pub use vm::run;
 pub mod testing {
     pub use crate::acpi::build_tables_for_inspection as acpi_tables;
     pub use crate::emulated_kvm::LINUX_FEATURES_EMULATOR_LACKS;
+    pub use crate::seccomp::take_denied as seccomp_take_denied;
     pub use devices::serial::INPUT_BACKLOG_LIMIT;
 }

@@ -23,6 +23,8 @@ pub struct Vcpu {
     pub mem: GuestMemoryMmap,
     /// Deliver int3 ourselves where KVM's emulator cannot (see `emulated_kvm`).
     pub emulated_kvm_assist: bool,
+    /// Confine this thread with the vCPU seccomp filter before the guest runs.
+    pub seccomp: bool,
 }
 
 /// What one exit asks the loop to do next.
@@ -86,6 +88,17 @@ impl Vcpu {
             exit: self.exit.clone(),
             finished: self.finished.clone(),
         };
+        if self.seccomp
+            && let Err(e) = crate::seccomp::install(crate::seccomp::ThreadKind::Vcpu)
+        {
+            // Never run a guest unconfined by accident.
+            self.exit.set(ExitReason::Crash(CrashReport {
+                reason: e.to_string(),
+                vcpu: Some(self.id),
+                registers: None,
+            }));
+            return;
+        }
         while !self.exit.is_set() {
             match self.step() {
                 Next::Continue => {}

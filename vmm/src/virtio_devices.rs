@@ -168,16 +168,29 @@ impl VirtioDevices {
         &self.aml
     }
 
-    /// Starts the event thread (only when there are devices to serve).
-    pub fn start(&mut self) -> Result<(), Error> {
+    /// Starts the event thread (only when there are devices to serve), confined by the
+    /// device seccomp filter when `seccomp` is set: the filter is in place before this
+    /// returns, or the VM does not start.
+    pub fn start(&mut self, seccomp: bool) -> Result<(), Error> {
         if self.next_slot == 0 {
             return Ok(());
         }
         let mut manager = self.manager.take().expect("started once");
         let stopped = self.stopped.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("virtio".into())
             .spawn(move || {
+                let confined = if seccomp {
+                    crate::seccomp::install(crate::seccomp::ThreadKind::Device)
+                } else {
+                    Ok(())
+                };
+                let failed = confined.is_err();
+                let _ = ready_tx.send(confined);
+                if failed {
+                    return;
+                }
                 while !stopped.load(Ordering::SeqCst) {
                     if let Err(e) = manager.run() {
                         tracing::error!("device event loop failed: {e:?}");
@@ -187,7 +200,11 @@ impl VirtioDevices {
             })
             .map_err(Error::Thread)?;
         self.thread = Some(thread);
-        Ok(())
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Seccomp(e)),
+            Err(_) => Err(Error::Setup("the device thread ended at its start".into())),
+        }
     }
 
     /// Stops and joins the event thread. Called after the vCPUs are gone, so no new

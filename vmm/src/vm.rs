@@ -389,6 +389,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
             finished: Arc::new(AtomicBool::new(false)),
             mem: mem.clone(),
             emulated_kvm_assist: config.emulated_kvm_assist,
+            seccomp: config.seccomp,
         });
     }
 
@@ -396,7 +397,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     if let Some(input) = &config.serial.input {
         input.attach(&platform.serial);
     }
-    virtio.start()?;
+    virtio.start(config.seccomp)?;
     let started = Instant::now();
     tracing::debug!(setup = ?started - t0, "VM built");
     // A timeout too long for `Instant` to hold is no deadline (adding it would panic).
@@ -438,6 +439,15 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     let reason = exit
         .reason()
         .expect("an exit reason is set before vCPUs stop");
+    let (refused, n) = crate::seccomp::take_denied();
+    if n > 0 {
+        // A call the filters lack (it returned EPERM): a VMM bug worth a report.
+        tracing::warn!(
+            ?refused,
+            count = n,
+            "the seccomp filters refused system calls of VMM threads (numbers above); the VM may have misbehaved"
+        );
+    }
     tracing::info!(%reason, elapsed = ?started.elapsed(), "VM ended");
     // `vm`, `mem` and the devices drop here, after every vCPU thread is gone.
     drop(vm);
