@@ -74,6 +74,18 @@ pub const PACKAGES: &[&str] = &[
     "mdadm",
     "bcache-tools",
     "open-iscsi",
+    // dm_crypt (curtin maps it to cryptsetup); -initramfs so a target's
+    // update-initramfs can carry crypttab volumes
+    "cryptsetup",
+    "cryptsetup-initramfs",
+    // multipath disks (curtin's multipath configs, `vmtest: {multipath: true}`)
+    "multipath-tools",
+    // NVMe disks (curtin's nvme configs; nvme_of_controller maps to it)
+    "nvme-cli",
+    // FUSE NTFS, the one filesystem of curtin's battery outside the cloud kernel that
+    // a user-space tool can still format and mount (jfs and reiserfs need modules the
+    // cloud kernel lacks)
+    "ntfs-3g",
     "rsync",
     "efibootmgr",
     "grub-pc-bin",
@@ -88,6 +100,13 @@ pub const PACKAGES: &[&str] = &[
     "gpg",
 ];
 
+/// Packages kept as .deb files in a local apt repository inside the image
+/// (`/var/lib/vmtest/debs`, listed in `/etc/apt/sources.list.d/vmtest-local.list`) instead
+/// of being installed. grub-efi-amd64 conflicts with grub-pc, so only one of them can be
+/// installed; curtin installs grub-efi-amd64 into a UEFI target itself (`apt-get install`
+/// in the target, a copy of this root), and with the .deb at hand that needs no network.
+pub const OFFLINE_DEBS: &[&str] = &["grub-efi-amd64"];
+
 /// dpkg path filters: documentation and translations are not needed to install systems.
 const DPKG_EXCLUDES: &[&str] = &[
     "path-exclude=/usr/share/man/*",
@@ -99,6 +118,9 @@ const DPKG_EXCLUDES: &[&str] = &[
 ];
 
 const CUSTOMIZE: &str = include_str!("../rootfs/customize.sh");
+/// Downloads [`OFFLINE_DEBS`] into the local repository (runs before [`CUSTOMIZE`], while
+/// the root can still resolve the mirror).
+const OFFLINE_REPO: &str = include_str!("../rootfs/offline-repo.sh");
 
 /// The kernel flavour; it names the `<flavor>` directory of the store layout.
 pub const FLAVOR: &str = "cloud";
@@ -250,7 +272,7 @@ pub fn build(store: &ImageStore, opts: &BuildOptions) -> Result<Built> {
         packages: opts.packages(),
         source_date_epoch: epoch,
         zstd_level: opts.zstd_level,
-        customize: CUSTOMIZE.to_string(),
+        customize: format!("{OFFLINE_REPO}\n{}\n{CUSTOMIZE}", OFFLINE_DEBS.join(" ")),
     };
     if old.as_ref() != Some(&params) {
         if old.is_some() {
@@ -282,6 +304,8 @@ pub fn build(store: &ImageStore, opts: &BuildOptions) -> Result<Built> {
         slot.remove_inside(&rootfs)?;
         let hook = staging.join("customize.sh");
         fs::write(&hook, CUSTOMIZE)?;
+        let repo_hook = staging.join("offline-repo.sh");
+        fs::write(&repo_hook, OFFLINE_REPO)?;
         let mut cmd = Command::new("mmdebstrap");
         cmd.env("SOURCE_DATE_EPOCH", epoch.to_string())
             .args(["--mode=root", "--variant=apt", "--format=directory"])
@@ -290,10 +314,15 @@ pub fn build(store: &ImageStore, opts: &BuildOptions) -> Result<Built> {
         for o in DPKG_EXCLUDES {
             cmd.arg(format!("--dpkgopt={o}"));
         }
-        cmd.arg(format!("--customize-hook=sh {} \"$1\"", hook.display()))
-            .arg(&opts.release)
-            .arg(&rootfs)
-            .args(&opts.mirrors);
+        cmd.arg(format!(
+            "--customize-hook=sh {} \"$1\" {}",
+            repo_hook.display(),
+            OFFLINE_DEBS.join(" ")
+        ))
+        .arg(format!("--customize-hook=sh {} \"$1\"", hook.display()))
+        .arg(&opts.release)
+        .arg(&rootfs)
+        .args(&opts.mirrors);
         run_logged(&mut cmd, &staging.join("mmdebstrap.log"))?;
         fs::write(&rootfs_done, b"")?;
         progress.done(&format!("root filesystem built, {}", human(du(&rootfs))));
@@ -442,6 +471,16 @@ pub fn check_root(rootfs: &Path) -> Result<()> {
     ] {
         if !installed(pkg) {
             bail!("{pkg} is not installed in the root");
+        }
+    }
+    let repo = rootfs.join("var/lib/vmtest/debs");
+    let packages = fs::read_to_string(repo.join("Packages")).unwrap_or_default();
+    for pkg in OFFLINE_DEBS {
+        if !packages.lines().any(|l| l == format!("Package: {pkg}")) {
+            bail!(
+                "{pkg} is missing from the local repository {} (rootfs/offline-repo.sh)",
+                repo.display()
+            );
         }
     }
     let shadow = fs::read_to_string(rootfs.join("etc/shadow")).context("reading /etc/shadow")?;
