@@ -127,6 +127,98 @@ pub struct PhaseSpec {
     pub outbound: usernet::Outbound,
     /// Also show the serial console on this terminal and take keyboard input (debugging).
     pub interactive: bool,
+    /// Run on UEFI firmware (OVMF) with this writable NVRAM variables file, whatever the
+    /// boot: a [`Boot::Direct`] kernel is then loaded through the firmware (so the guest
+    /// has `/sys/firmware/efi` and efivars), and what the guest writes to the variables
+    /// (boot entries, BootOrder) stays in the file for the next phase. One file per test,
+    /// made from the firmware's template by [`Ovmf::new_nvram`].
+    pub uefi_nvram: Option<PathBuf>,
+}
+
+/// The UEFI firmware for qemu: OVMF's code (read-only) and the template of its variable
+/// store, as Debian's `ovmf` package installs them. `VMTEST_OVMF_CODE` and
+/// `VMTEST_OVMF_VARS` name other files (both or neither).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ovmf {
+    pub code: PathBuf,
+    pub vars_template: PathBuf,
+}
+
+impl Ovmf {
+    /// Code/template pairs tried in order: Debian's 4 MiB build (bookworm's default),
+    /// then the 2 MiB one.
+    const PAIRS: &'static [(&'static str, &'static str)] = &[
+        (
+            "/usr/share/OVMF/OVMF_CODE_4M.fd",
+            "/usr/share/OVMF/OVMF_VARS_4M.fd",
+        ),
+        (
+            "/usr/share/OVMF/OVMF_CODE.fd",
+            "/usr/share/OVMF/OVMF_VARS.fd",
+        ),
+    ];
+
+    /// Finds the firmware; the error names the package or the variables to set.
+    pub fn find() -> anyhow::Result<Ovmf> {
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        match (env("VMTEST_OVMF_CODE"), env("VMTEST_OVMF_VARS")) {
+            (Some(code), Some(vars_template)) => {
+                for p in [&code, &vars_template] {
+                    if !p.is_file() {
+                        anyhow::bail!(
+                            "VMTEST_OVMF_CODE / VMTEST_OVMF_VARS: {} is not a file",
+                            p.display()
+                        );
+                    }
+                }
+                Ok(Ovmf {
+                    code,
+                    vars_template,
+                })
+            }
+            (None, None) => Self::PAIRS
+                .iter()
+                .map(|(c, v)| (PathBuf::from(c), PathBuf::from(v)))
+                .find(|(c, v)| c.is_file() && v.is_file())
+                .map(|(code, vars_template)| Ovmf {
+                    code,
+                    vars_template,
+                })
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no UEFI firmware: {} not found; install the Debian package ovmf (make vmtest-deps) or set VMTEST_OVMF_CODE and VMTEST_OVMF_VARS",
+                        Self::PAIRS[0].0
+                    )
+                }),
+            _ => anyhow::bail!(
+                "set both VMTEST_OVMF_CODE and VMTEST_OVMF_VARS (the firmware's code and its variable-store template), or neither"
+            ),
+        }
+    }
+
+    /// A fresh NVRAM file for one test at `path` (curtin's vmtest keeps it as
+    /// `disks/ovmf_vars.fd`): a copy of the template, never an existing file overwritten.
+    pub fn new_nvram(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        let mut src = std::fs::File::open(&self.vars_template)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.vars_template.display()))?;
+        let mut dst = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        std::io::copy(&mut src, &mut dst).map_err(|e| {
+            anyhow::anyhow!(
+                "copying {} to {}: {e}",
+                self.vars_template.display(),
+                path.display()
+            )
+        })?;
+        Ok(())
+    }
 }
 
 impl PhaseSpec {
@@ -195,6 +287,11 @@ pub trait Backend: Send + Sync {
     fn boots_firmware(&self) -> bool {
         true
     }
+    /// Creates a fresh UEFI variable store for one test at `path` (never overwriting a
+    /// file), for [`PhaseSpec::uefi_nvram`]; an error when this backend has no UEFI.
+    fn new_uefi_nvram(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        Ovmf::find()?.new_nvram(path)
+    }
 }
 
 /// The builtin microVM (this project's `vmm` crate): direct kernel boot, virtio-blk disks,
@@ -212,7 +309,14 @@ impl Backend for BuiltinBackend {
         false
     }
 
+    fn new_uefi_nvram(&self, _path: &std::path::Path) -> anyhow::Result<()> {
+        anyhow::bail!("the builtin VMM has no UEFI firmware (use --vmm qemu for UEFI tests)")
+    }
+
     fn run_phase(&self, spec: &PhaseSpec) -> anyhow::Result<PhaseResult> {
+        if spec.uefi_nvram.is_some() {
+            anyhow::bail!("the builtin VMM has no UEFI firmware (use --vmm qemu for UEFI phases)");
+        }
         let Boot::Direct {
             kernel,
             initrd,
@@ -323,6 +427,16 @@ impl Backend for FakeBackend {
     }
     fn boots_firmware(&self) -> bool {
         !self.direct_boot
+    }
+    /// A stand-in variable store: the fake plays the firmware, so the host's OVMF is not
+    /// needed.
+    fn new_uefi_nvram(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"fake UEFI variables\n"))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 }
 

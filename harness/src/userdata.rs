@@ -133,6 +133,7 @@ mkdir -p var_lib_cloud && cp -a /var/lib/cloud/. var_lib_cloud/ 2>/dev/null
 find /boot > find_boot.out
 cat /etc/default/grub > etc_default_grub 2>/dev/null
 dpkg-query -W > debian-packages.txt 2>/dev/null
+if [ -e /sys/firmware/efi ]; then efibootmgr -v > efibootmgr.out 2>&1; fi
 "#;
 
 /// The boot phase's user-data (see [`boot_parts`]).
@@ -220,6 +221,22 @@ pub fn curtin_vmtest_config(webhook: &str, apt_proxy: Option<&str>) -> serde_jso
     cfg
 }
 
+/// [`curtin_vmtest_config`] for one test: a UEFI test also gets
+/// `grub: {update_nvram: true}` (as curtin's vmtest gives its UEFI tests), so curtin
+/// writes its boot entry and BootOrder into the test's NVRAM; the test's own `grub:`
+/// settings, merged after, win.
+pub fn curtin_vmtest_config_for(
+    test: &TestConfig,
+    webhook: &str,
+    apt_proxy: Option<&str>,
+) -> serde_json::Value {
+    let mut cfg = curtin_vmtest_config(webhook, apt_proxy);
+    if test.vmtest.uefi {
+        cfg["grub"] = json!({"update_nvram": true});
+    }
+    cfg
+}
+
 /// The `curtin install` command line inside the unpacked archive: the harness's config,
 /// the test's, then CURTIN_VMTEST_EXTRA_CONFIG's when `extra` (curtin merges them in
 /// order, the last winning, as curtin's vmtest orders them).
@@ -295,14 +312,6 @@ pub fn pack_installer(test: &TestConfig, inputs: &PackInputs) -> anyhow::Result<
                 )
             })?;
             check_curtin_tree(src)?;
-            if test.vmtest.uefi {
-                // curtin decides BIOS or UEFI by /sys/firmware/efi in the install
-                // environment, which the directly booted install kernel does not have.
-                anyhow::bail!(
-                    "{}: `uefi: true` with curtin is not supported yet: the install phase boots the image's kernel directly, without UEFI firmware, so curtin would see a BIOS machine and install grub for i386-pc, which OVMF cannot boot; pin `vmtest.installer: script` for this test",
-                    test.file.display()
-                );
-            }
             // What `curtin pack` ships: the launcher, the package and the helpers; not
             // the tests, docs or packaging.
             for sub in ["bin", "curtin", "helpers"] {
@@ -310,7 +319,7 @@ pub fn pack_installer(test: &TestConfig, inputs: &PackInputs) -> anyhow::Result<
             }
             pack.file(
                 "config/vmtest.yaml",
-                emit::to_string(&curtin_vmtest_config(webhook, apt_proxy)),
+                emit::to_string(&curtin_vmtest_config_for(test, webhook, apt_proxy)),
                 0o644,
             )
             // The file as the author wrote it: curtin reads it with the same YAML reader
@@ -600,20 +609,26 @@ mod tests {
     const MARKER_LINE: &str = "\n_____PAYLOAD_____\n";
 
     #[test]
-    fn uefi_with_curtin_is_refused_before_any_vm() {
+    fn uefi_with_curtin_packs_and_asks_curtin_to_update_the_nvram() {
         let c = fake_curtin();
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tests/basic_uefi.yaml");
         let t = TestConfig::load(&file).unwrap();
         assert!(t.vmtest.uefi);
-        let e = pack_installer(&t, &tree(c.path()))
-            .err()
+        let files = payload_files(&pack_installer(&t, &tree(c.path())).unwrap());
+        let added = crate::yaml::load(&files["config/vmtest.yaml"])
             .unwrap()
-            .to_string();
-        assert!(
-            e.contains("uefi: true") && e.contains("installer: script"),
-            "{e}"
+            .unwrap();
+        let nvram = added.get("grub").and_then(|g| g.get("update_nvram"));
+        assert_eq!(
+            nvram.and_then(|n| n.scalar()),
+            Some(&crate::yaml::Scalar::Bool(true)),
+            "{}",
+            files["config/vmtest.yaml"]
         );
-        // The script installer does UEFI installs.
+        // A BIOS test gets no grub settings from the harness.
+        let bios = curtin_vmtest_config_for(&basic(), "x", None);
+        assert!(bios.get("grub").is_none());
+        // The script installer does UEFI installs too.
         assert!(pack_installer(&t, &PackInputs::default()).is_ok());
     }
 

@@ -277,6 +277,7 @@ fn run_child_phase(backend: &str) {
         host_ports: vec![],
         outbound: Default::default(),
         interactive: true,
+        uefi_nvram: None,
     };
     let b: Box<dyn Backend> = match backend {
         "qemu" | "qemu-hang" => Box::new(

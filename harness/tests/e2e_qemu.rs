@@ -88,6 +88,7 @@ fn real_kernel_panic_ends_the_phase_at_once() {
         host_ports: vec![],
         outbound: Default::default(),
         interactive: false,
+        uefi_nvram: None,
     };
     let q = QemuBackend::detect().unwrap();
     let r = q.run_phase(&spec).unwrap();

@@ -308,11 +308,10 @@ fn what_the_installer_gets_means_what_the_file_meant_to_pyyaml() {
                 checks.value(
                     format!("{} config/vmtest.yaml", t.name),
                     &files["config/vmtest.yaml"],
-                    &userdata::curtin_vmtest_config(webhook, Some(proxy)),
+                    &userdata::curtin_vmtest_config_for(t, webhook, Some(proxy)),
                 );
             }
-            // Refused before any VM (UEFI with curtin): nothing is handed over.
-            Err(e) => assert!(t.vmtest.uefi, "{}: {e:#}", t.name),
+            Err(e) => panic!("{}: {e:#}", t.name),
         }
         if let Ok(p) = userdata::pack_installer(t, &PackInputs::default()) {
             script_packs += 1;

@@ -32,6 +32,7 @@ fn spec(dir: &std::path::Path, action: probes::Action, timeout: Duration) -> Pha
         host_ports: vec![],
         outbound: Default::default(),
         interactive: false,
+        uefi_nvram: None,
     }
 }
 

@@ -740,3 +740,49 @@ fn keep_data_touches_only_work_dirs_this_run_created() {
     let entries: Vec<_> = std::fs::read_dir(&theirs).unwrap().collect();
     assert_eq!(entries.len(), 1, "nothing added beside logs/");
 }
+
+#[test]
+fn a_uefi_test_keeps_one_nvram_from_install_to_boot() {
+    let env = Env::new();
+    let s = env.settings(&[("CURTIN_VMTEST_KEEP_DATA_PASS", "all")]);
+    let tree = fake_curtin_tree(env.dir.path());
+    let text = TEST
+        .replace("  release: bookworm", "  release: bookworm\n  uefi: true")
+        .replace("ptable: msdos", "ptable: gpt");
+    let t = TestConfig::parse("uefi", Path::new("uefi.yaml"), &text).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    // The fake firmware: the installer adds a boot entry to the variables in the install
+    // phase; the boot phase must find it there.
+    let b = FakeBackend::new(move |spec| {
+        let nvram = spec.uefi_nvram.clone().expect("a UEFI phase has NVRAM");
+        if spec.phase == Phase::Install {
+            let mut f = std::fs::OpenOptions::new().append(true).open(&nvram)?;
+            f.write_all(b"Boot0004* debian\n")?;
+        } else {
+            let vars = std::fs::read_to_string(&nvram)?;
+            assert!(vars.contains("Boot0004* debian"), "{vars}");
+        }
+        seen2.lock().unwrap().push(spec.clone());
+        good_guest(spec)
+    });
+    let r = &run_with_curtin(&env, &s, b, &[t], Some(&tree))[0];
+    assert_eq!(r.status, Status::Pass, "{:?}", r.errors());
+    let seen = seen.lock().unwrap();
+    let nvram = s.topdir.join("uefi/disks/ovmf_vars.fd");
+    assert_eq!(seen[0].uefi_nvram.as_deref(), Some(nvram.as_path()));
+    assert_eq!(seen[1].uefi_nvram.as_deref(), Some(nvram.as_path()));
+    // Install: the image's kernel, loaded through the firmware; boot: the firmware.
+    assert!(matches!(
+        seen[0].boot,
+        harness::backend::Boot::Direct { .. }
+    ));
+    assert_eq!(
+        seen[1].boot,
+        harness::backend::Boot::Firmware { uefi: true }
+    );
+    assert!(nvram.is_file(), "kept with the disks");
+    // curtin is asked to write its boot entry into the NVRAM.
+    let added = std::fs::read_to_string(s.topdir.join("uefi/install/curtin-vmtest.yaml")).unwrap();
+    assert!(added.contains("\"update_nvram\": true"), "{added}");
+}

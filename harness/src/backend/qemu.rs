@@ -52,6 +52,9 @@ pub enum Machine {
 
 pub struct QemuBackend {
     pub binary: PathBuf,
+    /// UEFI firmware for phases with an NVRAM file ([`PhaseSpec::uefi_nvram`]); `None`
+    /// when OVMF is not installed (such phases then fail naming the package).
+    pub ovmf: Option<super::Ovmf>,
     pub accel: Accel,
     /// Why this accelerator (printed once).
     pub accel_reason: String,
@@ -87,6 +90,7 @@ impl QemuBackend {
         };
         Ok(QemuBackend {
             binary,
+            ovmf: super::Ovmf::find().ok(),
             accel,
             accel_reason,
             machine: Machine::Pc,
@@ -170,10 +174,26 @@ impl Backend for QemuBackend {
         }
     }
 
+    fn new_uefi_nvram(&self, path: &Path) -> anyhow::Result<()> {
+        match &self.ovmf {
+            Some(ovmf) => ovmf.new_nvram(path),
+            None => super::Ovmf::find()?.new_nvram(path),
+        }
+    }
+
     fn run_phase(&self, spec: &PhaseSpec) -> anyhow::Result<PhaseResult> {
         for d in &spec.disks {
             if !d.path.is_file() {
                 anyhow::bail!("disk {} does not exist", d.path.display());
+            }
+        }
+        if let Some(nvram) = &spec.uefi_nvram {
+            if self.ovmf.is_none() {
+                // The same error as at detection, with its fix.
+                super::Ovmf::find()?;
+            }
+            if !nvram.is_file() {
+                anyhow::bail!("UEFI variables file {} does not exist", nvram.display());
             }
         }
         if let Boot::Direct { kernel, initrd, .. } = &spec.boot {

@@ -39,6 +39,9 @@ pub enum RunError {
     Image(#[source] images::StoreError),
     #[error("http server: {0}")]
     Http(std::io::Error),
+    /// The test's UEFI variable store could not be made (no OVMF, a backend without UEFI).
+    #[error("UEFI variables: {0:#}")]
+    UefiVars(anyhow::Error),
     /// The installer could not be packed.
     #[error("installer: {0:#}")]
     Installer(anyhow::Error),

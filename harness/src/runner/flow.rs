@@ -137,8 +137,13 @@ fn phase_spec(run: &Run, w: &WorkDir, phase: Phase, boot: Boot, disks: Vec<Disk>
         outbound,
         timeout: s.timeout(phase, test_timeout),
         interactive: run.ctx.console == Some(phase),
+        uefi_nvram: v.uefi.then(|| w.disks().join(UEFI_NVRAM)),
     }
 }
+
+/// The test's own UEFI variable store under disks/ (curtin's vmtest name), made before
+/// the install phase and used by both phases.
+pub const UEFI_NVRAM: &str = "ovmf_vars.fd";
 
 /// Disks, image, HTTP server, packed installer and install seed.
 pub(super) fn prepare(run: &mut Run, w: &WorkDir) -> Result<Prepared, RunError> {
@@ -152,6 +157,11 @@ pub(super) fn prepare(run: &mut Run, w: &WorkDir) -> Result<Prepared, RunError> 
                 source,
             }
         })?;
+    }
+    if v.uefi {
+        ctx.backend
+            .new_uefi_nvram(&w.disks().join(UEFI_NVRAM))
+            .map_err(RunError::UefiVars)?;
     }
     run.timer.lap("disks");
     let image = ctx
@@ -181,7 +191,7 @@ pub(super) fn prepare(run: &mut Run, w: &WorkDir) -> Result<Prepared, RunError> 
     if installer == InstallerKind::Curtin {
         // What the harness adds to the test's config, for the developer to read (the
         // packed copy is inside install/user-data's base64 payload).
-        let added = userdata::curtin_vmtest_config(&webhook, s.apt_proxy.as_deref());
+        let added = userdata::curtin_vmtest_config_for(test, &webhook, s.apt_proxy.as_deref());
         write(
             "install/curtin-vmtest.yaml",
             w.install().join("curtin-vmtest.yaml"),

@@ -112,11 +112,35 @@ impl QemuBackend {
                 anyhow::bail!("qemu -M microvm boots kernels directly: no firmware boots")
             }
             Boot::Firmware { uefi } => {
-                if *uefi {
+                if *uefi && spec.uefi_nvram.is_none() {
+                    // Volatile variables: nothing the guest writes survives the phase.
                     push("-bios");
                     push("/usr/share/qemu/OVMF.fd");
                 }
             }
+        }
+        if let Some(nvram) = &spec.uefi_nvram {
+            if microvm {
+                anyhow::bail!("qemu -M microvm has no UEFI firmware");
+            }
+            let ovmf = self.ovmf.as_ref().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no UEFI firmware: install the Debian package ovmf (make vmtest-deps) or set VMTEST_OVMF_CODE and VMTEST_OVMF_VARS"
+                )
+            })?;
+            // OVMF on two flash devices: its code read-only, the test's own variables
+            // writable, so boot entries written in one phase are there in the next. A
+            // -kernel given too is loaded through the firmware.
+            push("-drive");
+            push(&format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                path_value(&ovmf.code)?
+            ));
+            push("-drive");
+            push(&format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                path_value(nvram)?
+            ));
         }
         let (blk, net, rng) = if microvm {
             (
@@ -153,7 +177,14 @@ impl QemuBackend {
                     if d.paths > 1 { ",file.locking=off" } else { "" }
                 ));
                 push("-device");
-                let boot = if i == 0 && path == 0 && matches!(spec.boot, Boot::Firmware { .. }) {
+                // With the test's own NVRAM the firmware follows the BootOrder the
+                // installer wrote there; a bootindex would make OVMF reorder it by qemu's
+                // device order.
+                let boot = if i == 0
+                    && path == 0
+                    && matches!(spec.boot, Boot::Firmware { .. })
+                    && spec.uefi_nvram.is_none()
+                {
                     ",bootindex=0"
                 } else {
                     ""
@@ -227,5 +258,89 @@ mod tests {
     fn commas_are_doubled_inside_options() {
         assert_eq!(opt_value("/top,dir/a,,b"), "/top,,dir/a,,,,b");
         assert_eq!(opt_value("plain"), "plain");
+    }
+
+    use crate::backend::{Disk, Ovmf, Phase};
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    impl QemuBackend {
+        fn args_for_test(&self, spec: &PhaseSpec) -> Vec<String> {
+            self.args(spec, &PassedFds::default()).unwrap()
+        }
+    }
+
+    fn backend() -> QemuBackend {
+        QemuBackend {
+            binary: "qemu-system-x86_64".into(),
+            ovmf: Some(Ovmf {
+                code: "/fw/CODE.fd".into(),
+                vars_template: "/fw/VARS.fd".into(),
+            }),
+            accel: Accel::Tcg,
+            accel_reason: "test".into(),
+            machine: Machine::Pc,
+        }
+    }
+
+    fn spec(boot: Boot, nvram: Option<&str>) -> PhaseSpec {
+        PhaseSpec {
+            phase: crate::backend::Phase::Install,
+            boot,
+            disks: vec![Disk::virtio("/d/a,b.img".into(), "disk-a", 512, false)],
+            nics: vec![],
+            memory_mib: 1024,
+            vcpus: 1,
+            serial_log: "/l/s.log".into(),
+            log_dir: "/l".into(),
+            timeout: Duration::from_secs(1),
+            host_ports: vec![],
+            outbound: Default::default(),
+            interactive: false,
+            uefi_nvram: nvram.map(PathBuf::from),
+        }
+    }
+
+    fn direct() -> Boot {
+        Boot::Direct {
+            kernel: "/i/kernel".into(),
+            initrd: None,
+            cmdline: "console=ttyS0".into(),
+        }
+    }
+
+    #[test]
+    fn a_direct_kernel_with_nvram_boots_through_ovmf_flash() {
+        let a = backend().args_for_test(&spec(direct(), Some("/w/disks/ovmf_vars.fd")));
+        let joined = a.join(" ");
+        assert!(
+            joined.contains("-drive if=pflash,format=raw,unit=0,readonly=on,file=/fw/CODE.fd")
+                && joined.contains("-drive if=pflash,format=raw,unit=1,file=/w/disks/ovmf_vars.fd")
+                && joined.contains("-kernel /i/kernel"),
+            "{joined}"
+        );
+        assert!(!joined.contains("-bios"), "{joined}");
+        // Disk paths with commas are escaped for qemu.
+        assert!(joined.contains("file=/d/a,,b.img"), "{joined}");
+    }
+
+    #[test]
+    fn firmware_boot_with_nvram_follows_the_nvram_boot_order() {
+        let a = backend()
+            .args_for_test(&spec(Boot::Firmware { uefi: true }, Some("/w/v.fd")))
+            .join(" ");
+        assert!(a.contains("unit=1,file=/w/v.fd"), "{a}");
+        assert!(!a.contains("bootindex"), "{a}");
+        assert!(!a.contains("-bios"), "{a}");
+        // Without NVRAM: volatile OVMF, first disk first.
+        let a = backend()
+            .args_for_test(&spec(Boot::Firmware { uefi: true }, None))
+            .join(" ");
+        assert!(a.contains("-bios /usr/share/qemu/OVMF.fd"), "{a}");
+        assert!(a.contains("bootindex=0"), "{a}");
+        assert!(!a.contains("pflash"), "{a}");
+        // BIOS direct boot: no firmware options at all.
+        let a = backend().args_for_test(&spec(direct(), None)).join(" ");
+        assert!(!a.contains("pflash") && !a.contains("-bios"), "{a}");
     }
 }
