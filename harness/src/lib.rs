@@ -27,6 +27,7 @@ pub mod check;
 pub mod collect;
 pub mod config;
 pub mod console;
+pub mod curtin_events;
 pub mod http;
 pub mod pack;
 pub mod partition;

@@ -33,6 +33,12 @@ pub enum InstallProblem {
     /// curtin's success line is not there.
     #[error("serial log lacks `{INSTALL_SUCCESS}`")]
     NoSuccessLine,
+    /// curtin reported this step as failed (its webhook events).
+    #[error("curtin step failed: {name}: {description}")]
+    CurtinStep { name: String, description: String },
+    /// The last lines of curtin's install log, carried by its last webhook event.
+    #[error("curtin install log tail:\n{0}")]
+    CurtinLogTail(String),
 }
 
 /// The install verdict, fed one line at a time: the first line matching each failure

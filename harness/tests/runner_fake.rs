@@ -786,3 +786,65 @@ fn a_uefi_test_keeps_one_nvram_from_install_to_boot() {
     let added = std::fs::read_to_string(s.topdir.join("uefi/install/curtin-vmtest.yaml")).unwrap();
     assert!(added.contains("\"update_nvram\": true"), "{added}");
 }
+
+#[test]
+fn a_failed_curtin_install_names_its_failing_step_and_keeps_the_data() {
+    let env = Env::new();
+    let s = env.settings(&[("CURTIN_VMTEST_KEEP_DATA_FAIL", "logs,disks")]);
+    let tree = fake_curtin_tree(env.dir.path());
+    // The fake curtin fails in block-meta: its events reach the webhook, the console shows
+    // curtin's failure line.
+    let b = FakeBackend::new(|spec| {
+        let cmdline = match &spec.boot {
+            harness::backend::Boot::Direct { cmdline, .. } => cmdline.clone(),
+            b => panic!("{b:?}"),
+        };
+        let port: u16 = cmdline
+            .split("http://10.0.2.2:")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .expect("seed URL in the command line");
+        let post = |body: serde_json::Value| {
+            let body = body.to_string();
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            write!(
+                c,
+                "POST /webhook HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            let mut resp = String::new();
+            let _ = c.read_to_string(&mut resp);
+        };
+        post(
+            serde_json::json!({"event_type": "start", "name": "cmd-install", "origin": "curtin", "description": "curtin command install"}),
+        );
+        post(
+            serde_json::json!({"event_type": "finish", "name": "cmd-install/stage-partitioning/builtin/cmd-block-meta", "origin": "curtin", "result": "FAIL", "description": "Mount failed: /dev/vdb1 @ /target/srv with options defaults"}),
+        );
+        std::fs::write(
+            &spec.serial_log,
+            "[  OK  ] Started cloud-final\ncurtin: Installation failed with exception: Unexpected error while running command.\nreboot: Power down\n",
+        )?;
+        ok(Outcome::PowerOff)
+    });
+    let r = &run_with_curtin(&env, &s, b, &[env.test("cfail")], Some(&tree))[0];
+    assert_eq!(r.status, Status::Fail);
+    let all = r.errors().join("\n");
+    assert!(
+        all.contains("curtin step failed: cmd-install/stage-partitioning/builtin/cmd-block-meta: Mount failed: /dev/vdb1 @ /target/srv"),
+        "{all}"
+    );
+    assert!(
+        all.contains("install serial log tail:\n[  OK  ] Started cloud-final"),
+        "{all}"
+    );
+    let w = s.topdir.join("cfail");
+    assert!(w.join("logs/webhooks-events.json").is_file());
+    assert!(w.join("disks/install_disk.img").is_file());
+    assert!(
+        !w.join("install").exists(),
+        "not kept per KEEP_DATA_FAIL=logs,disks"
+    );
+}

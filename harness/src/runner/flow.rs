@@ -145,6 +145,15 @@ fn phase_spec(run: &Run, w: &WorkDir, phase: Phase, boot: Boot, disks: Vec<Disk>
 /// the install phase and used by both phases.
 pub const UEFI_NVRAM: &str = "ovmf_vars.fd";
 
+/// What curtin's webhook events say about a failed install: the step that failed and
+/// the end of curtin's install log (nothing when curtin did not run or report).
+fn curtin_failure(w: &WorkDir) -> Vec<verdict::InstallProblem> {
+    // An unreadable events file only means there is nothing more to tell.
+    crate::curtin_events::read(&w.logs().join("webhooks-events.json"))
+        .map(|report| report.problems())
+        .unwrap_or_default()
+}
+
 /// Disks, image, HTTP server, packed installer and install seed.
 pub(super) fn prepare(run: &mut Run, w: &WorkDir) -> Result<Prepared, RunError> {
     let (test, ctx) = (run.test, run.ctx);
@@ -249,7 +258,11 @@ pub(super) fn prepare(run: &mut Run, w: &WorkDir) -> Result<Prepared, RunError> 
 
 /// The install VM, then its verdict: it must power off, and its serial log must say the
 /// install finished with none of the failure patterns.
-pub(super) fn install(run: &mut Run, prepared: Prepared) -> Result<PhaseSpec, RunError> {
+pub(super) fn install(
+    run: &mut Run,
+    w: &WorkDir,
+    prepared: Prepared,
+) -> Result<PhaseSpec, RunError> {
     let Prepared { http, spec, _image } = prepared;
     let res = run.run_vm(&spec)?;
     run.say(&format!(
@@ -270,12 +283,16 @@ pub(super) fn install(run: &mut Run, prepared: Prepared) -> Result<PhaseSpec, Ru
                 outcome,
                 problems: verdict::install_verdict_of_log(&spec.serial_log)
                     .err()
-                    .unwrap_or_default(),
+                    .unwrap_or_default()
+                    .into_iter()
+                    .chain(curtin_failure(w))
+                    .collect(),
                 tail: tail(&spec),
             });
         }
     }
-    verdict::install_verdict_of_log(&spec.serial_log).map_err(|problems| {
+    verdict::install_verdict_of_log(&spec.serial_log).map_err(|mut problems| {
+        problems.extend(curtin_failure(w));
         RunError::InstallVerdict {
             problems,
             tail: tail(&spec),
@@ -427,7 +444,7 @@ pub(super) fn verify(run: &mut Run, w: &WorkDir) {
 /// The whole flow in a work dir this run created.
 pub(super) fn run_phases(run: &mut Run, w: &WorkDir) -> Result<(), RunError> {
     let prepared = prepare(run, w)?;
-    let install = install(run, prepared)?;
+    let install = install(run, w, prepared)?;
     let (boot, output) = boot(run, w, &install)?;
     collect_and_verify(run, w, &boot, &output)
 }
