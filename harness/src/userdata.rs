@@ -237,9 +237,14 @@ pub fn curtin_vmtest_config_for(
     cfg
 }
 
+/// Where a curtin tree keeps the config that dirties the disks before the install
+/// (`vmtest: {dirty_disks: true}`), relative to the tree.
+pub const CURTIN_DIRTY_DISKS_CONFIG: &str = "examples/tests/dirty_disks_config.yaml";
+
 /// The `curtin install` command line inside the unpacked archive: the harness's config,
-/// the test's, then CURTIN_VMTEST_EXTRA_CONFIG's when `extra` (curtin merges them in
-/// order, the last winning, as curtin's vmtest orders them).
+/// the test's, the dirty-disks config when the test asks for it, then
+/// CURTIN_VMTEST_EXTRA_CONFIG's when `extra` (curtin merges them in order, the last
+/// winning, as curtin's vmtest orders them).
 pub fn curtin_command(test: &TestConfig, extra: bool) -> Vec<String> {
     let mut cmd: Vec<String> = [
         "sh",
@@ -252,6 +257,9 @@ pub fn curtin_command(test: &TestConfig, extra: bool) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if test.vmtest.dirty_disks {
+        cmd.push("--config=config/dirty-disks.yaml".into());
+    }
     if extra {
         cmd.push("--config=config/extra.yaml".into());
     }
@@ -292,6 +300,12 @@ pub fn pack_installer(test: &TestConfig, inputs: &PackInputs) -> anyhow::Result<
     let mut pack = Pack::new();
     match test.installer(curtin_src.is_some()) {
         InstallerKind::Script => {
+            if test.vmtest.dirty_disks {
+                anyhow::bail!(
+                    "{}: `dirty_disks: true` runs curtin's block-meta before the install; it needs curtin as the installer",
+                    test.file.display()
+                );
+            }
             let plan =
                 build_plan(test).map_err(|e| anyhow::anyhow!("{}: {e}", test.file.display()))?;
             pack.file("installer/install.sh", INSTALL_SH, 0o755)
@@ -325,6 +339,17 @@ pub fn pack_installer(test: &TestConfig, inputs: &PackInputs) -> anyhow::Result<
             // The file as the author wrote it: curtin reads it with the same YAML reader
             // it would read the file with, and ignores the `vmtest:` key.
             .file("config/test.yaml", test.text.as_str(), 0o644);
+            if test.vmtest.dirty_disks {
+                let dirty = src.join(CURTIN_DIRTY_DISKS_CONFIG);
+                let text = std::fs::read(&dirty).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: `dirty_disks: true` needs the curtin tree's {CURTIN_DIRTY_DISKS_CONFIG}: {}: {e}",
+                        test.file.display(),
+                        dirty.display()
+                    )
+                })?;
+                pack.file("config/dirty-disks.yaml", text, 0o644);
+            }
             if let Some(x) = extra_config {
                 pack.file("config/extra.yaml", x.text.as_str(), 0o644);
             }
@@ -630,6 +655,44 @@ mod tests {
         assert!(bios.get("grub").is_none());
         // The script installer does UEFI installs too.
         assert!(pack_installer(&t, &PackInputs::default()).is_ok());
+    }
+
+    #[test]
+    fn dirty_disks_adds_the_trees_dirty_disks_config_after_the_tests() {
+        let c = fake_curtin();
+        let mut t = basic();
+        let text = t
+            .text
+            .replace("vmtest:\n", "vmtest:\n  dirty_disks: true\n");
+        assert_ne!(text, t.text, "basic.yaml has a vmtest: section");
+        t = TestConfig::parse(&t.name, &t.file, &text).unwrap();
+        assert!(t.vmtest.dirty_disks);
+        // The tree lacks the file: one error naming it.
+        let e = pack_installer(&t, &tree(c.path()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(CURTIN_DIRTY_DISKS_CONFIG), "{e}");
+        let dirty = c.path().join(CURTIN_DIRTY_DISKS_CONFIG);
+        std::fs::create_dir_all(dirty.parent().unwrap()).unwrap();
+        std::fs::write(
+            &dirty,
+            "early_commands: {01-blockmeta: [curtin, block-meta, custom]}\n",
+        )
+        .unwrap();
+        let files = payload_files(&pack_installer(&t, &tree(c.path())).unwrap());
+        assert!(files["config/dirty-disks.yaml"].contains("01-blockmeta"));
+        let cmd = curtin_command(&t, false).join(" ");
+        assert!(
+            cmd.contains("--config=config/test.yaml --config=config/dirty-disks.yaml"),
+            "{cmd}"
+        );
+        // The script installer cannot dirty the disks.
+        let e = pack_installer(&t, &PackInputs::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("dirty_disks"), "{e}");
     }
 
     #[test]

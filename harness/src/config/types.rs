@@ -98,6 +98,13 @@ pub struct VmtestSection {
     /// Attach each disk twice (multipath; qemu only).
     #[serde(default)]
     pub multipath: bool,
+    /// curtin's vmtest `dirty_disks`: before the real install, curtin lays the same storage
+    /// config out once from early_commands and leaves it behind inactive (LVM and md
+    /// stopped), so the install must take over disks that already carry partitions,
+    /// arrays and volume groups. Uses the curtin tree's
+    /// `examples/tests/dirty_disks_config.yaml` as a further config (curtin only).
+    #[serde(default)]
+    pub dirty_disks: bool,
     #[serde(default)]
     pub timeouts: Timeouts,
     /// Kernel arguments added to the install phase's command line.

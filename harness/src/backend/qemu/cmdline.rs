@@ -260,7 +260,7 @@ mod tests {
         assert_eq!(opt_value("plain"), "plain");
     }
 
-    use crate::backend::{Disk, Ovmf, Phase};
+    use crate::backend::{Disk, Ovmf};
     use std::path::PathBuf;
     use std::time::Duration;
 
