@@ -14,9 +14,13 @@ rm -rf "$R$D"
 mkdir -p "$R$D"
 : "${MMDEBSTRAP_APT_CONFIG:?run as an mmdebstrap hook (it sets MMDEBSTRAP_APT_CONFIG)}"
 cd "$R$D"
-# apt downloads as _apt where it may: let it write here, then take the directory back.
-chown _apt . 2>/dev/null || true
-APT_CONFIG="$MMDEBSTRAP_APT_CONFIG" apt-get download "$@"
+# The packages and whatever they need that the root does not have yet, as apt would
+# install them into a copy of this root (grub-pc's removal is apt's business then).
+mkdir -p partial
+chown _apt . partial 2>/dev/null || true
+APT_CONFIG="$MMDEBSTRAP_APT_CONFIG" apt-get --quiet --yes --download-only \
+	--no-install-recommends -o Dir::Cache::archives="$R$D" install "$@"
+rm -rf partial lock
 chown root:root .
 # Packages: each .deb's control fields plus where it is and its hashes.
 for f in *.deb; do

@@ -100,12 +100,14 @@ pub const PACKAGES: &[&str] = &[
     "gpg",
 ];
 
-/// Packages kept as .deb files in a local apt repository inside the image
-/// (`/var/lib/vmtest/debs`, listed in `/etc/apt/sources.list.d/vmtest-local.list`) instead
-/// of being installed. grub-efi-amd64 conflicts with grub-pc, so only one of them can be
-/// installed; curtin installs grub-efi-amd64 into a UEFI target itself (`apt-get install`
-/// in the target, a copy of this root), and with the .deb at hand that needs no network.
-pub const OFFLINE_DEBS: &[&str] = &["grub-efi-amd64"];
+/// Packages kept as .deb files (with what they need beyond the root) in a local apt
+/// repository inside the image (`/var/lib/vmtest/debs`, listed in
+/// `/etc/apt/sources.list.d/vmtest-local.list`) instead of being installed. grub-efi-amd64
+/// conflicts with grub-pc, so only one of them can be installed; curtin installs the UEFI
+/// boot packages into a UEFI target itself (`apt-get install` in the target, a copy of
+/// this root: grub-efi-amd64, and the signed grub and shim because the image's apt lists
+/// know them), and with the .debs at hand that needs no network.
+pub const OFFLINE_DEBS: &[&str] = &["grub-efi-amd64", "grub-efi-amd64-signed", "shim-signed"];
 
 /// dpkg path filters: documentation and translations are not needed to install systems.
 const DPKG_EXCLUDES: &[&str] = &[
@@ -147,6 +149,14 @@ impl BuildOptions {
             extra_packages: Vec::new(),
             zstd_level: 15,
         }
+    }
+
+    /// Every package the image must carry, installed or in its local repository:
+    /// [`BuildOptions::packages`] and [`OFFLINE_DEBS`] (what `images sync` checks).
+    pub fn carried(&self) -> Vec<String> {
+        let mut p = self.packages();
+        p.extend(OFFLINE_DEBS.iter().map(|s| s.to_string()));
+        p
     }
 
     /// Every package the root filesystem gets: [`PACKAGES`] and the extras.
@@ -358,6 +368,10 @@ pub fn build(store: &ImageStore, opts: &BuildOptions) -> Result<Built> {
     progress.step(5, &format!("squashfs (zstd level {})", opts.zstd_level));
     let manifest = dpkg_manifest(&rootfs)?;
     fs::write(out.join("squashfs.manifest"), &manifest)?;
+    fs::write(
+        out.join(crate::store::LOCAL_DEBS_MANIFEST),
+        local_debs_manifest(&rootfs)?,
+    )?;
     let squash_done = staging.join("squashfs.done");
     if squash_done.exists() && out.join("squashfs").exists() {
         progress.done("already built, reused");
@@ -500,6 +514,27 @@ pub fn check_root(rootfs: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// "package<TAB>version" of the local repository's .debs, sorted, from its Packages index.
+fn local_debs_manifest(rootfs: &Path) -> Result<String> {
+    let index = rootfs.join("var/lib/vmtest/debs/Packages");
+    let text =
+        fs::read_to_string(&index).with_context(|| format!("reading {}", index.display()))?;
+    let mut lines: Vec<String> = text
+        .split("\n\n")
+        .filter_map(|stanza| {
+            let field = |k: &str| {
+                stanza
+                    .lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .map(str::trim)
+            };
+            Some(format!("{}\t{}", field("Package:")?, field("Version:")?))
+        })
+        .collect();
+    lines.sort();
+    Ok(lines.join("\n") + "\n")
 }
 
 /// "package<TAB>version" lines, sorted (like MAAS's squashfs.manifest).

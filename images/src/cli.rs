@@ -117,7 +117,7 @@ pub fn run(args: ImagesArgs) -> Result<()> {
             let want = crate::env_bool("CURTIN_VMTEST_IMAGE_SYNC", false);
             let have = store.has_valid(&b.release, &b.arch)?;
             let missing = if have {
-                store.missing_packages(&b.release, &b.arch, &b.options().packages())?
+                store.missing_packages(&b.release, &b.arch, &b.options().carried())?
             } else {
                 Vec::new()
             };

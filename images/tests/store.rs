@@ -444,6 +444,18 @@ fn missing_packages_reads_the_newest_images_manifest() {
         store.missing_packages("bookworm", "amd64", &want).unwrap(),
         vec!["grub-efi-amd64-bin".to_string()]
     );
+    // A .deb the local repository keeps counts as carried too.
+    fs::write(
+        dir.join(images::store::LOCAL_DEBS_MANIFEST),
+        "grub-efi-amd64-bin\t2.06-13+deb12u2\n",
+    )
+    .unwrap();
+    assert!(
+        store
+            .missing_packages("bookworm", "amd64", &want)
+            .unwrap()
+            .is_empty()
+    );
     assert!(matches!(
         store.missing_packages("trixie", "amd64", &want),
         Err(StoreError::NoImage { .. })

@@ -99,6 +99,9 @@ use version::sort_newest_first;
 
 /// Default store location (`IMAGE_DIR`).
 pub const DEFAULT_IMAGE_DIR: &str = "/srv/images";
+/// Beside `squashfs.manifest`: "package<TAB>version" of the .debs the image's local apt
+/// repository keeps without installing them (`build::OFFLINE_DEBS` and what they need).
+pub const LOCAL_DEBS_MANIFEST: &str = "local-debs.manifest";
 
 const STORE_LOCK: &str = ".lock";
 const LOCKS_DIR: &str = ".locks";
@@ -308,7 +311,7 @@ impl ImageStore {
     }
 
     /// Which of `wanted` the newest valid image built here lacks, read from its
-    /// `squashfs.manifest` ("package<TAB>version" per line). An image built by an older
+    /// `squashfs.manifest` and [`LOCAL_DEBS_MANIFEST`] ("package<TAB>version" per line). An image built by an older
     /// builder can miss a package the installer now relies on (grub-efi-amd64-bin for UEFI
     /// tests, say); `images sync` rebuilds then instead of letting a test fail deep inside
     /// an install. Images from a simplestreams tree are not ours to judge: empty.
@@ -322,13 +325,17 @@ impl ImageStore {
         let ImageOrigin::Vmtest { dir } = &img.origin else {
             return Ok(Vec::new());
         };
-        let manifest = dir.join("squashfs.manifest");
-        let text = match fs::read_to_string(&manifest) {
-            Ok(t) => t,
-            // No record of what is inside: assume nothing, so sync builds a fresh one.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(io_err(&manifest)(e)),
-        };
+        // What the root has installed, and the .debs its local repository keeps.
+        let mut text = String::new();
+        for name in ["squashfs.manifest", LOCAL_DEBS_MANIFEST] {
+            let manifest = dir.join(name);
+            match fs::read_to_string(&manifest) {
+                Ok(t) => text.push_str(&t),
+                // No record of what is inside: assume nothing, so sync builds a fresh one.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&manifest)(e)),
+            }
+        }
         let have: std::collections::BTreeSet<&str> = text
             .lines()
             .filter_map(|l| l.split('\t').next())
