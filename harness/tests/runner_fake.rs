@@ -848,3 +848,31 @@ fn a_failed_curtin_install_names_its_failing_step_and_keeps_the_data() {
         "not kept per KEEP_DATA_FAIL=logs,disks"
     );
 }
+
+/// As curtin's vmtest: a disk whose serial starts with `nvme` is an NVMe drive, the others
+/// stay on the test's driver, in both phases.
+#[test]
+fn nvme_serials_make_nvme_disks_beside_virtio() {
+    let env = Env::new();
+    let s = env.settings(&[]);
+    let text = TEST.replace(
+        "    - {id: sda1, type: partition",
+        "    - {id: nv, type: disk, ptable: gpt, serial: nvme-a}\n    - {id: sda1, type: partition",
+    );
+    let t = TestConfig::parse("nvme", Path::new("nvme.yaml"), &text).unwrap();
+    assert!(t.needs_qemu().unwrap().contains("NVMe"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let b = FakeBackend::new(move |spec| {
+        seen2.lock().unwrap().push(spec.clone());
+        good_guest(spec)
+    });
+    let r = &run(&env, &s, b, &[t])[0];
+    assert_eq!(r.status, Status::Pass, "{:?}", r.errors());
+    use harness::backend::DiskBus;
+    for spec in seen.lock().unwrap().iter() {
+        let bus = |serial: &str| spec.disks.iter().find(|d| d.serial == serial).unwrap().bus;
+        assert_eq!(bus("disk-a"), DiskBus::VirtioBlk, "{:?}", spec.phase);
+        assert_eq!(bus("nvme-a"), DiskBus::Nvme, "{:?}", spec.phase);
+    }
+}

@@ -109,6 +109,16 @@ pub struct DiskSpec {
     pub block_size: u32,
 }
 
+impl DiskSpec {
+    /// Whether this disk is attached as NVMe whatever the test's `disk_driver`: curtin's
+    /// vmtest attaches a storage-config disk whose serial starts with `nvme` (nvme.yaml's
+    /// `nvme-a`, `nvme-b`) as an NVMe drive and every other disk on the test's driver, so
+    /// one test has NVMe and virtio disks side by side.
+    pub fn is_nvme(&self) -> bool {
+        !self.id.starts_with("extra_disk_") && self.serial.starts_with("nvme")
+    }
+}
+
 impl TestConfig {
     /// The installer that runs for this test when `curtin_given` says whether a curtin
     /// tree was given (--curtin / CURTIN_SRC): a config that names its installer gets
@@ -129,6 +139,9 @@ impl TestConfig {
         let v = &self.vmtest;
         if v.uefi {
             return Some("it boots through UEFI firmware".into());
+        }
+        if self.disks.iter().any(DiskSpec::is_nvme) {
+            return Some("it has NVMe disks (serials starting with `nvme`)".into());
         }
         match v.disk_driver {
             DiskDriver::Nvme => return Some("it uses NVMe disks".into()),

@@ -80,7 +80,8 @@ pub(super) struct Prepared {
 }
 
 /// The VM's disks as the install phase attaches them: the storage config's disks on the
-/// test's bus, then the extra disks (virtio).
+/// test's bus (NVMe for those curtin's vmtest makes NVMe, [`crate::config::DiskSpec::is_nvme`]), then the
+/// extra disks (virtio).
 fn install_disks(test: &TestConfig, w: &WorkDir) -> Vec<Disk> {
     let v = &test.vmtest;
     test.disks
@@ -96,6 +97,9 @@ fn install_disks(test: &TestConfig, w: &WorkDir) -> Vec<Disk> {
                     DiskDriver::Scsi => DiskBus::Scsi,
                 };
                 disk.wwn = d.wwn.clone();
+                if d.is_nvme() {
+                    disk.bus = DiskBus::Nvme;
+                }
                 if v.multipath {
                     // Multipath needs a path identity (WWN/serial) the guest sees twice:
                     // that is SCSI, as in curtin's multipath tests.
