@@ -116,6 +116,31 @@ impl SerialInput {
         }
     }
 
+    /// Queues as much of `bytes` as fits under [`INPUT_BACKLOG_LIMIT`] (attached to a VM
+    /// or not) and moves what fits into the receive FIFO; returns how many bytes it took.
+    /// Never waits: for a caller that must stay responsive while the guest reads nothing
+    /// (the interactive console keeps reading its keys for Ctrl-A x).
+    pub fn try_send(&self, bytes: &[u8]) -> usize {
+        let (taken, device) = {
+            let mut st = self.state();
+            let taken = bytes
+                .len()
+                .min(INPUT_BACKLOG_LIMIT.saturating_sub(st.backlog.len()));
+            st.backlog.extend(&bytes[..taken]);
+            (taken, st.device.as_ref().and_then(Weak::upgrade))
+        };
+        // Lock order: device, then input state (as on the guest's reads).
+        if taken > 0
+            && let Some(device) = device
+        {
+            device
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pull_input();
+        }
+        taken
+    }
+
     /// How many bytes wait for room in the guest's receive FIFO.
     pub fn backlog(&self) -> usize {
         self.state().backlog.len()
@@ -399,6 +424,26 @@ mod tests {
         rx.recv_timeout(std::time::Duration::from_secs(10))
             .expect("released when the VM ends");
         sender.join().unwrap();
+    }
+
+    #[test]
+    fn try_send_takes_what_fits_and_never_waits() {
+        let (s, _irq, input) = uart_with_input();
+        // The backlog takes its limit; 64 of those move on into the FIFO at once.
+        let taken = input.try_send(&vec![b'a'; INPUT_BACKLOG_LIMIT + 1000]);
+        assert_eq!(taken, INPUT_BACKLOG_LIMIT);
+        assert_eq!(input.backlog(), INPUT_BACKLOG_LIMIT - 64);
+        assert_eq!(input.try_send(&[b'a'; 100]), 64, "the room the FIFO made");
+        assert_eq!(input.try_send(b"more"), 0, "full: nothing taken, no wait");
+        reg(&s, RBR); // the guest reads one byte: one byte of room
+        assert_eq!(input.try_send(b"bc"), 1);
+        assert_eq!(input.backlog(), INPUT_BACKLOG_LIMIT);
+        // Without a VM the same limit holds.
+        let idle = SerialInput::new();
+        assert_eq!(
+            idle.try_send(&vec![0; INPUT_BACKLOG_LIMIT + 1]),
+            INPUT_BACKLOG_LIMIT
+        );
     }
 
     #[test]
