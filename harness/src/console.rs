@@ -9,15 +9,28 @@
 //! On a terminal, stdin is put in raw mode (as QEMU's `-chardev stdio` does: no line
 //! editing, no echo, Ctrl-C goes to the guest; output processing stays on) and restored
 //! when the console ends, on every way out: normal end, error, panic (the guard's `Drop`),
-//! and SIGTERM/SIGHUP/SIGINT sent from outside (a handler restores, then lets the signal
-//! do what it would have). From a pipe, bytes pass through unchanged and the escape keys
-//! still work, for scripts and tests; end of input leaves the VM running.
+//! and SIGTERM/SIGHUP/SIGINT sent from outside (see [`restore_on_signal`]: the terminal is
+//! put back, then the signal does what it would have). From a pipe, bytes pass through
+//! unchanged and the escape keys still work, for scripts and tests; end of input leaves the
+//! VM running.
+//!
+//! The keys are read all the time, even while the guest reads nothing: typed bytes wait
+//! (up to [`PENDING_LIMIT`] beyond the VMM's own input backlog) and what does not fit is
+//! dropped with a notice, so Ctrl-A x always gets through.
 //!
 //! The guest's output is not handled here: the VMM writes it to stdout and the serial log.
 
-use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::collections::VecDeque;
+use std::io::{self, IsTerminal, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::io::Errno;
+use rustix::termios::{
+    self, ControlModes, InputModes, LocalModes, OptionalActions, OutputModes, SpecialCodeIndex,
+    Termios,
+};
 
 /// Printed (on stderr) when the console attaches.
 pub const ATTACH_LINE: &str = "console attached: Ctrl-A x to leave, Ctrl-A h for help";
@@ -31,6 +44,14 @@ Ctrl-A h        print this help
 Ctrl-A x        leave the console and stop the VM
 Ctrl-A Ctrl-A   send Ctrl-A to the guest
 ";
+
+/// Typed bytes the console holds while the VMM's input backlog is full (the guest is not
+/// reading). Beyond it keys are still read, for Ctrl-A x, but bytes for the guest are
+/// dropped.
+pub const PENDING_LIMIT: usize = 64 << 10;
+
+/// How often held bytes are offered to the VMM again while its backlog is full.
+const RETRY: Duration = Duration::from_millis(10);
 
 /// What the keys typed at the console ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,162 +109,91 @@ impl EscapeParser {
     }
 }
 
-/// Whether `fd` is a terminal.
-pub fn is_tty(fd: RawFd) -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    unsafe { libc::isatty(fd) == 1 }
-}
-
 /// The saved settings of a terminal, written back when this is dropped.
 pub struct TerminalGuard {
-    fd: RawFd,
-    saved: libc::termios,
-    signals: Option<SignalRestore>,
+    /// A duplicate of the terminal's descriptor, so the guard never outlives what it
+    /// restores.
+    fd: OwnedFd,
+    saved: Termios,
+    /// Registered with [`restore_on_signal`] (raw mode).
+    armed: bool,
 }
 
 impl TerminalGuard {
     /// Saves `fd`'s settings; `None` when `fd` is no terminal.
-    pub fn save(fd: RawFd) -> io::Result<Option<TerminalGuard>> {
-        if !is_tty(fd) {
+    pub fn save(fd: impl AsFd) -> io::Result<Option<TerminalGuard>> {
+        let fd = fd.as_fd();
+        if !fd.is_terminal() {
             return Ok(None);
         }
-        // SAFETY: termios is plain data; tcgetattr fills it.
-        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: fd is open and `saved` is a valid termios.
-        if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let saved = termios::tcgetattr(fd)?;
         Ok(Some(TerminalGuard {
-            fd,
+            fd: fd.try_clone_to_owned()?,
             saved,
-            signals: None,
+            armed: false,
         }))
     }
 
     /// Saves `fd`'s settings and switches it to raw input (`None` when `fd` is no
-    /// terminal). Also installs handlers so a terminating signal restores the terminal.
-    pub fn raw(fd: RawFd) -> io::Result<Option<TerminalGuard>> {
+    /// terminal). Until the guard is dropped, a terminating signal restores the terminal
+    /// first.
+    pub fn raw(fd: impl AsFd) -> io::Result<Option<TerminalGuard>> {
         let Some(mut guard) = Self::save(fd)? else {
             return Ok(None);
         };
-        let mut raw = guard.saved;
+        let mut raw = guard.saved.clone();
         raw_input(&mut raw);
-        guard.signals = Some(SignalRestore::install(fd, &guard.saved));
-        // SAFETY: fd is an open terminal and `raw` a valid termios.
-        if unsafe { libc::tcsetattr(fd, libc::TCSADRAIN, &raw) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        restore_on_signal::arm(&guard.fd, &guard.saved)?;
+        guard.armed = true;
+        termios::tcsetattr(&guard.fd, OptionalActions::Drain, &raw)?;
         Ok(Some(guard))
     }
 }
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
-        // SAFETY: fd was a terminal when saved; a failure (terminal gone) is harmless.
-        unsafe { libc::tcsetattr(self.fd, libc::TCSADRAIN, &self.saved) };
-        drop(self.signals.take());
+        // A failure (the terminal went away) leaves nothing to restore.
+        let _ = termios::tcsetattr(&self.fd, OptionalActions::Drain, &self.saved);
+        if self.armed {
+            restore_on_signal::disarm();
+        }
     }
 }
 
 /// The settings QEMU's stdio console uses: every byte is read as typed (no line editing,
 /// no echo, no signals from Ctrl-C/Ctrl-Z/Ctrl-\, no flow control, no CR→NL), output
 /// processing kept so `\n` still starts a new line.
-pub fn raw_input(t: &mut libc::termios) {
-    t.c_iflag &= !(libc::IGNBRK
-        | libc::BRKINT
-        | libc::PARMRK
-        | libc::ISTRIP
-        | libc::INLCR
-        | libc::IGNCR
-        | libc::ICRNL
-        | libc::IXON);
-    t.c_oflag |= libc::OPOST;
-    t.c_lflag &= !(libc::ECHO | libc::ECHONL | libc::ICANON | libc::ISIG | libc::IEXTEN);
-    t.c_cflag &= !(libc::CSIZE | libc::PARENB);
-    t.c_cflag |= libc::CS8;
-    t.c_cc[libc::VMIN] = 1;
-    t.c_cc[libc::VTIME] = 0;
+pub fn raw_input(t: &mut Termios) {
+    t.input_modes.remove(
+        InputModes::IGNBRK
+            | InputModes::BRKINT
+            | InputModes::PARMRK
+            | InputModes::ISTRIP
+            | InputModes::INLCR
+            | InputModes::IGNCR
+            | InputModes::ICRNL
+            | InputModes::IXON,
+    );
+    t.output_modes.insert(OutputModes::OPOST);
+    t.local_modes.remove(
+        LocalModes::ECHO
+            | LocalModes::ECHONL
+            | LocalModes::ICANON
+            | LocalModes::ISIG
+            | LocalModes::IEXTEN,
+    );
+    t.control_modes
+        .remove(ControlModes::CSIZE | ControlModes::PARENB);
+    t.control_modes.insert(ControlModes::CS8);
+    t.special_codes[SpecialCodeIndex::VMIN] = 1;
+    t.special_codes[SpecialCodeIndex::VTIME] = 0;
 }
 
-// What the signal handler restores: one raw-mode terminal at a time (there is one stdin).
-static SIGNAL_FD: AtomicI32 = AtomicI32::new(-1);
-static mut SIGNAL_TERMIOS: std::mem::MaybeUninit<libc::termios> = std::mem::MaybeUninit::uninit();
+pub mod restore_on_signal;
 
-const RESTORING_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGHUP, libc::SIGINT];
-
-extern "C" fn restore_and_reraise(sig: libc::c_int) {
-    let fd = SIGNAL_FD.load(Ordering::SeqCst);
-    if fd >= 0 {
-        // SAFETY: SIGNAL_TERMIOS was written before SIGNAL_FD was set; tcsetattr, signal
-        // and raise are async-signal-safe.
-        unsafe {
-            libc::tcsetattr(
-                fd,
-                libc::TCSANOW,
-                (&raw const SIGNAL_TERMIOS).cast::<libc::termios>(),
-            );
-        }
-    }
-    // SAFETY: back to the default action, then the signal does what it would have done.
-    unsafe {
-        libc::signal(sig, libc::SIG_DFL);
-        libc::raise(sig);
-    }
-}
-
-/// Handlers for terminating signals while the terminal is raw; the previous ones come
-/// back on drop.
-struct SignalRestore {
-    previous: Vec<(libc::c_int, libc::sigaction)>,
-}
-
-impl SignalRestore {
-    fn install(fd: RawFd, saved: &libc::termios) -> SignalRestore {
-        // SAFETY: no handler reads SIGNAL_TERMIOS while SIGNAL_FD is -1.
-        unsafe {
-            SIGNAL_FD.store(-1, Ordering::SeqCst);
-            (&raw mut SIGNAL_TERMIOS)
-                .cast::<libc::termios>()
-                .write(*saved);
-        }
-        SIGNAL_FD.store(fd, Ordering::SeqCst);
-        let mut previous = Vec::new();
-        for sig in RESTORING_SIGNALS {
-            // SAFETY: sigaction structs are plain data, filled or read by the kernel.
-            unsafe {
-                let mut old: libc::sigaction = std::mem::zeroed();
-                if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
-                    continue;
-                }
-                // A signal the program ignores stays ignored.
-                if old.sa_sigaction == libc::SIG_IGN {
-                    continue;
-                }
-                let mut new: libc::sigaction = std::mem::zeroed();
-                new.sa_sigaction = restore_and_reraise as extern "C" fn(libc::c_int) as usize;
-                libc::sigemptyset(&mut new.sa_mask);
-                if libc::sigaction(sig, &new, std::ptr::null_mut()) == 0 {
-                    previous.push((sig, old));
-                }
-            }
-        }
-        SignalRestore { previous }
-    }
-}
-
-impl Drop for SignalRestore {
-    fn drop(&mut self) {
-        for (sig, old) in &self.previous {
-            // SAFETY: `old` came from sigaction.
-            unsafe { libc::sigaction(*sig, old, std::ptr::null_mut()) };
-        }
-        SIGNAL_FD.store(-1, Ordering::SeqCst);
-    }
-}
-
-/// An attached console: a thread reading stdin, the terminal's saved settings, and a pipe
-/// that tells the thread to finish. Dropping it detaches (joins the thread) and restores
-/// the terminal.
+/// An attached console: a thread reading the input, the terminal's saved settings, and a
+/// pipe that tells the thread to finish. Dropping it detaches (joins the thread) and
+/// restores the terminal.
 pub struct Console {
     wake: Option<OwnedFd>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -257,25 +207,17 @@ impl Console {
         input: vmm::SerialInput,
         leave: impl FnOnce() + Send + 'static,
     ) -> io::Result<Console> {
-        Self::attach(libc::STDIN_FILENO, input, leave)
+        Self::attach(io::stdin().as_fd().try_clone_to_owned()?, input, leave)
     }
 
-    /// Attaches `fd` (raw mode when it is a terminal). `fd` must stay open until the
-    /// console is dropped.
+    /// Attaches `fd` (raw mode when it is a terminal).
     pub fn attach(
-        fd: RawFd,
+        fd: OwnedFd,
         input: vmm::SerialInput,
         leave: impl FnOnce() + Send + 'static,
     ) -> io::Result<Console> {
-        let terminal = TerminalGuard::raw(fd)?;
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 fills two descriptors on success.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both descriptors are new and owned here.
-        let (wake_rx, wake_tx) =
-            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let terminal = TerminalGuard::raw(&fd)?;
+        let (wake_rx, wake_tx) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
         let thread = std::thread::Builder::new()
             .name("console".into())
             .spawn(move || read_loop(fd, wake_rx, input, leave))?;
@@ -299,63 +241,97 @@ impl Drop for Console {
     }
 }
 
-fn read_loop(fd: RawFd, wake: OwnedFd, input: vmm::SerialInput, leave: impl FnOnce()) {
+/// Bytes for the guest on their way into the VMM's input, held while its backlog is full.
+struct Outbox {
+    input: vmm::SerialInput,
+    held: VecDeque<u8>,
+    /// Bytes dropped since the guest last took some (for one notice per stall).
+    dropped: usize,
+}
+
+impl Outbox {
+    /// Hands over what the VMM takes now; true when nothing is held any more.
+    fn flush(&mut self) -> bool {
+        while !self.held.is_empty() {
+            let (front, _) = self.held.as_slices();
+            let taken = self.input.try_send(front);
+            self.held.drain(..taken);
+            if taken == 0 {
+                return false;
+            }
+            self.dropped = 0;
+        }
+        true
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let room = PENDING_LIMIT - self.held.len();
+        self.held.extend(&bytes[..bytes.len().min(room)]);
+        if bytes.len() > room {
+            if self.dropped == 0 {
+                // Raw mode: the line needs its own carriage return.
+                eprint!(
+                    "\r\nconsole: the guest is not reading its input; typed bytes are dropped (Ctrl-A x still leaves)\r\n"
+                );
+            }
+            self.dropped += bytes.len() - room;
+        }
+        self.flush();
+    }
+}
+
+fn read_loop(fd: OwnedFd, wake: OwnedFd, input: vmm::SerialInput, leave: impl FnOnce()) {
     let mut leave = Some(leave);
     let mut parser = EscapeParser::new();
+    let mut outbox = Outbox {
+        input,
+        held: VecDeque::new(),
+        dropped: 0,
+    };
     let mut buf = [0u8; 4096];
-    let mut stdin_open = true;
+    let mut input_open = true;
+    let retry = Timespec::try_from(RETRY).expect("a small duration");
     loop {
+        let idle = outbox.flush();
         let mut fds = [
-            libc::pollfd {
-                fd: wake.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            PollFd::new(&wake, PollFlags::IN),
+            PollFd::new(&fd, PollFlags::IN),
         ];
-        let n_fds = if stdin_open { 2 } else { 1 };
-        // SAFETY: `fds` holds `n_fds` valid pollfd entries.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), n_fds, -1) };
-        if r < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
+        let watched = if input_open { 2 } else { 1 };
+        // While bytes are held, wake up now and then to offer them again.
+        let timeout = if idle { None } else { Some(&retry) };
+        match poll(&mut fds[..watched], timeout) {
+            Ok(_) => {}
+            Err(Errno::INTR) => continue,
+            Err(e) => {
+                tracing::warn!("console: poll failed: {e}");
+                return;
             }
-            tracing::warn!("console: poll failed: {}", io::Error::last_os_error());
-            return;
         }
-        if fds[0].revents != 0 {
+        if !fds[0].revents().is_empty() {
             return; // detached
         }
-        if !stdin_open || fds[1].revents == 0 {
+        if !input_open || fds[1].revents().is_empty() {
             continue;
         }
-        // SAFETY: `buf` is writable for its length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if matches!(
-                e.kind(),
-                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-            ) {
+        let n = match rustix::io::read(&fd, &mut buf) {
+            Ok(0) => {
+                // End of input (a pipe): the guest keeps running until it ends or times out.
+                input_open = false;
                 continue;
             }
-            // A terminal that went away (EIO): nothing more to read; the VM runs on.
-            tracing::debug!("console: input ended: {e}");
-            stdin_open = false;
-            continue;
-        }
-        if n == 0 {
-            // End of input (a pipe): the guest keeps running until it ends or times out.
-            stdin_open = false;
-            continue;
-        }
-        for event in parser.feed(&buf[..n as usize]) {
+            Ok(n) => n,
+            Err(Errno::INTR | Errno::AGAIN) => continue,
+            Err(e) => {
+                // A terminal that went away (EIO): nothing more to read; the VM runs on.
+                tracing::debug!("console: input ended: {e}");
+                input_open = false;
+                continue;
+            }
+        };
+        for event in parser.feed(&buf[..n]) {
             match event {
-                ConsoleEvent::Guest(bytes) => input.send(&bytes),
+                ConsoleEvent::Guest(bytes) => outbox.push(&bytes),
                 ConsoleEvent::Help => {
                     let mut out = io::stdout().lock();
                     let _ = out.write_all(format!("\n{HELP}").as_bytes());
@@ -376,6 +352,7 @@ fn read_loop(fd: RawFd, wake: OwnedFd, input: vmm::SerialInput, leave: impl FnOn
 mod tests {
     use super::*;
     use ConsoleEvent::*;
+    use std::io::Write;
 
     fn feed_all(parts: &[&[u8]]) -> Vec<ConsoleEvent> {
         let mut p = EscapeParser::new();
@@ -434,33 +411,64 @@ mod tests {
         assert_eq!(feed_all(&[b"\x01\r"]), vec![]);
     }
 
+    /// A terminal's settings as a pseudo-terminal starts with them (cooked mode).
+    fn cooked() -> Termios {
+        let pty =
+            rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
+                .expect("a pseudo-terminal");
+        termios::tcgetattr(&pty).expect("its settings")
+    }
+
     #[test]
     fn raw_input_settings() {
-        // SAFETY: termios is plain data.
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        t.c_lflag = libc::ICANON | libc::ECHO | libc::ISIG;
-        t.c_iflag = libc::ICRNL | libc::IXON;
+        let mut t = cooked();
+        t.local_modes
+            .insert(LocalModes::ICANON | LocalModes::ECHO | LocalModes::ISIG);
+        t.input_modes.insert(InputModes::ICRNL | InputModes::IXON);
         raw_input(&mut t);
-        assert_eq!(t.c_lflag & (libc::ICANON | libc::ECHO | libc::ISIG), 0);
-        assert_eq!(t.c_iflag & (libc::ICRNL | libc::IXON), 0);
-        assert_ne!(t.c_oflag & libc::OPOST, 0);
-        assert_eq!(t.c_cc[libc::VMIN], 1);
+        assert!(
+            !t.local_modes
+                .intersects(LocalModes::ICANON | LocalModes::ECHO | LocalModes::ISIG)
+        );
+        assert!(
+            !t.input_modes
+                .intersects(InputModes::ICRNL | InputModes::IXON)
+        );
+        assert!(t.output_modes.contains(OutputModes::OPOST));
+        assert_eq!(t.special_codes[SpecialCodeIndex::VMIN], 1);
+    }
+
+    #[test]
+    fn signal_masks_are_read_from_proc_status() {
+        use restore_on_signal::{bit, status_mask};
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let status = "Name:\tvmtest\nSigIgn:\t0000000000000001\nSigCgt:\t0000000000004002\n";
+        assert_eq!(status_mask(status, "SigIgn"), bit(SIGHUP));
+        assert_eq!(status_mask(status, "SigCgt"), bit(SIGINT) | bit(SIGTERM));
+        assert_eq!(status_mask("", "SigCgt"), 0);
+    }
+
+    /// A console reading a pipe: the console, the pipe's write end, the input it feeds and
+    /// a receiver told when `leave` is called.
+    fn piped_console() -> (
+        Console,
+        std::fs::File,
+        vmm::SerialInput,
+        std::sync::mpsc::Receiver<()>,
+    ) {
+        let (rx, tx) = rustix::pipe::pipe().unwrap();
+        let input = vmm::SerialInput::new();
+        let (left_tx, left_rx) = std::sync::mpsc::channel();
+        let console = Console::attach(rx, input.clone(), move || {
+            left_tx.send(()).unwrap();
+        })
+        .unwrap();
+        (console, std::fs::File::from(tx), input, left_rx)
     }
 
     #[test]
     fn a_pipe_feeds_the_input_and_ctrl_a_x_calls_leave() {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) needs.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        // SAFETY: new descriptors, owned here.
-        let (rx, tx) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let mut tx = std::fs::File::from(tx);
-        let input = vmm::SerialInput::new();
-        let (left_tx, left_rx) = std::sync::mpsc::channel();
-        let console = Console::attach(rx.as_raw_fd(), input.clone(), move || {
-            left_tx.send(()).unwrap();
-        })
-        .unwrap();
+        let (console, mut tx, input, left_rx) = piped_console();
         tx.write_all(b"echo hi\r\x01\x01").unwrap();
         tx.write_all(b"\x01x").unwrap();
         left_rx
@@ -472,16 +480,7 @@ mod tests {
 
     #[test]
     fn end_of_input_leaves_the_vm_running_and_detach_returns() {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) needs.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        // SAFETY: new descriptors, owned here.
-        let (rx, tx) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let (left_tx, left_rx) = std::sync::mpsc::channel::<()>();
-        let console = Console::attach(rx.as_raw_fd(), vmm::SerialInput::new(), move || {
-            left_tx.send(()).unwrap();
-        })
-        .unwrap();
+        let (console, tx, _input, left_rx) = piped_console();
         drop(tx);
         assert_eq!(
             left_rx.recv_timeout(std::time::Duration::from_millis(300)),
@@ -491,5 +490,28 @@ mod tests {
         let start = std::time::Instant::now();
         drop(console);
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn ctrl_a_x_gets_through_while_the_guest_reads_nothing() {
+        // No VM reads this input: its backlog fills, then the console's own holding space,
+        // and still the keys are read and Ctrl-A x reaches `leave`.
+        let (console, mut tx, input, left_rx) = piped_console();
+        let flood = vm_limit() + PENDING_LIMIT + (64 << 10);
+        let writer = std::thread::spawn(move || {
+            tx.write_all(&vec![b'a'; flood]).unwrap();
+            tx.write_all(b"\x01x").unwrap();
+            tx
+        });
+        left_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("Ctrl-A x reached leave behind a full backlog");
+        drop(console);
+        drop(writer.join().unwrap());
+        assert_eq!(input.backlog(), vm_limit());
+    }
+
+    fn vm_limit() -> usize {
+        vmm::testing::INPUT_BACKLOG_LIMIT
     }
 }

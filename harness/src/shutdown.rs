@@ -136,11 +136,18 @@ pub fn on_shutdown(
 
 const SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
+static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Whether [`install`] watches the signals (then they end the run in order; the console
+/// only restores its terminal).
+pub fn installed() -> bool {
+    matches!(INSTALLED.get(), Some(Ok(())))
+}
+
 /// Watches SIGTERM, SIGINT and SIGHUP for the rest of the process (once; later calls
 /// return the first result). The first interrupts the run ([`request`]); a second one
 /// ends the process with 128 + its number.
 pub fn install() -> Result<(), String> {
-    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
     INSTALLED
         .get_or_init(|| {
             let again = Arc::new(AtomicBool::new(false));

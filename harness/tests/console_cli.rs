@@ -192,6 +192,56 @@ fn vm_console_types_into_the_guest_and_ctrl_a_x_leaves_with_code_5() {
     );
 }
 
+/// A guest that reads no input (the probe hangs) while far more than the VMM's 64 KiB
+/// input backlog is typed: the console keeps reading its keys, so Ctrl-A x still leaves.
+#[test]
+fn ctrl_a_x_leaves_while_the_guest_reads_no_input() {
+    let mut pty = openpty();
+    let before = settings(pty.slave.as_raw_fd());
+    let screen = Screen::watch(&pty.master);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmtest"));
+    cmd.args(["vm", "--console", "--timeout", "60", "--kernel"])
+        .arg(probes::pvh_elf())
+        .args(["--append", "action=hang"]);
+    let mut child = spawn_on(&pty, &mut cmd);
+    screen.wait_for(&mut child, ATTACHED, "PROBE RESULT");
+    // 256 KiB of keys from a process of its own: if the console stopped reading, its write
+    // blocks and only a kill ends it.
+    let mut typist = Command::new("head")
+        .args(["-c", "262144", "/dev/zero"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(pty.master.try_clone().unwrap()))
+        .spawn()
+        .expect("head runs");
+    let start = Instant::now();
+    let typed = loop {
+        if let Some(status) = typist.try_wait().unwrap() {
+            break status.success();
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = typist.kill();
+            let _ = typist.wait();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if typed {
+        pty.master.write_all(b"\x01x").unwrap();
+    }
+    let status = wait_exit(&mut child, &screen);
+    let text = screen.text();
+    assert!(
+        typed,
+        "the console stopped reading its keys; terminal:\n{text}"
+    );
+    assert_eq!(status.code(), Some(5), "terminal:\n{text}");
+    assert_eq!(settings(pty.slave.as_raw_fd()), before, "terminal restored");
+    assert!(
+        text.contains("the guest is not reading its input"),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_signal_while_attached_still_restores_the_terminal() {
     let pty = openpty();
@@ -204,14 +254,56 @@ fn a_signal_while_attached_still_restores_the_terminal() {
         before,
         "raw while attached"
     );
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = wait_exit(&mut child, &screen);
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(libc::SIGTERM)
-    );
+    assert_eq!(sigterm(&mut child, &screen), Some(libc::SIGTERM));
     assert_eq!(settings(pty.slave.as_raw_fd()), before, "terminal restored");
+}
+
+/// Sends the child SIGTERM and returns the signal that ended it, if one did.
+fn sigterm(child: &mut Child, screen: &Screen) -> Option<i32> {
+    // SAFETY: kill(2) of our own child, which has not been reaped (no pid reuse).
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = wait_exit(child, screen);
+    std::os::unix::process::ExitStatusExt::signal(&status)
+}
+
+/// Once the console has detached, a terminating signal does what it always did (the
+/// signal watcher stays registered, so it must hand the signal back to its default).
+#[test]
+fn a_signal_after_the_console_detached_still_ends_the_process() {
+    const CHILD: &str = "VMTEST_CONSOLE_DETACH_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        let console =
+            harness::console::Console::attach_stdin(vmm::SerialInput::new(), || {}).unwrap();
+        drop(console);
+        println!("\nCHILD DETACHED");
+        std::thread::sleep(Duration::from_secs(60));
+        println!("CHILD STILL ALIVE");
+        return;
+    }
+    let pty = openpty();
+    let before = settings(pty.slave.as_raw_fd());
+    let screen = Screen::watch(&pty.master);
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "a_signal_after_the_console_detached_still_ends_the_process",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD, "1");
+    let mut child = spawn_on(&pty, &mut cmd);
+    screen.wait_for(&mut child, ATTACHED, "CHILD DETACHED");
+    assert_eq!(
+        settings(pty.slave.as_raw_fd()),
+        before,
+        "restored on detach"
+    );
+    assert_eq!(
+        sigterm(&mut child, &screen),
+        Some(libc::SIGTERM),
+        "terminal:\n{}",
+        screen.text()
+    );
 }
 
 #[test]
@@ -258,8 +350,12 @@ const CHILD_ENV: &str = "VMTEST_CONSOLE_TEST_CHILD";
 fn run_child_phase(backend: &str) {
     use harness::backend::{Backend, Boot, PhaseSpec};
     let dir = tempfile::tempdir().unwrap();
-    // "qemu-hang": a guest that never ends, killed at a short timeout.
-    let hang = backend.ends_with("-hang");
+    // "qemu-hang": a guest that never ends, killed at a short timeout. "builtin-shutdown":
+    // a guest that never ends, under the harness's orderly shutdown (as `vmtest run`).
+    let hang = backend.ends_with("-hang") || backend == "builtin-shutdown";
+    if backend == "builtin-shutdown" {
+        harness::shutdown::install().unwrap();
+    }
     let spec = PhaseSpec {
         phase: harness::backend::Phase::Boot,
         boot: Boot::Direct {
@@ -273,7 +369,10 @@ fn run_child_phase(backend: &str) {
         vcpus: 1,
         serial_log: dir.path().join("serial.log"),
         log_dir: dir.path().to_path_buf(),
-        timeout: Duration::from_secs(if hang { 3 } else { 100 }),
+        timeout: Duration::from_secs(match backend {
+            "qemu-hang" => 3,
+            _ => 100,
+        }),
         host_ports: vec![],
         outbound: Default::default(),
         interactive: true,
@@ -295,23 +394,54 @@ fn run_child_phase(backend: &str) {
     );
 }
 
-fn backend_console(backend: &str, test_name: &str) {
-    if let Ok(which) = std::env::var(CHILD_ENV) {
-        return run_child_phase(&which);
+/// A phase run by this test binary in a child under a pseudo-terminal.
+struct ChildPhase {
+    pty: Pty,
+    /// The terminal's settings before the child started.
+    before: Settings,
+    screen: Screen,
+    child: Child,
+}
+
+impl ChildPhase {
+    /// The terminal's settings now.
+    fn settings(&self) -> Settings {
+        settings(self.pty.slave.as_raw_fd())
     }
-    let mut pty = openpty();
+}
+
+/// In the child: runs the `which` phase and returns `None`. In the test: starts the child
+/// (`test_name` again, told to run `which`) and waits until the guest shows `ready`.
+fn child_phase(test_name: &str, which: &str, ready: &str) -> Option<ChildPhase> {
+    if let Ok(which) = std::env::var(CHILD_ENV) {
+        run_child_phase(&which);
+        return None;
+    }
+    let pty = openpty();
     let before = settings(pty.slave.as_raw_fd());
     let screen = Screen::watch(&pty.master);
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, backend);
+        .env(CHILD_ENV, which);
     let mut child = spawn_on(&pty, &mut cmd);
-    screen.wait_for(&mut child, ATTACHED, "PROBE echo ready");
-    pty.master.write_all(b"hello\r").unwrap();
-    screen.wait_for(&mut child, "PROBE echo ready", "hello");
-    pty.master.write_all(b"\x01x").unwrap();
-    let status = wait_exit(&mut child, &screen);
-    let text = screen.text();
+    screen.wait_for(&mut child, ATTACHED, ready);
+    Some(ChildPhase {
+        pty,
+        before,
+        screen,
+        child,
+    })
+}
+
+fn backend_console(backend: &str, test_name: &str) {
+    let Some(mut p) = child_phase(test_name, backend, "PROBE echo ready") else {
+        return;
+    };
+    p.pty.master.write_all(b"hello\r").unwrap();
+    p.screen.wait_for(&mut p.child, "PROBE echo ready", "hello");
+    p.pty.master.write_all(b"\x01x").unwrap();
+    let status = wait_exit(&mut p.child, &p.screen);
+    let text = p.screen.text();
     assert!(status.success(), "{backend} child failed:\n{text}");
     assert!(
         text.contains("CHILD OUTCOME [console: stopped by the user]"),
@@ -321,7 +451,7 @@ fn backend_console(backend: &str, test_name: &str) {
         text.contains("CHILD LOG HAS HELLO [true]"),
         "{backend}: the serial log has the session:\n{text}"
     );
-    assert_eq!(settings(pty.slave.as_raw_fd()), before, "terminal restored");
+    assert_eq!(p.settings(), p.before, "terminal restored");
 }
 
 #[test]
@@ -334,26 +464,48 @@ fn qemu_phase_console_stopped_by_the_user() {
     backend_console("qemu", "qemu_phase_console_stopped_by_the_user");
 }
 
+/// Under `vmtest run`'s orderly shutdown a signal while the console is attached restores
+/// the terminal and leaves the rest to the shutdown: the VM is stopped and the phase ends
+/// as interrupted, the process is not killed by the signal.
+#[test]
+fn a_signal_with_the_orderly_shutdown_interrupts_the_phase_and_restores_the_terminal() {
+    let Some(mut p) = child_phase(
+        "a_signal_with_the_orderly_shutdown_interrupts_the_phase_and_restores_the_terminal",
+        "builtin-shutdown",
+        "PROBE RESULT",
+    ) else {
+        return;
+    };
+    assert_ne!(p.settings(), p.before, "raw while attached");
+    assert_eq!(
+        sigterm(&mut p.child, &p.screen),
+        None,
+        "{}",
+        p.screen.text()
+    );
+    let text = p.screen.text();
+    assert!(
+        text.contains("CHILD OUTCOME [interrupted: the harness got SIGTERM]"),
+        "{text}"
+    );
+    assert_eq!(p.settings(), p.before, "terminal restored");
+}
+
 /// qemu restores the terminal when it exits, but a phase's timeout kills it: the harness
 /// must put the settings back itself.
 #[test]
 fn qemu_killed_at_the_timeout_leaves_the_terminal_restored() {
-    let test_name = "qemu_killed_at_the_timeout_leaves_the_terminal_restored";
-    if let Ok(which) = std::env::var(CHILD_ENV) {
-        return run_child_phase(&which);
-    }
-    let pty = openpty();
-    let before = settings(pty.slave.as_raw_fd());
-    let screen = Screen::watch(&pty.master);
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "qemu-hang");
-    let mut child = spawn_on(&pty, &mut cmd);
-    screen.wait_for(&mut child, ATTACHED, "PROBE RESULT");
-    assert_ne!(settings(pty.slave.as_raw_fd()), before, "qemu made it raw");
-    let status = wait_exit(&mut child, &screen);
-    let text = screen.text();
+    let Some(mut p) = child_phase(
+        "qemu_killed_at_the_timeout_leaves_the_terminal_restored",
+        "qemu-hang",
+        "PROBE RESULT",
+    ) else {
+        return;
+    };
+    assert_ne!(p.settings(), p.before, "qemu made it raw");
+    let status = wait_exit(&mut p.child, &p.screen);
+    let text = p.screen.text();
     assert!(status.success(), "child failed:\n{text}");
     assert!(text.contains("CHILD OUTCOME [timed out]"), "{text}");
-    assert_eq!(settings(pty.slave.as_raw_fd()), before, "terminal restored");
+    assert_eq!(p.settings(), p.before, "terminal restored");
 }

@@ -238,7 +238,7 @@ impl Backend for QemuBackend {
         // killed at the timeout: keep the settings to put back ourselves.
         let _terminal = if spec.interactive {
             cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit());
-            let saved = crate::console::TerminalGuard::save(libc::STDIN_FILENO)?;
+            let saved = crate::console::TerminalGuard::save(std::io::stdin())?;
             eprintln!("{}", crate::console::ATTACH_LINE);
             saved
         } else {
