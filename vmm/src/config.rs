@@ -201,6 +201,7 @@ pub struct CpuFeature {
     pub bits: Vec<CpuidBit>,
 }
 
+/// One bit of CPUID output: which leaf (and subleaf), which register, which bit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CpuidBit {
     pub leaf: u32,
@@ -210,6 +211,7 @@ pub struct CpuidBit {
     pub bit: u8,
 }
 
+/// A CPUID output register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CpuidReg {
     Eax,

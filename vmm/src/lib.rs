@@ -42,7 +42,9 @@ mod virtio_devices;
 mod vm;
 mod vmlinux;
 
-pub use config::{BootPath, CpuFeature, SerialConfig, SerialInput, StopHandle, VmConfig};
+pub use config::{
+    BootPath, CpuFeature, CpuidBit, CpuidReg, SerialConfig, SerialInput, StopHandle, VmConfig,
+};
 pub use devices::ResetSource;
 pub use devices::virtio::block::BlockConfig;
 pub use error::Error;
