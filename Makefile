@@ -112,7 +112,7 @@ CURTIN_SRC ?= $(wildcard $(abspath $(CURDIR)/../shared/curtin))
 ## CI"). Without a curtin tree this FAILS, naming the fix: a curtin test that did not run is
 ## not a pass. VMTEST_NO_CURTIN=1 is the explicit opt-out: the target then says loudly
 ## that the curtin installs did not run, and succeeds.
-CURTIN_CI_TESTS ?= uefi_basic
+CURTIN_CI_TESTS ?= fs_battery uefi_basic
 CURTIN_CI_TOPDIR = target/vmtest-ci-curtin
 vmtest-ci-curtin:
 	@if [ -z "$(CURTIN_SRC)" ]; then \
