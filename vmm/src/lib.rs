@@ -37,6 +37,7 @@ mod layout;
 mod loader;
 mod memory;
 mod seccomp;
+mod stdout_pump;
 mod vcpu;
 mod virtio_devices;
 mod vm;

@@ -24,6 +24,7 @@ use crate::config::VmConfig;
 use crate::error::Error;
 use crate::exit::{CrashReport, ExitReason};
 use crate::layout::*;
+use crate::stdout_pump::{Drain, StdoutPump};
 use crate::vcpu::Vcpu;
 use crate::virtio_devices::VirtioDevices;
 use crate::{cpu, kick, loader, memory};
@@ -208,7 +209,8 @@ fn create_vm(kvm: &Kvm) -> Result<VmFd, Error> {
     Ok(vm)
 }
 
-fn serial_output(config: &VmConfig) -> Result<FanOut, Error> {
+/// Where COM1's output goes, and (with stdout) how to wait for the terminal at the end.
+fn serial_output(config: &VmConfig) -> Result<(FanOut, Option<Drain>), Error> {
     let mut out = FanOut::new();
     if let Some(path) = &config.serial.log_file {
         let mut opts = OpenOptions::new();
@@ -224,29 +226,17 @@ fn serial_output(config: &VmConfig) -> Result<FanOut, Error> {
         })?;
         out.push(Box::new(std::io::LineWriter::new(file)));
     }
+    let mut drain = None;
     if config.serial.stdout {
-        out.push(Box::new(UnbufferedStdout));
+        let pump = StdoutPump::stdout()
+            .map_err(|e| Error::Setup(format!("serial stdout writer thread: {e}")))?;
+        drain = Some(pump.drain());
+        out.push(Box::new(pump));
     }
     for w in &config.serial.writers {
         out.push(Box::new(SharedWriter(w.clone())));
     }
-    Ok(out)
-}
-
-/// Stdout flushed on every write: Rust's stdout holds output until a newline, and an
-/// interactive console must show a prompt (or an echoed key) at once.
-struct UnbufferedStdout;
-
-impl std::io::Write for UnbufferedStdout {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut out = std::io::stdout().lock();
-        out.write_all(buf)?;
-        out.flush()?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stdout().flush()
-    }
+    Ok((out, drain))
 }
 
 /// Keeps a [`devices::serial::SerialInput`] attached to COM1 while the VM runs and detaches
@@ -327,7 +317,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     let serial_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::Setup(e.to_string()))?;
     let serial_irq = EventFdInterrupt::new(serial_evt);
     // Everything the caller could have got wrong is checked by now: create the log.
-    let out = serial_output(config)?;
+    let (out, stdout_drain) = serial_output(config)?;
     let platform = PlatformDevices::new(exit.clone(), Arc::new(serial_irq.clone()), out);
 
     let vm = create_vm(&kvm)?;
@@ -436,6 +426,9 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .flush();
+    if let Some(d) = stdout_drain {
+        d.wait();
+    }
     let reason = exit
         .reason()
         .expect("an exit reason is set before vCPUs stop");
@@ -454,10 +447,17 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     Ok(reason)
 }
 
+/// How long the VMM kicks a vCPU thread that does not leave its loop before giving up on it.
+const VCPU_STOP_LIMIT: Duration = Duration::from_secs(10);
+
 /// Kicks every vCPU thread out of KVM_RUN until it has left its loop, then joins it.
-/// A kick can race with a thread just about to enter KVM_RUN, so it is repeated.
+/// A kick can race with a thread just about to enter KVM_RUN, so it is repeated. A thread
+/// stuck in the host for [`VCPU_STOP_LIMIT`] (a write that never returns) is left behind,
+/// detached, so the watchdog always ends the run; it holds its own references to what it
+/// uses, so nothing it touches is freed under it.
 fn stop_vcpus(threads: Vec<(std::thread::JoinHandle<()>, Arc<AtomicBool>)>) {
     let signal = kick::kick_signal();
+    let deadline = Instant::now() + VCPU_STOP_LIMIT;
     loop {
         let mut pending = false;
         for (handle, finished) in &threads {
@@ -470,9 +470,23 @@ fn stop_vcpus(threads: Vec<(std::thread::JoinHandle<()>, Arc<AtomicBool>)>) {
         if !pending {
             break;
         }
+        if Instant::now() >= deadline {
+            let stuck: Vec<String> = threads
+                .iter()
+                .filter(|(_, f)| !f.load(Ordering::SeqCst))
+                .filter_map(|(h, _)| h.thread().name().map(str::to_string))
+                .collect();
+            tracing::error!(
+                ?stuck,
+                "vCPU threads did not stop within {VCPU_STOP_LIMIT:?} (blocked in the host); left behind"
+            );
+            break;
+        }
         std::thread::sleep(Duration::from_millis(1));
     }
-    for (handle, _) in threads {
-        let _ = handle.join();
+    for (handle, finished) in threads {
+        if finished.load(Ordering::SeqCst) {
+            let _ = handle.join();
+        }
     }
 }
