@@ -115,6 +115,9 @@ pub struct PhaseSpec {
     pub vcpus: u32,
     /// The serial console is written here.
     pub serial_log: PathBuf,
+    /// Most bytes the serial log holds: past it, both backends keep its first half, a
+    /// marker line and the newest output ([`vmm::CappedLog`]).
+    pub serial_log_cap: u64,
     /// Directory for the backend's own logs (e.g. qemu's stderr).
     pub log_dir: PathBuf,
     /// The VM is killed after this long.
@@ -339,6 +342,7 @@ impl Backend for BuiltinBackend {
             cfg.adapt_linux_guest_to_emulated_kvm();
         }
         cfg.serial.log_file = Some(spec.serial_log.clone());
+        cfg.serial.log_cap = spec.serial_log_cap;
         cfg.serial.stdout = spec.interactive;
         for d in &spec.disks {
             if d.bus != DiskBus::VirtioBlk || d.paths != 1 {

@@ -30,6 +30,10 @@ pub struct VmArgs {
     /// Allow --serial-log to replace an existing file.
     #[arg(long)]
     pub overwrite_log: bool,
+    /// Most the --serial-log file holds (e.g. 64M): past it, the first half and the newest
+    /// output are kept around a marker line.
+    #[arg(long, default_value = "64M", value_parser = parse_log_cap)]
+    pub serial_log_cap: u64,
     /// Do not copy the serial console to stdout.
     #[arg(long, short, conflicts_with = "console")]
     pub quiet: bool,
@@ -61,6 +65,15 @@ pub struct VmArgs {
     pub nets: Vec<vmm::NetSpec>,
 }
 
+/// A serial log cap: a size of at least [`vmm::capped_log::MIN_LOG_CAP`].
+pub fn parse_log_cap(s: &str) -> Result<u64, String> {
+    let min = vmm::capped_log::MIN_LOG_CAP;
+    match crate::units::parse_size(s)? {
+        n if n < min => Err(format!("'{s}' is below the smallest log cap ({min} bytes)")),
+        n => Ok(n),
+    }
+}
+
 pub fn run(args: VmArgs) -> anyhow::Result<i32> {
     let cpuid_mask = args
         .cpuid_mask
@@ -74,6 +87,7 @@ pub fn run(args: VmArgs) -> anyhow::Result<i32> {
     config.vcpus = args.cpus;
     config.serial.log_file = args.serial_log;
     config.serial.overwrite_log = args.overwrite_log;
+    config.serial.log_cap = args.serial_log_cap;
     config.serial.stdout = !args.quiet;
     config.timeout = args.timeout;
     config.cpuid_mask = cpuid_mask;
@@ -129,6 +143,14 @@ pub fn exit_code(reason: &ExitReason) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serial_log_caps() {
+        assert_eq!(parse_log_cap("64M"), Ok(64 << 20));
+        assert_eq!(parse_log_cap("4K"), Ok(4096));
+        assert!(parse_log_cap("100").unwrap_err().contains("smallest"));
+        assert!(parse_log_cap("lots").is_err());
+    }
 
     #[test]
     fn each_exit_reason_has_its_own_documented_code() {

@@ -22,6 +22,8 @@ Environment (curtin's vmtest names; booleans are true unless empty, 0 or false):
   CURTIN_VMTEST_EXTRA_CONFIG    a YAML file handed to curtin after each test's config (it wins)
   VMTEST_OUTBOUND               what guests may reach beyond the harness's ports: internet, host:PORT,
                                 ADDR[/PREFIX][:PORT], comma-separated; a test's outbound: adds [default: nothing]
+  VMTEST_SERIAL_LOG_CAP         most a serial log holds (e.g. 16M); past it the first half, a marker line
+                                and the newest output are kept [default: 64M]
   IMAGE_DIR                     image store [default: /srv/images]
   IMAGES_TO_KEEP                images kept per release when syncing [default: 1]
   VMTEST_IMAGE_STEP_TIMEOUT     limit in seconds per image build step when syncing

@@ -196,6 +196,8 @@ pub struct Settings {
     /// What every test's guest may reach beyond the harness's ports (VMTEST_OUTBOUND, plus
     /// the apt proxy when it is given by address); a test's `outbound:` adds to it.
     pub outbound: usernet::Outbound,
+    /// VMTEST_SERIAL_LOG_CAP, or 64 MiB: most each serial log holds (see [`vmm::CappedLog`]).
+    pub serial_log_cap: u64,
 }
 
 /// A variable's value, `None` when unset or empty.
@@ -361,6 +363,11 @@ impl Settings {
         {
             outbound.rules.push(rule);
         }
+        let serial_log_cap = match given(get("VMTEST_SERIAL_LOG_CAP")) {
+            None => vmm::DEFAULT_LOG_CAP,
+            Some(v) => crate::cmd_vm::parse_log_cap(&v)
+                .map_err(|e| format!("VMTEST_SERIAL_LOG_CAP={v:?}: {e}"))?,
+        };
         let s = Settings {
             topdir,
             topdir_given,
@@ -391,6 +398,7 @@ impl Settings {
             reuse_topdir: env_bool(get("CURTIN_VMTEST_REUSE_TOPDIR").as_deref(), false),
             apt_proxy,
             outbound,
+            serial_log_cap,
         };
         if s.bridge != "user" {
             return Err(format!(
@@ -483,6 +491,17 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::from_lookup(|k| m.get(k).cloned(), false)
+    }
+
+    #[test]
+    fn serial_log_cap() {
+        assert_eq!(with(&[]).unwrap().serial_log_cap, 64 << 20);
+        let s = with(&[("VMTEST_SERIAL_LOG_CAP", "16M")]).unwrap();
+        assert_eq!(s.serial_log_cap, 16 << 20);
+        for bad in ["12", "lots", "99999999999T"] {
+            let e = with(&[("VMTEST_SERIAL_LOG_CAP", bad)]).unwrap_err();
+            assert!(e.contains("VMTEST_SERIAL_LOG_CAP"), "{e}");
+        }
     }
 
     #[test]

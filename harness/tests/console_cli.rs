@@ -368,6 +368,7 @@ fn run_child_phase(backend: &str) {
         memory_mib: 128,
         vcpus: 1,
         serial_log: dir.path().join("serial.log"),
+        serial_log_cap: vmm::DEFAULT_LOG_CAP,
         log_dir: dir.path().to_path_buf(),
         timeout: Duration::from_secs(match backend {
             "qemu-hang" => 3,

@@ -83,6 +83,7 @@ fn real_kernel_panic_ends_the_phase_at_once() {
         memory_mib: 512,
         vcpus: 1,
         serial_log: d.path().join("serial.log"),
+        serial_log_cap: vmm::DEFAULT_LOG_CAP,
         log_dir: d.path().to_path_buf(),
         timeout: Duration::from_secs(300),
         host_ports: vec![],

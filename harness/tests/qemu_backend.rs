@@ -27,6 +27,7 @@ fn spec(dir: &std::path::Path, action: probes::Action, timeout: Duration) -> Pha
         memory_mib: 128,
         vcpus: 1,
         serial_log: dir.join(format!("{}.log", action.as_arg())),
+        serial_log_cap: vmm::DEFAULT_LOG_CAP,
         log_dir: dir.to_path_buf(),
         timeout,
         host_ports: vec![],
@@ -66,6 +67,32 @@ fn poweroff_is_poweroff() {
         probes::Report::parse(&serial).is_some(),
         "probe report on the serial log: {serial}"
     );
+}
+
+/// The serial log of a qemu phase is the harness's, with its cap: the probe prints its
+/// (long) command line in its report, more than the cap holds, and the log keeps the
+/// first half, a marker line and the last bytes (its result line), never more than the cap.
+#[test]
+fn qemu_serial_log_is_capped_by_the_harness() {
+    let d = tempfile::tempdir().unwrap();
+    let mut s = spec(d.path(), probes::Action::PowerOff, Duration::from_secs(60));
+    let filler = "x".repeat(1500);
+    if let Boot::Direct { cmdline, .. } = &mut s.boot {
+        cmdline.push_str(&format!(" filler={filler}"));
+    }
+    s.serial_log_cap = 1024;
+    let r = backend().run_phase(&s).unwrap();
+    let log = std::fs::read(&s.serial_log).unwrap();
+    let text = String::from_utf8_lossy(&log);
+    assert_eq!(r.outcome, Outcome::PowerOff, "{text}");
+    assert!(log.len() <= 1024, "{} bytes: {text}", log.len());
+    assert!(text.starts_with("PROBE entry="), "{text}");
+    assert!(
+        text.contains("[vmtest: log cap of 1024 bytes reached:"),
+        "{text}"
+    );
+    // The newest output is there: the probe's last line.
+    assert!(text.ends_with("PROBE RESULT PASS\n"), "{text}");
 }
 
 #[test]
@@ -310,7 +337,13 @@ fn a_qemu_that_cannot_start_says_why_at_once() {
 #[test]
 fn qemu_runs_sandboxed() {
     let d = tempfile::tempdir().unwrap();
-    let s = spec(d.path(), probes::Action::Hang, Duration::from_secs(6));
+    let mut s = spec(d.path(), probes::Action::Hang, Duration::from_secs(6));
+    let mine = d.path().to_str().unwrap().to_string();
+    // The kernel command line names the test's directory (the probe ignores it), so this
+    // test's qemu can be told from the others.
+    if let Boot::Direct { cmdline, .. } = &mut s.boot {
+        cmdline.push_str(&format!(" test-dir={mine}"));
+    }
     let args = backend().args(&s, &PassedFds::default()).unwrap().join(" ");
     assert!(
         args.contains(
@@ -318,7 +351,6 @@ fn qemu_runs_sandboxed() {
         ),
         "{args}"
     );
-    let mine = d.path().to_str().unwrap().to_string();
     let phase = std::thread::spawn(move || backend().run_phase(&s).unwrap());
     // This test's qemu (its command line names the test's directory): qemu sets up its
     // filter early in its start-up, not at exec, so wait for it.

@@ -105,13 +105,16 @@ impl VmConfig {
 
 /// Where COM1's output goes (any combination; with none, output is discarded) and where
 /// its input comes from.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct SerialConfig {
     /// A log file. It must not exist yet unless `overwrite_log` is set: a previous run's
     /// log is never replaced unasked.
     pub log_file: Option<PathBuf>,
     pub overwrite_log: bool,
+    /// Most bytes the log file holds: past it, the first half and the newest output are
+    /// kept around a marker line ([`crate::CappedLog`]). [`crate::DEFAULT_LOG_CAP`] unless set.
+    pub log_cap: u64,
     /// Copy output to this process's stdout (the interactive console), unbuffered so a
     /// prompt without a newline shows at once.
     pub stdout: bool,
@@ -120,6 +123,19 @@ pub struct SerialConfig {
     /// Bytes for the guest to read on COM1 (keystrokes). Without one the guest reads
     /// nothing. Sending may start before the VM does; see [`SerialInput`].
     pub input: Option<SerialInput>,
+}
+
+impl Default for SerialConfig {
+    fn default() -> Self {
+        SerialConfig {
+            log_file: None,
+            overwrite_log: false,
+            log_cap: crate::DEFAULT_LOG_CAP,
+            stdout: false,
+            writers: Vec::new(),
+            input: None,
+        }
+    }
 }
 
 impl SerialConfig {

@@ -26,6 +26,7 @@
 //! ([`Error::UserNetUnavailable`]).
 
 mod acpi;
+pub mod capped_log;
 mod config;
 mod cpu;
 mod emulated_kvm;
@@ -43,6 +44,7 @@ mod virtio_devices;
 mod vm;
 mod vmlinux;
 
+pub use capped_log::{CappedLog, DEFAULT_LOG_CAP};
 pub use config::{
     BootPath, CpuFeature, CpuidBit, CpuidReg, SerialConfig, SerialInput, StopHandle, VmConfig,
 };

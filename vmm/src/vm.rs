@@ -1,7 +1,6 @@
 //! Assembling and running a VM: KVM set-up, platform devices, vCPU threads, the watchdog,
 //! and a clean end (every thread joined) whatever the exit reason.
 
-use std::fs::OpenOptions;
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -213,18 +212,13 @@ fn create_vm(kvm: &Kvm) -> Result<VmFd, Error> {
 fn serial_output(config: &VmConfig) -> Result<(FanOut, Option<Drain>), Error> {
     let mut out = FanOut::new();
     if let Some(path) = &config.serial.log_file {
-        let mut opts = OpenOptions::new();
-        opts.write(true);
-        if config.serial.overwrite_log {
-            opts.create(true).truncate(true);
-        } else {
-            opts.create_new(true);
-        }
-        let file = opts.open(path).map_err(|source| Error::SerialLog {
-            path: path.clone(),
-            source,
-        })?;
-        out.push(Box::new(std::io::LineWriter::new(file)));
+        let log =
+            crate::CappedLog::create(path, config.serial.overwrite_log, config.serial.log_cap)
+                .map_err(|source| Error::SerialLog {
+                    path: path.clone(),
+                    source,
+                })?;
+        out.push(Box::new(std::io::LineWriter::new(log)));
     }
     let mut drain = None;
     if config.serial.stdout {

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use super::{Backend, Boot, Outcome, PhaseResult, PhaseSpec};
 
 pub mod cmdline;
+mod serial;
 pub use cmdline::PassedFds;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,9 +214,13 @@ impl Backend for QemuBackend {
             nic_fds.push(OwnedFd::from(backend));
         }
         let (qmp_ours, qmp_theirs) = UnixStream::pair()?;
+        let (serial_theirs, serial) =
+            serial::SerialCopier::start(&spec.serial_log, spec.serial_log_cap)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", spec.serial_log.display()))?;
         let fds = PassedFds {
             qmp: qmp_theirs.as_raw_fd(),
             nics: nic_fds.iter().map(AsRawFd::as_raw_fd).collect(),
+            serial: serial_theirs.as_raw_fd(),
         };
         let args = self.args(spec, &fds)?;
         let stderr_log = spec.log_dir.join(format!("{}-qemu.log", spec.phase));
@@ -256,7 +261,7 @@ impl Backend for QemuBackend {
             .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", self.binary.display()))?;
         let mut child = KillOnDrop(child);
         // qemu holds its ends now; ours close so that its exit reads as end of file.
-        drop((qmp_theirs, nic_fds));
+        drop((qmp_theirs, nic_fds, serial_theirs));
         let qmp = Arc::new(QmpState::default());
         let watcher = {
             let qmp = qmp.clone();
@@ -278,6 +283,10 @@ impl Backend for QemuBackend {
         };
         let wall = start.elapsed();
         let _ = watcher.join();
+        // qemu is gone: the rest of its output is in the pipe, and the log complete after.
+        if let Err(e) = serial.finish() {
+            tracing::warn!("serial log {}: {e}", spec.serial_log.display());
+        }
         drop(networks);
         let Some(status) = status else {
             let outcome = match crate::shutdown::requested() {

@@ -136,6 +136,7 @@ fn phase_spec(run: &Run, w: &WorkDir, phase: Phase, boot: Boot, disks: Vec<Disk>
         memory_mib: s.memory_mib(v.memory_mib),
         vcpus: s.vcpus(v.cpus),
         serial_log: w.logs().join(format!("{phase}-serial.log")),
+        serial_log_cap: s.serial_log_cap,
         log_dir: w.logs(),
         host_ports: Vec::new(),
         outbound,

@@ -17,11 +17,15 @@ pub struct PassedFds {
     pub qmp: RawFd,
     /// Per NIC, one end of its user-mode network's frame socket (`-netdev dgram`).
     pub nics: Vec<RawFd>,
+    /// The write end of the pipe the harness reads the serial console from (so the log
+    /// file is the harness's, with its cap): qemu opens it as `/proc/self/fd/N`.
+    pub serial: RawFd,
 }
 
 impl PassedFds {
     pub fn all(&self) -> Vec<RawFd> {
-        std::iter::once(self.qmp)
+        [self.qmp, self.serial]
+            .into_iter()
             .chain(self.nics.iter().copied())
             .collect()
     }
@@ -232,17 +236,16 @@ impl QemuBackend {
         push(&format!("socket,id=qmp,fd={}", fds.qmp));
         push("-mon");
         push("chardev=qmp,mode=control");
+        // The console's output goes to the harness's pipe, never to a file qemu writes:
+        // the harness caps the serial log (see `SerialCopier`).
+        let serial_out = format!("/proc/self/fd/{}", fds.serial);
         push("-chardev");
         if spec.interactive {
             push(&format!(
-                "stdio,id=console,mux=on,signal=off,logfile={}",
-                path_value(&spec.serial_log)?
+                "stdio,id=console,mux=on,signal=off,logfile={serial_out}"
             ));
         } else {
-            push(&format!(
-                "file,id=console,path={}",
-                path_value(&spec.serial_log)?
-            ));
+            push(&format!("file,id=console,path={serial_out}"));
         }
         push("-serial");
         push("chardev:console");
@@ -292,6 +295,7 @@ mod tests {
             memory_mib: 1024,
             vcpus: 1,
             serial_log: "/l/s.log".into(),
+            serial_log_cap: vmm::DEFAULT_LOG_CAP,
             log_dir: "/l".into(),
             timeout: Duration::from_secs(1),
             host_ports: vec![],
