@@ -13,12 +13,18 @@ use serde::Serialize;
 pub enum CheckGroup {
     /// The test's `vmtest.expect:` list.
     Expect,
+    /// Derived from the storage config (`crate::checks::storage`).
+    Storage,
+    /// Derived from the network config.
+    Network,
 }
 
 impl CheckGroup {
     pub fn as_str(self) -> &'static str {
         match self {
             CheckGroup::Expect => "expect",
+            CheckGroup::Storage => "storage",
+            CheckGroup::Network => "network",
         }
     }
 }

@@ -28,6 +28,23 @@ pub enum HarnessCommand {
     Console(ConsoleArgs),
     /// Merge JUnit files (one per partition) into one.
     JunitMerge(JunitMergeArgs),
+    /// Show what running one test would do, without booting anything: its disks and NICs,
+    /// the installer, the backend --vmm chooses and why, and every check.
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The test to show.
+    pub test: String,
+    #[arg(long, env = "VMTEST_TESTS_DIR")]
+    pub tests_dir: Option<PathBuf>,
+    /// With a curtin tree, an unpinned test shows curtin as its installer, as `run` would.
+    #[arg(long, env = "CURTIN_SRC")]
+    pub curtin: Option<PathBuf>,
+    /// Show the checks as `run --no-derive-checks` would make them.
+    #[arg(long)]
+    pub no_derive_checks: bool,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +102,10 @@ pub struct RunArgs {
     /// lists the keys.
     #[arg(long, value_enum)]
     pub console: Option<Phase>,
+    /// Check only the tests' own `expect:` lists, not what their storage and network
+    /// configs imply (VMTEST_DERIVE_CHECKS=0).
+    #[arg(long)]
+    pub no_derive_checks: bool,
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +241,7 @@ pub fn run(cmd: HarnessCommand, vmm: VmmChoice) -> Result<Exit, CliError> {
             curtin,
             console,
             junit,
+            derive_checks: true,
             github: github::enabled(std::env::var("GITHUB_ACTIONS").ok().as_deref()),
             workspace: std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from),
         }
@@ -244,10 +266,9 @@ pub fn run(cmd: HarnessCommand, vmm: VmmChoice) -> Result<Exit, CliError> {
                         .join(", ")
                 )));
             }
-            run_tests(
-                tests,
-                &opts(vmm, a.curtin.as_deref(), a.console, a.junit.as_deref()),
-            )
+            let mut o = opts(vmm, a.curtin.as_deref(), a.console, a.junit.as_deref());
+            o.derive_checks = !a.no_derive_checks;
+            run_tests(tests, &o)
         }
         HarnessCommand::Console(a) => {
             let dir = tests_dir(a.tests_dir.as_deref());
@@ -262,6 +283,33 @@ pub fn run(cmd: HarnessCommand, vmm: VmmChoice) -> Result<Exit, CliError> {
             run_tests(tests, &opts(vmm, a.curtin.as_deref(), Some(a.phase), None))
         }
         HarnessCommand::JunitMerge(a) => junit_merge(&a),
+        HarnessCommand::Show(a) => {
+            let dir = tests_dir(a.tests_dir.as_deref());
+            let tests = select(&dir, std::slice::from_ref(&a.test)).map_err(CliError::usage)?;
+            let [test] = tests.as_slice() else {
+                return Err(CliError::Usage(anyhow::anyhow!(
+                    "`{}` selects {} tests; show takes exactly one",
+                    a.test,
+                    tests.len()
+                )));
+            };
+            // The host is probed (a tiny guest, no test VM) only when the choice depends on it.
+            let host = std::cell::LazyCell::new(crate::vmm_choice::HostKvm::detect);
+            let backend = crate::vmm_choice::choose(vmm, test, || &*host, Default::default());
+            let derive_on = crate::checks::derivation_on(
+                test,
+                !a.no_derive_checks
+                    && crate::settings::env_bool(
+                        std::env::var("VMTEST_DERIVE_CHECKS").ok().as_deref(),
+                        true,
+                    ),
+            );
+            print!(
+                "{}",
+                crate::cmd_show::render(test, a.curtin.as_deref(), backend, derive_on)
+            );
+            Ok(Exit::Passed)
+        }
     }
 }
 

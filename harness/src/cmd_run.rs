@@ -22,6 +22,8 @@ pub struct RunOptions<'a> {
     pub curtin: Option<&'a Path>,
     pub console: Option<Phase>,
     pub junit: Option<&'a Path>,
+    /// False for `--no-derive-checks`: only the tests' `expect:` lists are checked.
+    pub derive_checks: bool,
     /// Print GitHub Actions workflow commands (GITHUB_ACTIONS=true).
     pub github: bool,
     /// Annotation paths relative to this (GITHUB_WORKSPACE).
@@ -115,7 +117,8 @@ pub fn run_tests(tests: Vec<TestConfig>, opts: &RunOptions) -> Result<Exit, CliE
     }
     // A missing or wrong curtin tree is one plain error, before TOPDIR or any image.
     runner::check_installers(&tests, opts.curtin).map_err(|e| CliError::Usage(e.into()))?;
-    let settings = Settings::from_env().map_err(|e| CliError::Usage(anyhow::anyhow!(e)))?;
+    let mut settings = Settings::from_env().map_err(|e| CliError::Usage(anyhow::anyhow!(e)))?;
+    settings.derive_checks &= opts.derive_checks;
     let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
     for w in crate::settings::unknown_curtin_vars(names) {
         eprintln!("vmtest: warning: {w}");

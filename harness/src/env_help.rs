@@ -20,6 +20,8 @@ Environment (curtin's vmtest names; booleans are true unless empty, 0 or false):
   CURTIN_VMTEST_APT_PROXY, apt_proxy  apt proxy for the install guest, the first set wins; empty: none
                                 [default: the host's Acquire::HTTP::Proxy]
   CURTIN_VMTEST_EXTRA_CONFIG    a YAML file handed to curtin after each test's config (it wins)
+  VMTEST_DERIVE_CHECKS          checks derived from each test's storage and network configs, as
+                                --no-derive-checks turns off [default: true]
   VMTEST_OUTBOUND               what guests may reach beyond the harness's ports: internet, host:PORT,
                                 ADDR[/PREFIX][:PORT], comma-separated; a test's outbound: adds [default: nothing]
   VMTEST_SERIAL_LOG_CAP         most a serial log holds (e.g. 16M); past it the first half, a marker line

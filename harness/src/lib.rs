@@ -5,6 +5,7 @@ pub mod cli;
 pub mod cmd_doctor;
 pub mod cmd_list;
 pub mod cmd_run;
+pub mod cmd_show;
 pub mod cmd_vm;
 pub mod env_help;
 pub mod exit;
@@ -24,6 +25,7 @@ pub enum VmmChoice {
 pub mod backend;
 pub mod bootinfo;
 pub mod check;
+pub mod checks;
 pub mod collect;
 pub mod config;
 pub mod console;

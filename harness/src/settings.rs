@@ -88,7 +88,7 @@ impl KeepSet {
 
 /// curtin's boolean rule (true unless `false`, empty or `0`), `default` when unset:
 /// the one rule, [`images::parse_bool`], for every boolean variable.
-fn env_bool(v: Option<&str>, default: bool) -> bool {
+pub fn env_bool(v: Option<&str>, default: bool) -> bool {
     v.map_or(default, images::parse_bool)
 }
 
@@ -198,6 +198,9 @@ pub struct Settings {
     pub outbound: usernet::Outbound,
     /// VMTEST_SERIAL_LOG_CAP, or 64 MiB: most each serial log holds (see [`vmm::CappedLog`]).
     pub serial_log_cap: u64,
+    /// Derive checks from each test's storage and network configs (VMTEST_DERIVE_CHECKS,
+    /// `vmtest run --no-derive-checks`); a test can also turn them off for itself.
+    pub derive_checks: bool,
 }
 
 /// A variable's value, `None` when unset or empty.
@@ -399,6 +402,7 @@ impl Settings {
             apt_proxy,
             outbound,
             serial_log_cap,
+            derive_checks: env_bool(get("VMTEST_DERIVE_CHECKS").as_deref(), true),
         };
         if s.bridge != "user" {
             return Err(format!(

@@ -111,30 +111,52 @@ pub fn install_user_data(packed_installer: &str, apt_proxy: Option<&str>) -> Str
     archive(&install_parts(packed_installer, apt_proxy))
 }
 
-/// Collect scripts every test runs (curtin's default set, the files the assertions read).
+/// Collect scripts every test runs: curtin's default set (its `common` scripts and, for
+/// a Debian target as for its Ubuntu ones, the package list, network files, apt proxy and
+/// kernel-img.conf), with curtin's file names and formats, so its test classes' assertions
+/// read what they expect: `ls_dname` holds names only, `debian-packages.txt` is
+/// `status<TAB>package<TAB>version`, `efibootmgr.out` exists on UEFI. curtin's own
+/// `boot-curtin-block-discover.json` needs curtin inside the target and is left out, and
+/// the journal is collected as `journal.txt` (text) rather than as journald's files.
 pub const DEFAULT_COLLECT: &str = r#"
 cat /etc/fstab > fstab 2>/dev/null
+cp -a /etc/udev/rules.d udev_rules.d 2>/dev/null
+ifconfig -a > ifconfig_a 2>&1
+ip a > ip_a 2>&1
+cp -a /var/log/messages /var/log/syslog . 2>/dev/null
+cp -a /var/log/cloud-init* . 2>/dev/null
+mkdir -p var_lib_cloud && cp -a /var/lib/cloud/. var_lib_cloud/ 2>/dev/null
+cp -a /run/cloud-init run_cloud-init 2>/dev/null
+find run_cloud-init \( -type p -o -type s \) -delete 2>/dev/null
 cat /proc/cmdline > proc_cmdline
 cat /proc/mounts > proc_mounts
 cat /proc/partitions > proc_partitions
 cat /proc/swaps > proc-swaps
-blkid -o export > blkid.out 2>/dev/null
-ls -al /dev/disk/by-dname/ > ls_dname 2>/dev/null
+mkdir -p /dev/disk/by-dname
+ls /dev/disk/by-dname/ > ls_dname 2>/dev/null
 ls -al /dev/disk/by-dname/ > ls_al_bydname 2>/dev/null
 ls -al /dev/disk/by-id/ > ls_al_byid
 ls -al /dev/disk/by-partuuid/ > ls_al_bypartuuid
 ls -al /dev/disk/by-path/ > ls_al_bypath
 ls -al /dev/disk/by-uuid/ > ls_al_byuuid
-ip a > ip_a 2>&1
-ifconfig -a > ifconfig_a 2>&1
-cp -a /etc/udev/rules.d udev_rules.d 2>/dev/null
-cp -a /var/log/cloud-init.log /var/log/cloud-init-output.log . 2>/dev/null
-mkdir -p var_lib_cloud && cp -a /var/lib/cloud/. var_lib_cloud/ 2>/dev/null
+blkid -o export > blkid.out 2>/dev/null
 find /boot > find_boot.out
-cat /etc/default/grub > etc_default_grub 2>/dev/null
-dpkg-query -W > debian-packages.txt 2>/dev/null
 if [ -e /sys/firmware/efi ]; then efibootmgr -v > efibootmgr.out 2>&1; fi
+[ ! -d /etc/default/grub.d ] || cp -a /etc/default/grub.d etc_default_grub_d
+cat /etc/default/grub > etc_default_grub 2>/dev/null
+dpkg-query --show --showformat='${db:Status-Abbrev}\t${Package}\t${Version}\n' > debian-packages.txt 2> debian-packages.txt.err
+cp -a /etc/network/interfaces . 2>/dev/null
+cp -a /etc/network/interfaces.d . 2>/dev/null
+find /etc/network/interfaces.d > find_interfacesd 2>/dev/null
+v=""; out=$(apt-config shell v Acquire::HTTP::Proxy 2>/dev/null); eval "$out"; echo "$v" > apt-proxy
+cp -a /etc/kernel-img.conf . 2>/dev/null
 "#;
+
+/// Where the collect scripts write in the booted system (tarred onto the output disk).
+pub const OUTPUT_COLLECT_DIR: &str = "/mnt/output";
+/// What curtin's collect scripts write for [`OUTPUT_COLLECT_DIR`] (`cd OUTPUT_COLLECT_D`);
+/// replaced in the test's collect scripts as curtin's vmtest does.
+pub const OUTPUT_COLLECT_MACRO: &str = "OUTPUT_COLLECT_D";
 
 /// The boot phase's user-data (see [`boot_parts`]).
 pub fn boot_user_data(test: &TestConfig) -> String {
@@ -148,9 +170,13 @@ pub fn boot_parts(test: &TestConfig) -> Vec<Part> {
     );
     s.push_str("(\n");
     s.push_str(DEFAULT_COLLECT);
+    s.push_str(")\n(\n");
+    s.push_str(&crate::checks::script::collect_script());
     s.push_str(")\n");
     for (i, script) in test.vmtest.collect_scripts.iter().enumerate() {
-        s.push_str(&format!("( cd /mnt/output && {{\n{script}\n}} ) || echo \"vmtest: collect script {i} failed: $?\"\n"));
+        // curtin's collect scripts name the output directory by this macro.
+        let script = script.replace(OUTPUT_COLLECT_MACRO, OUTPUT_COLLECT_DIR);
+        s.push_str(&format!("( cd {OUTPUT_COLLECT_DIR} && {{\n{script}\n}} ) || echo \"vmtest: collect script {i} failed: $?\"\n"));
     }
     s.push_str("journalctl -b -o short-monotonic > journal.txt 2>/dev/null\n");
     s.push_str("cd /mnt/output\n");
@@ -487,6 +513,39 @@ mod tests {
             .status()
             .unwrap();
         assert!(sh.success());
+    }
+
+    /// curtin's default collect files with curtin's names and formats, the harness's
+    /// storage facts, and OUTPUT_COLLECT_D in a test's collect scripts replaced as curtin
+    /// replaces it.
+    #[test]
+    fn collect_files_as_curtin_names_them() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tests/basic.yaml"),
+        )
+        .unwrap()
+        .replace(
+            "      cat /etc/hostname > hostname\n",
+            "      cd OUTPUT_COLLECT_D\n      cat /etc/hostname > hostname\n",
+        );
+        let t = TestConfig::parse("basic", Path::new("basic.yaml"), &text).unwrap();
+        let parts = boot_parts(&t);
+        let Part::Shell { script, .. } = &parts[1] else {
+            panic!("{parts:?}")
+        };
+        for line in [
+            // names only (curtin's test_dname reads it line by line)
+            "ls /dev/disk/by-dname/ > ls_dname",
+            // status, package, version, tab-separated (curtin's debian_packages)
+            "dpkg-query --show --showformat='${db:Status-Abbrev}\\t${Package}\\t${Version}\\n' > debian-packages.txt",
+            "if [ -e /sys/firmware/efi ]; then efibootmgr -v > efibootmgr.out 2>&1; fi",
+            "cp -a /var/log/cloud-init* . 2>/dev/null",
+            "lsblk -J -b -O > lsblk.json 2> lsblk.err",
+            "cd /mnt/output\ncat /etc/hostname > hostname",
+        ] {
+            assert!(script.contains(line), "{line}\n{script}");
+        }
+        assert!(!script.contains("OUTPUT_COLLECT_D"), "{script}");
     }
 
     #[test]

@@ -62,6 +62,7 @@ fn child(dir: &Path) {
     let backend = FakeBackend::new(guest);
     let junit = dir.join("junit.xml");
     let opts = RunOptions {
+        derive_checks: true,
         vmm: harness::VmmChoice::Qemu,
         curtin: None,
         console: None,

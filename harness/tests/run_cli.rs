@@ -158,6 +158,7 @@ const NO_ENV: &[(&str, &str)] = &[];
 
 const CONFIG: &str = "vmtest:
   release: bookworm
+  derive_checks: false
   expect:
     - file_exists: [fstab]
 storage:

@@ -119,9 +119,17 @@ pub struct VmtestSection {
     /// (the working directory). They run after the default collect scripts.
     #[serde(default)]
     pub collect_scripts: Vec<String>,
-    /// Checks on the collected files.
+    /// Checks on the collected files, in addition to those derived from the config.
     #[serde(default)]
     pub expect: Vec<Expectation>,
+    /// Derive checks from the storage and network configs (`crate::checks`); false
+    /// leaves only `expect:`.
+    #[serde(default = "default_true")]
+    pub derive_checks: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]

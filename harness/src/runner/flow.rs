@@ -440,9 +440,11 @@ pub(super) fn collect_and_verify(
     Ok(())
 }
 
-/// The checks on collect/: one result each.
+/// The checks on collect/, one result each: those derived from the config (unless the
+/// run or the test turned them off), then the test's own `expect:`.
 pub(super) fn verify(run: &mut Run, w: &WorkDir) {
-    run.r.checks = verdict::check_expectations(&w.collect(), &run.test.vmtest.expect);
+    let derive = crate::checks::derivation_on(run.test, run.ctx.settings.derive_checks);
+    run.r.checks = crate::checks::verify(run.test, &w.collect(), derive);
     run.timer.lap("verify");
 }
 
