@@ -12,6 +12,8 @@
 #   lv      ID NAME VG_ID SIZE_BYTES(0 = rest)
 #   format  ID VOLUME_ID FSTYPE LABEL(- = none)
 #   mount   ID FORMAT_ID PATH OPTIONS(- = defaults)
+#   dname   disk SERIAL NAME | part SERIAL NUMBER NAME | lv DM_NAME NAME
+#           (/dev/disk/by-dname/NAME udev rules in the target, as curtin writes them)
 set -eu
 
 PLAN=${1:?usage: install.sh PLAN [CONFIG]}
@@ -22,7 +24,12 @@ STATE=$(mktemp -d /tmp/vmtest-install.XXXXXX)
 # Tools' own error messages belong in the same (console) log as ours.
 exec 2>&1
 
-log() { echo "vmtest-installer: $*"; }
+# Our own log lines also go to the target's /root/curtin-install.log (curtin's name).
+INSTALL_LOG=$STATE/install.log
+log() {
+    echo "vmtest-installer: $*"
+    echo "vmtest-installer: $*" >>"$INSTALL_LOG"
+}
 # To stderr: fail may run inside $(...), whose stdout is captured.
 fail() {
     echo "vmtest-installer: ERROR: $*" >&2
@@ -207,6 +214,37 @@ if [ -n "$CONFIG" ] && [ -f "$CONFIG" ]; then
     cp "$CONFIG" "$TARGET/root/curtin-install-cfg.yaml"
 fi
 
+# --- /dev/disk/by-dname rules (names are sanitized by the harness: [A-Za-z0-9_-]) -------
+rules=$TARGET/etc/udev/rules.d
+mkdir -p "$rules"
+while read -r kind what a b c; do
+    [ "$kind" = dname ] || continue
+    base='SUBSYSTEM=="block", ACTION=="add|change"'
+    case "$what" in
+        disk)
+            {
+                echo "# written by the vmtest script installer"
+                echo "$base, ENV{DEVTYPE}==\"disk\", ENV{ID_SERIAL}==\"$a\", SYMLINK+=\"disk/by-dname/$b\""
+                echo "$base, ENV{DEVTYPE}==\"partition\", ENV{ID_SERIAL}==\"$a\", SYMLINK+=\"disk/by-dname/$b-part%n\""
+            } >"$rules/$b.rules"
+            name=$b ;;
+        part)
+            {
+                echo "# written by the vmtest script installer"
+                echo "$base, ENV{DEVTYPE}==\"partition\", ENV{ID_SERIAL}==\"$a\", ENV{ID_PART_ENTRY_NUMBER}==\"$b\", SYMLINK+=\"disk/by-dname/$c\""
+            } >"$rules/$c.rules"
+            name=$c ;;
+        lv)
+            {
+                echo "# written by the vmtest script installer"
+                echo "$base, ENV{DM_NAME}==\"$a\", SYMLINK+=\"disk/by-dname/$b\""
+            } >"$rules/$b.rules"
+            name=$b ;;
+        *) fail "plan: dname $what is not supported" ;;
+    esac
+    log "by-dname rule for $name"
+done <"$PLAN"
+
 # --- kernel, initrd, grub ---------------------------------------------------------------
 for d in dev proc sys run; do mount --bind "/$d" "$TARGET/$d"; done
 cleanup_binds() { for d in run sys proc dev; do umount "$TARGET/$d" 2>/dev/null || true; done; }
@@ -287,6 +325,8 @@ fi
 printf 'kernel=%s\ninitrd=%s\ncmdline=%s\n' "/boot/vmlinuz-$krel" "/boot/initrd.img-$krel" "$cmdline" \
     >"$TARGET/boot/vmtest-boot.conf"
 cleanup_binds
+log "installed"
+cp "$INSTALL_LOG" "$TARGET/root/curtin-install.log"
 sync
 grep -v '^#' "$TARGET/etc/fstab" | sed 's/^/vmtest-installer: fstab: /'
 umount -R "$TARGET" 2>/dev/null || true

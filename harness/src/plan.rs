@@ -3,6 +3,7 @@
 //! fields). Translating here, in Rust, keeps YAML parsing out of the shell script and
 //! rejects what the script cannot do before any VM starts.
 
+use crate::checks::storage::{dm_name, sanitize_dname};
 use crate::config::{StorageItem, TestConfig};
 
 /// Where a UEFI system's EFI system partition is mounted (curtin's convention).
@@ -81,6 +82,9 @@ pub fn build_plan(test: &TestConfig) -> Result<String, String> {
     }
     // First line: which firmware boots the installed system, so the script knows which
     // grub to install (x86_64-efi onto the ESP, or i386-pc onto the grub disks).
+    // /dev/disk/by-dname links, as curtin makes them: a named disk and its partitions
+    // (`NAME-partN`), a named partition of a named disk, every logical volume.
+    let mut dnames: Vec<String> = Vec::new();
     let mut out = if test.vmtest.uefi {
         check_esp(test)?;
         String::from("firmware uefi\n")
@@ -99,6 +103,13 @@ pub fn build_plan(test: &TestConfig) -> Result<String, String> {
                     .ok_or_else(|| {
                         format!("disk {}: not a disk the harness attaches (no serial)", d.id)
                     })?;
+                if let Some(n) = d.name.as_deref().filter(|n| !n.is_empty()) {
+                    dnames.push(format!(
+                        "dname disk {} {}",
+                        word("serial", serial)?,
+                        sanitize_dname(n)
+                    ));
+                }
                 let ptable = d.ptable.as_deref().unwrap_or("none");
                 if !matches!(ptable, "msdos" | "dos" | "gpt" | "none") {
                     return Err(format!(
@@ -118,6 +129,23 @@ pub fn build_plan(test: &TestConfig) -> Result<String, String> {
                 let number = p
                     .number
                     .ok_or_else(|| format!("partition {}: needs a `number`", p.id))?;
+                let disk = test.storage.iter().find_map(|i| match i {
+                    StorageItem::Disk(d) if d.id == p.device => Some(d),
+                    _ => None,
+                });
+                let disk_named =
+                    disk.is_some_and(|d| d.name.as_deref().is_some_and(|n| !n.is_empty()));
+                if let (true, Some(pn), Some(s)) = (
+                    disk_named,
+                    p.name.as_deref().filter(|n| !n.is_empty()),
+                    test.disks.iter().find(|s| s.id == p.device),
+                ) {
+                    dnames.push(format!(
+                        "dname part {} {number} {}",
+                        word("serial", &s.serial)?,
+                        sanitize_dname(pn)
+                    ));
+                }
                 if p.size < 1 << 20 {
                     return Err(format!("partition {}: size {} is under 1M", p.id, p.size));
                 }
@@ -144,13 +172,23 @@ pub fn build_plan(test: &TestConfig) -> Result<String, String> {
                     devs?.join(" ")
                 )
             }
-            StorageItem::LvmPartition(l) => format!(
-                "lv {} {} {} {}",
-                word("id", &l.id)?,
-                word("name", &l.name)?,
-                word("id", &l.volgroup)?,
-                l.size.unwrap_or(0)
-            ),
+            StorageItem::LvmPartition(l) => {
+                let vg = test.storage.iter().find_map(|i| match i {
+                    StorageItem::LvmVolgroup(g) if g.id == l.volgroup => Some(g.name.as_str()),
+                    _ => None,
+                });
+                if let Some(vg) = vg {
+                    let dm = sanitize_dname(&dm_name(vg, &l.name));
+                    dnames.push(format!("dname lv {dm} {dm}"));
+                }
+                format!(
+                    "lv {} {} {} {}",
+                    word("id", &l.id)?,
+                    word("name", &l.name)?,
+                    word("id", &l.volgroup)?,
+                    l.size.unwrap_or(0)
+                )
+            }
             StorageItem::Format(f) => {
                 if !matches!(
                     f.fstype.as_str(),
@@ -214,6 +252,10 @@ pub fn build_plan(test: &TestConfig) -> Result<String, String> {
     if !have_root {
         return Err("the storage config mounts nothing at /".into());
     }
+    for d in dnames {
+        out.push_str(&d);
+        out.push('\n');
+    }
     Ok(out)
 }
 
@@ -236,6 +278,23 @@ mod tests {
         );
         assert!(plan.contains("disk sdb disk-b gpt 0\n"), "{plan}");
         assert!(plan.starts_with("firmware bios\n"), "{plan}");
+        assert!(plan.contains("dname disk disk-a main_disk\n"), "{plan}");
+        assert!(plan.contains("dname disk disk-b spare_disk\n"), "{plan}");
+    }
+
+    /// A named partition of a named disk and every logical volume get their by-dname
+    /// links, as curtin makes them (dm's doubled dashes, anything odd sanitized).
+    #[test]
+    fn dnames_as_curtin_makes_them() {
+        let text = "vmtest: {release: r}\nstorage:\n  version: 1\n  config:\n    - {id: d, type: disk, serial: s, ptable: gpt, name: 'my disk'}\n    - {id: p1, type: partition, device: d, number: 1, size: 1G, name: boot-part}\n    - {id: p2, type: partition, device: d, number: 2, size: 2G}\n    - {id: vg, type: lvm_volgroup, name: vg-0, devices: [p2]}\n    - {id: lv, type: lvm_partition, name: lv-0, volgroup: vg}\n    - {id: f, type: format, volume: lv, fstype: ext4}\n    - {id: m, type: mount, device: f, path: /}\n";
+        let t = TestConfig::parse("t", Path::new("t.yaml"), text).unwrap();
+        let plan = build_plan(&t).unwrap();
+        assert!(plan.contains("dname disk s my-disk\n"), "{plan}");
+        assert!(plan.contains("dname part s 1 boot-part\n"), "{plan}");
+        assert!(
+            plan.contains("dname lv vg--0-lv--0 vg--0-lv--0\n"),
+            "{plan}"
+        );
     }
 
     #[test]
