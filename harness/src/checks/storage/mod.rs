@@ -114,7 +114,7 @@ impl Model {
         let random = matches!(c.keyfile.as_deref(), Some("/dev/random" | "/dev/urandom"));
         let used = self
             .format_on(&c.id)
-            .is_some_and(|f| !self.mounts_of(&f.id).is_empty());
+            .is_some_and(|f| self.mounts_of(&f.id).iter().any(|m| mounted_at_boot(m)));
         random || used
     }
 
@@ -154,6 +154,13 @@ impl Model {
             _ => id.to_string(),
         }
     }
+}
+
+/// Whether the booted system mounts `m` itself (`noauto` leaves it to someone else).
+pub(crate) fn mounted_at_boot(m: &MountItem) -> bool {
+    !m.options
+        .as_deref()
+        .is_some_and(|o| o.split(',').any(|x| x.trim() == "noauto"))
 }
 
 /// The filesystem type blkid and the kernel report for curtin's `fstype`.
@@ -446,13 +453,15 @@ pub fn derive(test: &TestConfig) -> Vec<Check> {
                     format!("an fstab entry for {path} of type {fstype} with options {options}"),
                     What::Fstab { id: id.clone() },
                 );
+                // A device on a mapping that stays closed has no link to resolve.
+                let present = format.is_none_or(|f| m.present_at_boot(&f.volume));
                 if let Some(spec) = &mt.spec {
                     add(
                         format!("{label} spec"),
                         format!("the fstab spec {spec}"),
                         What::FstabSpec { id: id.clone() },
                     );
-                } else if let Some(f) = format {
+                } else if let Some(f) = format.filter(|_| present) {
                     add(
                         format!("{label} spec"),
                         format!("the fstab spec naming the device of {}", m.label(&f.volume)),
@@ -460,20 +469,31 @@ pub fn derive(test: &TestConfig) -> Vec<Check> {
                     );
                 }
                 if swap {
-                    if let Some(f) = format {
+                    if let Some(f) = format.filter(|_| present) {
                         add(
                             format!("{label} in use"),
                             format!("swap on the device of {} in use", m.label(&f.volume)),
                             What::SwapInUse { id: id.clone() },
                         );
                     }
-                } else {
-                    let from = format
-                        .map(|f| format!(" from the device of {}", m.label(&f.volume)))
-                        .unwrap_or_default();
+                } else if present && mounted_at_boot(mt) {
+                    let bind = fstype == "bind"
+                        || mt
+                            .options
+                            .as_deref()
+                            .is_some_and(|o| o.split(',').any(|x| x == "bind"));
+                    let what = match format {
+                        Some(f) => {
+                            format!(" from the device of {}, type {fstype}", m.label(&f.volume))
+                        }
+                        None if bind => {
+                            format!(" (a bind mount of {})", mt.spec.as_deref().unwrap_or("?"))
+                        }
+                        None => format!(", type {fstype}"),
+                    };
                     add(
                         format!("{label} mounted"),
-                        format!("{path} mounted now{from}, type {fstype}"),
+                        format!("{path} mounted now{what}"),
                         What::Mounted { id: id.clone() },
                     );
                 }

@@ -257,3 +257,29 @@ fn dm_crypt_with_a_mounted_filesystem_must_be_open_over_its_volume() {
         "{bad:?}"
     );
 }
+
+/// A `noauto` mount of a passphrase volume (curtin writes `none` for its key in crypttab):
+/// the booted system opens and mounts neither, so only what the files say is checked.
+#[test]
+fn noauto_mounts_and_closed_mappings_are_not_looked_for() {
+    let t = config(
+        "    - {id: d, type: disk, serial: s, ptable: gpt}\n    - {id: p1, type: partition, device: d, number: 1, size: 3G}\n    - {id: p2, type: partition, device: d, number: 2, size: 1G}\n    - {id: c, type: dm_crypt, volume: p2, keyfile: /tmp/key, dm_name: secret}\n    - {id: r, type: format, volume: p1, fstype: ext4}\n    - {id: f, type: format, volume: c, fstype: ext4}\n    - {id: rm, type: mount, device: r, path: /}\n    - {id: m, type: mount, device: f, path: /srv/secret, options: noauto}\n",
+    );
+    let all = names(&t);
+    for present in [
+        "mount /srv/secret fstab",
+        "dm_crypt secret crypttab",
+        "dm_crypt secret luks",
+        "mount / mounted",
+    ] {
+        assert!(all.contains(&present.to_string()), "{present}: {all:#?}");
+    }
+    for absent in [
+        "mount /srv/secret mounted",
+        "mount /srv/secret spec",
+        "dm_crypt secret open",
+        "format f fstype",
+    ] {
+        assert!(!all.contains(&absent.to_string()), "{absent}: {all:#?}");
+    }
+}
