@@ -37,6 +37,7 @@ mod kick;
 mod layout;
 mod loader;
 mod memory;
+mod panic_line;
 mod seccomp;
 mod stdout_pump;
 mod vcpu;

@@ -23,6 +23,7 @@ use crate::config::VmConfig;
 use crate::error::Error;
 use crate::exit::{CrashReport, ExitReason};
 use crate::layout::*;
+use crate::panic_line::SerialTail;
 use crate::stdout_pump::{Drain, StdoutPump};
 use crate::vcpu::Vcpu;
 use crate::virtio_devices::VirtioDevices;
@@ -38,6 +39,8 @@ pub struct ExitState {
     reason: Mutex<Option<ExitReason>>,
     changed: Condvar,
     set_flag: AtomicBool,
+    /// The end of the serial output, for the panic line of a guest panic.
+    serial_tail: SerialTail,
 }
 
 impl ExitState {
@@ -93,7 +96,12 @@ impl PowerEventSink for ExitState {
             PowerEvent::PowerOff => ExitReason::PowerOff,
             PowerEvent::Reboot(src) => ExitReason::Reboot(src),
             PowerEvent::GuestPanic => ExitReason::Crash(CrashReport {
-                reason: "the guest kernel panicked (reported through pvpanic)".into(),
+                reason: match self.serial_tail.panic_line() {
+                    Some(line) => {
+                        format!("the guest kernel panicked (reported through pvpanic): {line}")
+                    }
+                    None => "the guest kernel panicked (reported through pvpanic)".into(),
+                },
                 vcpu: None,
                 registers: None,
             }),
@@ -209,8 +217,9 @@ fn create_vm(kvm: &Kvm) -> Result<VmFd, Error> {
 }
 
 /// Where COM1's output goes, and (with stdout) how to wait for the terminal at the end.
-fn serial_output(config: &VmConfig) -> Result<(FanOut, Option<Drain>), Error> {
+fn serial_output(config: &VmConfig, tail: &SerialTail) -> Result<(FanOut, Option<Drain>), Error> {
     let mut out = FanOut::new();
+    out.push(Box::new(tail.clone()));
     if let Some(path) = &config.serial.log_file {
         let log =
             crate::CappedLog::create(path, config.serial.overwrite_log, config.serial.log_cap)
@@ -311,7 +320,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason, Error> {
     let serial_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::Setup(e.to_string()))?;
     let serial_irq = EventFdInterrupt::new(serial_evt);
     // Everything the caller could have got wrong is checked by now: create the log.
-    let (out, stdout_drain) = serial_output(config)?;
+    let (out, stdout_drain) = serial_output(config, &exit.serial_tail)?;
     let platform = PlatformDevices::new(exit.clone(), Arc::new(serial_irq.clone()), out);
 
     let vm = create_vm(&kvm)?;
@@ -481,6 +490,29 @@ fn stop_vcpus(threads: Vec<(std::thread::JoinHandle<()>, Arc<AtomicBool>)>) {
     for (handle, finished) in threads {
         if finished.load(Ordering::SeqCst) {
             let _ = handle.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn a_guest_panic_is_a_crash_carrying_the_panic_line() {
+        let exit = ExitState::default();
+        let (mut out, _) = serial_output(&VmConfig::new("/k"), &exit.serial_tail).unwrap();
+        out.write_all(b"[   72.1] Kernel panic - not syncing: No working init found.\r\n")
+            .unwrap();
+        exit.power_event(PowerEvent::GuestPanic);
+        match exit.reason() {
+            Some(ExitReason::Crash(c)) => assert_eq!(
+                c.reason,
+                "the guest kernel panicked (reported through pvpanic): Kernel panic - not syncing: No working init found."
+            ),
+            other => panic!("{other:?}"),
         }
     }
 }
