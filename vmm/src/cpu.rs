@@ -331,7 +331,24 @@ pub fn dump_registers(vcpu: &VcpuFd) -> String {
         )),
         Err(e) => out.push_str(&format!("(segment registers unavailable: {e})\n")),
     }
+    // Whether the vCPU runs at all: an application processor the guest never started (or
+    // one whose start failed) is still waiting for INIT/SIPI here.
+    match vcpu.get_mp_state() {
+        Ok(s) => out.push_str(&format!("mp_state={}\n", mp_state_name(s.mp_state))),
+        Err(e) => out.push_str(&format!("(mp_state unavailable: {e})\n")),
+    }
     out
+}
+
+fn mp_state_name(state: u32) -> String {
+    match state {
+        kvm_bindings::KVM_MP_STATE_RUNNABLE => "runnable".into(),
+        kvm_bindings::KVM_MP_STATE_UNINITIALIZED => "uninitialized (waiting for INIT)".into(),
+        kvm_bindings::KVM_MP_STATE_INIT_RECEIVED => "init-received (waiting for SIPI)".into(),
+        kvm_bindings::KVM_MP_STATE_HALTED => "halted".into(),
+        kvm_bindings::KVM_MP_STATE_SIPI_RECEIVED => "sipi-received".into(),
+        other => format!("{other}"),
+    }
 }
 
 #[cfg(test)]
