@@ -15,7 +15,7 @@ pub mod exit;
 pub enum VmmChoice {
     /// Builtin where it can run the test end to end (KVM is real, the test needs nothing
     /// the microVM lacks, its boot phase can find the installed kernel); else qemu, with
-    /// the reason printed. See `vmm_choice::choose`.
+    /// the reason printed.
     Auto,
     /// The builtin KVM microVM (this project's `vmm` crate).
     Builtin,

@@ -331,6 +331,29 @@ mod tests {
     }
 
     #[test]
+    fn the_default_tests_go_where_they_can_boot() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tests");
+        for (name, on_real_kvm) in [
+            ("basic", VmmChoice::Builtin),
+            ("basic_4k", VmmChoice::Builtin),
+            // / on LVM, but /boot on its own ext4 partition.
+            ("basic_lvm", VmmChoice::Builtin),
+            ("basic_uefi", VmmChoice::Qemu),
+        ] {
+            let t = TestConfig::load(&dir.join(format!("{name}.yaml"))).unwrap();
+            for host in hosts() {
+                let want = if host == HostKvm::Real {
+                    on_real_kvm
+                } else {
+                    VmmChoice::Qemu
+                };
+                let (c, why) = choose(VmmChoice::Auto, &t, || &host, BootSource::HostReadsDisks);
+                assert_eq!(c, want, "{name} on {host:?}: {why}");
+            }
+        }
+    }
+
+    #[test]
     fn a_separate_plain_boot_makes_any_root_bootable() {
         // / on LVM, /boot on its own ext4 partition: the host reads /boot.
         let t = test_with(
