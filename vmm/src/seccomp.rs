@@ -53,6 +53,20 @@ vmm_sys_util::ioctl_ior_nr!(
     0x83,
     kvm_bindings::kvm_sregs
 );
+// The emulated-KVM assist reads the failing instruction through guest page tables.
+vmm_sys_util::ioctl_iowr_nr!(
+    KVM_TRANSLATE,
+    kvm_bindings::KVMIO,
+    0x85,
+    kvm_bindings::kvm_translation
+);
+// Register dumps say whether a vCPU ever left wait-for-INIT/SIPI.
+vmm_sys_util::ioctl_ior_nr!(
+    KVM_GET_MP_STATE,
+    kvm_bindings::KVMIO,
+    0x98,
+    kvm_bindings::kvm_mp_state
+);
 vmm_sys_util::ioctl_ior_nr!(
     KVM_GET_FPU,
     kvm_bindings::KVMIO,
@@ -170,6 +184,8 @@ fn rules(kind: ThreadKind) -> BTreeMap<i64, Vec<SeccompRule>> {
                         KVM_GET_REGS(),
                         KVM_SET_REGS(),
                         KVM_GET_SREGS(),
+                        KVM_TRANSLATE(),
+                        KVM_GET_MP_STATE(),
                         KVM_GET_FPU(),
                         KVM_GET_VCPU_EVENTS(),
                         KVM_SET_VCPU_EVENTS(),
@@ -354,6 +370,43 @@ mod tests {
         .unwrap();
         assert_eq!(r.0, (-1, Some(libc::EBADF)), "KVM_RUN passes the filter");
         assert_eq!(r.1, (-1, Some(libc::EPERM)), "other ioctls do not");
+        let _ = take_denied();
+    }
+
+    /// Where KVM is emulated, the assist reads the failing instruction through
+    /// KVM_TRANSLATE and completes it with the register and event ioctls; crash and
+    /// timeout reports read registers and the mp_state. Refusing any of them turns a
+    /// Linux guest's first int3 into a crash.
+    #[test]
+    fn the_emulated_kvm_assist_and_register_dumps_pass_the_vcpu_filter() {
+        let _turn = NOTES.lock().unwrap_or_else(|e| e.into_inner());
+        let requests = [
+            ("KVM_TRANSLATE", KVM_TRANSLATE()),
+            ("KVM_GET_MP_STATE", KVM_GET_MP_STATE()),
+            ("KVM_GET_REGS", KVM_GET_REGS()),
+            ("KVM_SET_REGS", KVM_SET_REGS()),
+            ("KVM_GET_SREGS", KVM_GET_SREGS()),
+            ("KVM_GET_FPU", KVM_GET_FPU()),
+            ("KVM_GET_VCPU_EVENTS", KVM_GET_VCPU_EVENTS()),
+            ("KVM_SET_VCPU_EVENTS", KVM_SET_VCPU_EVENTS()),
+        ];
+        let errs = std::thread::spawn(move || {
+            install(ThreadKind::Vcpu).unwrap();
+            requests.map(|(name, req)| {
+                // SAFETY: a plain system call on descriptor -1.
+                let r = unsafe { libc::ioctl(-1, req as _, 0) };
+                (name, r, std::io::Error::last_os_error().raw_os_error())
+            })
+        })
+        .join()
+        .unwrap();
+        for (name, r, err) in errs {
+            assert_eq!(
+                (r, err),
+                (-1, Some(libc::EBADF)),
+                "{name} passes the filter"
+            );
+        }
         let _ = take_denied();
     }
 }
