@@ -120,9 +120,10 @@ impl MdArray {
         let members: Vec<String> = self
             .members
             .iter()
-            .map(|m| match m.slot {
-                Some(s) => format!("{}[{s}] {}", m.kname, m.state),
-                None => format!("{} spare {}", m.kname, m.state),
+            .map(|m| match (m.slot, m.state.as_str()) {
+                (Some(s), st) => format!("{}[{s}] {st}", m.kname),
+                (None, "spare" | "") => format!("{} spare", m.kname),
+                (None, st) => format!("{} spare ({st})", m.kname),
             })
             .collect();
         format!(

@@ -436,7 +436,11 @@ impl Probe for StorageProbe {
                 if have == want {
                     Ok(())
                 } else {
-                    Err(format!("spares [{}]; {}", want.join(", "), a.describe()))
+                    Err(format!(
+                        "the config's spares are [{}]; {}",
+                        want.join(", "),
+                        a.describe()
+                    ))
                 }
             }
             What::RaidName { id } => {
