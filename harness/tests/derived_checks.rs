@@ -484,6 +484,12 @@ fn a_run_whose_guest_contradicts_the_config_fails_those_checks_in_junit() {
     // The summary counts them.
     let table = harness::report::summary_table(&results);
     assert!(table.contains("30/6"), "{table}");
+    assert!(
+        table
+            .trim_end()
+            .ends_with("0 passed, 1 failed; checks: 30 passed, 6 failed"),
+        "{table}"
+    );
 }
 
 /// `vmtest: {derive_checks: false}` leaves only the test's own expectations.

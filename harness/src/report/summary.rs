@@ -5,7 +5,8 @@ use crate::backend::Phase;
 use crate::check;
 use crate::runner::{Status, TestResult};
 
-/// The summary table; its last line counts the tests that passed and failed.
+/// The summary table; its last line counts the tests that passed and failed, then
+/// (when any ran) the checks of all of them.
 pub fn summary_table(results: &[TestResult]) -> String {
     let mut s = String::new();
     let w = results
@@ -47,10 +48,14 @@ pub fn summary_table(results: &[TestResult]) -> String {
         ));
     }
     let pass = results.iter().filter(|r| r.status == Status::Pass).count();
-    s.push_str(&format!(
-        "{} passed, {} failed\n",
-        pass,
-        results.len() - pass
-    ));
+    s.push_str(&format!("{} passed, {} failed", pass, results.len() - pass));
+    let (ok, bad) = results
+        .iter()
+        .map(|r| check::counts(&r.checks))
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+    if ok + bad > 0 {
+        s.push_str(&format!("; checks: {ok} passed, {bad} failed"));
+    }
+    s.push('\n');
     s
 }
