@@ -1,7 +1,7 @@
 #!/bin/bash
 # Installs what building and testing vmtest needs on a fresh Debian machine, and nothing
 # when it is all there already (so `make test` stays quick on a prepared machine).
-# Usage: scripts/install-deps.sh [test|vmtest|linux|lint]   (default: test)
+# Usage: scripts/install-deps.sh [test|vmtest|linux|linux-kernel|lint]   (default: test)
 set -euo pipefail
 
 need_root() {
@@ -22,14 +22,20 @@ common=(
 images=(
     mmdebstrap squashfs-tools busybox-static cpio zstd xz-utils kmod
 )
+# The vmtest kernel (scripts/linux-kernel.sh): Debian's kernel source and what building
+# it needs; the Linux test's disks are made with sfdisk (fdisk) and e2fsprogs.
+linux_kernel=(
+    linux-source bc bison flex libelf-dev libssl-dev xz-utils fdisk e2fsprogs
+)
 
 case "${1:-test}" in
     test) pkgs=("${common[@]}" "${images[@]}" e2fsprogs) ;;
     vmtest) pkgs=("${common[@]}" "${images[@]}" e2fsprogs ovmf) ;;
     linux) pkgs=("${common[@]}" busybox-static cpio kmod xz-utils zstd) ;;
+    linux-kernel) pkgs=("${common[@]}" "${linux_kernel[@]}") ;;
     # `make lint`: the test set's packages (clippy builds everything) and cargo-deny.
     lint) pkgs=("${common[@]}" "${images[@]}" e2fsprogs) ;;
-    *) echo "install-deps: unknown set '$1' (test, vmtest, linux, lint)" >&2; exit 1 ;;
+    *) echo "install-deps: unknown set '$1' (test, vmtest, linux, linux-kernel, lint)" >&2; exit 1 ;;
 esac
 
 missing=()
