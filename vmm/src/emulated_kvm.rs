@@ -120,7 +120,7 @@ impl crate::VmConfig {
     /// only there: `host::probe_kvm().is_emulated()` or `host::kvm_module_is_pvm()`).
     /// Hides CX16 through CPUID (PVM hosts honour that mask but ignore most others), tells
     /// the kernel not to use XSAVE or the features above, turns off the soft-lockup
-    /// watchdog the slow emulated CPU trips, speculation mitigations and crypto self-tests
+    /// watchdog and RCU stall warnings the slow emulated CPU trips, speculation mitigations and crypto self-tests
     /// (pure instruction cost in a throwaway test VM), restarts through the ACPI reset
     /// register, lets the VMM complete int3, fwait and clac/stac, and enters a bzImage
     /// through PVH (its decompressor alone takes about a minute in the emulator;
@@ -142,9 +142,11 @@ impl crate::VmConfig {
         // hardware-reduced ACPI machine without EFI, Linux restarts (and, with panic=-1,
         // ends a panic) through the BIOS path, which drops to real mode to reach the reset
         // vector; the emulator here cannot run real mode, while the ACPI reset register
-        // needs one port write.
+        // needs one port write. rcupdate.rcu_cpu_stall_suppress: RCU's 21 s stall
+        // detector fires on work that takes that long only because it is emulated
+        // (write-protecting the kernel's text with two vCPUs), and prints a stack dump.
         self.cmdline.push_str(&format!(
-            " noxsave clearcpuid={} nosoftlockup mitigations=off cryptomgr.notests",
+            " noxsave clearcpuid={} nosoftlockup rcupdate.rcu_cpu_stall_suppress=1 mitigations=off cryptomgr.notests",
             bits.join(",")
         ));
         if !self
