@@ -1,4 +1,4 @@
-//! Opt-in (`make test-linux`): boots Debian's cloud kernel with a busybox initramfs
+//! Opt-in (`make test-linux-distro`): boots Debian's cloud kernel with a busybox initramfs
 //! (built by scripts/linux-guest.sh into LINUX_GUEST_DIR) on the builtin VMM and expects
 //! the initramfs's marker line and an ACPI power-off.
 //!
@@ -14,7 +14,7 @@ use vmm::{BootPath, ExitReason, VmConfig};
 
 fn guest_dir() -> PathBuf {
     let dir = std::env::var_os("LINUX_GUEST_DIR").map(PathBuf::from).expect(
-        "LINUX_GUEST_DIR is not set: run `make test-linux`, which builds the guest with scripts/linux-guest.sh",
+        "LINUX_GUEST_DIR is not set: run `make test-linux-distro`, which builds the guest with scripts/linux-guest.sh",
     );
     assert!(
         dir.join("vmlinuz").exists() && dir.join("initrd.img").exists(),
@@ -70,13 +70,13 @@ fn boot(path: BootPath, vcpus: u32) {
 }
 
 #[test]
-#[ignore = "slow where KVM is emulated: run with `make test-linux`"]
+#[ignore = "slow where KVM is emulated: run with `make test-linux-distro`"]
 fn debian_kernel_boots_to_userspace_through_pvh() {
     boot(BootPath::Pvh, 1);
 }
 
 #[test]
-#[ignore = "slow where KVM is emulated: run with `make test-linux`"]
+#[ignore = "slow where KVM is emulated: run with `make test-linux-distro`"]
 fn debian_kernel_boots_to_userspace_through_the_bzimage_entry() {
     boot(BootPath::Linux64, 1);
 }
