@@ -12,16 +12,11 @@ ln -sf ../run/systemd/resolve/stub-resolv.conf "$R/etc/resolv.conf"
 : >"$R/etc/machine-id"
 rm -f "$R/var/lib/dbus/machine-id"
 
-# Networking: DHCP on every NIC, whatever it is called (qemu pc: ens3, microvm: eth0).
-# cloud-init writes its own 10-cloud-init-*.network files, which take precedence.
-mkdir -p "$R/etc/systemd/network"
-cat >"$R/etc/systemd/network/90-vmtest-dhcp.network" <<'NET'
-[Match]
-Name=en* eth*
-
-[Network]
-DHCP=yes
-NET
+# Networking: systemd-networkd and resolved. The ephemeral system's DHCP on every NIC is
+# not here but in /run, written by the image's own initramfs at each boot (images/initramfs/
+# init): an installed system is a copy of this root, and it must bring up only what its own
+# network config says (cloud-init renders it through netplan at first boot), not DHCP on
+# every NIC behind its back.
 chroot "$R" systemctl enable systemd-networkd.service systemd-resolved.service
 # A VM without a NIC must not hold boot for two minutes waiting for the network.
 mkdir -p "$R/etc/systemd/system/systemd-networkd-wait-online.service.d"

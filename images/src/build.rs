@@ -48,6 +48,11 @@ pub const PACKAGES: &[&str] = &[
     "procps",
     "sudo",
     "cloud-init",
+    // cloud-init's renderer for the installed system's network config (bonds, VLANs,
+    // bridges, routes with metrics, per-link DNS through networkd and resolved): with it
+    // and without ifupdown, cloud-init 22.4 picks netplan, and curtin installs no
+    // ifenslave/vlan/bridge-utils from the network. See images/README.md.
+    "netplan.io",
     // curtin's Python dependencies
     "python3",
     "python3-yaml",
