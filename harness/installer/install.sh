@@ -2,7 +2,10 @@
 # vmtest script installer: installs the running ephemeral root onto the disks described by
 # a plan (written by the harness from the test's curtin storage config), well enough for
 # the installed system to boot through grub and be verified. Runs as root inside the
-# install VM, from the packed archive: `sh installer/install.sh config/plan config/install-cfg.yaml`.
+# install VM, from the packed archive:
+# `sh installer/install.sh config/plan config/install-cfg.yaml [config/50-curtin-networking.cfg]`.
+# The third file is the installed system's network config for its cloud-init, which
+# renders it at first boot (what curtin hands on when the target's cloud-init takes it).
 #
 # Plan lines (fields are checked by the harness: ids, serials and paths hold no blanks):
 #   firmware uefi|bios   (uefi: grub x86_64-efi onto the ESP at /boot/efi; bios: i386-pc)
@@ -16,8 +19,9 @@
 #           (/dev/disk/by-dname/NAME udev rules in the target, as curtin writes them)
 set -eu
 
-PLAN=${1:?usage: install.sh PLAN [CONFIG]}
+PLAN=${1:?usage: install.sh PLAN [CONFIG [NETWORK_CONFIG]]}
 CONFIG=${2:-}
+NETCFG=${3:-}
 TARGET=${TARGET:-/target}
 SOURCE=${SOURCE:-/media/root-ro}
 STATE=$(mktemp -d /tmp/vmtest-install.XXXXXX)
@@ -212,6 +216,13 @@ echo "vmtest-installed" >"$TARGET/etc/hostname"
 if [ -n "$CONFIG" ] && [ -f "$CONFIG" ]; then
     mkdir -p "$TARGET/root"
     cp "$CONFIG" "$TARGET/root/curtin-install-cfg.yaml"
+fi
+if [ -n "$NETCFG" ]; then
+    [ -f "$NETCFG" ] || fail "network config $NETCFG is missing from the installer pack"
+    mkdir -p "$TARGET/etc/cloud/cloud.cfg.d"
+    cp "$NETCFG" "$TARGET/etc/cloud/cloud.cfg.d/50-curtin-networking.cfg" ||
+        fail "cannot write the installed system's network config"
+    log "network config for the installed system's cloud-init: /etc/cloud/cloud.cfg.d/50-curtin-networking.cfg"
 fi
 
 # --- /dev/disk/by-dname rules (names are sanitized by the harness: [A-Za-z0-9_-]) -------

@@ -297,6 +297,28 @@ pub fn curtin_command(test: &TestConfig, extra: bool) -> Vec<String> {
     cmd
 }
 
+/// Where the script installer's pack holds the installed system's cloud-init network config.
+const NETWORK_CFG: &str = "config/50-curtin-networking.cfg";
+
+/// The installed system's cloud-init network config, as curtin hands it on
+/// (`/etc/cloud/cloud.cfg.d/50-curtin-networking.cfg`: `{network: <the test's network:>}`)
+/// when the target's cloud-init takes network config v2: the test's `network:` section as
+/// PyYAML reads it, written so that PyYAML reads back the same (see [`emit`]). `None`
+/// without a network config.
+pub fn cloud_init_network_config(test: &TestConfig) -> anyhow::Result<Option<String>> {
+    let Some(node) = test.doc.get("network") else {
+        return Ok(None);
+    };
+    emit::node_under_key("network", node)
+        .map(Some)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: network: cannot be handed to cloud-init as it is: {e}",
+                test.file.display()
+            )
+        })
+}
+
 /// What an installer pack is made from besides the test.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PackInputs<'a> {
@@ -336,13 +358,18 @@ pub fn pack_installer(test: &TestConfig, inputs: &PackInputs) -> anyhow::Result<
                 build_plan(test).map_err(|e| anyhow::anyhow!("{}: {e}", test.file.display()))?;
             pack.file("installer/install.sh", INSTALL_SH, 0o755)
                 .file("config/plan", plan, 0o644)
-                .file("config/install-cfg.yaml", test.text.as_str(), 0o644)
-                .command(&[
-                    "sh",
-                    "installer/install.sh",
-                    "config/plan",
-                    "config/install-cfg.yaml",
-                ]);
+                .file("config/install-cfg.yaml", test.text.as_str(), 0o644);
+            let mut cmd = vec![
+                "sh",
+                "installer/install.sh",
+                "config/plan",
+                "config/install-cfg.yaml",
+            ];
+            if let Some(net) = cloud_init_network_config(test)? {
+                pack.file(NETWORK_CFG, net, 0o644);
+                cmd.push(NETWORK_CFG);
+            }
+            pack.command(&cmd);
         }
         InstallerKind::Curtin => {
             let src = curtin_src.ok_or_else(|| {
@@ -550,16 +577,44 @@ mod tests {
 
     #[test]
     fn without_a_curtin_tree_the_script_installer_runs() {
-        let files = payload_files(&pack_installer(&basic(), &PackInputs::default()).unwrap());
+        let p = pack_installer(&basic(), &PackInputs::default()).unwrap();
+        let files = payload_files(&p);
         let names: Vec<&str> = files.keys().map(String::as_str).collect();
         assert_eq!(
             names,
             [
+                "config/50-curtin-networking.cfg",
                 "config/install-cfg.yaml",
                 "config/plan",
                 "installer/install.sh"
             ]
         );
+        // The installed system's cloud-init gets the test's `network:` as curtin hands it
+        // on, MACs as strings.
+        let net = read(&files["config/50-curtin-networking.cfg"]);
+        let mac = net
+            .get("network")
+            .unwrap()
+            .get("config")
+            .unwrap()
+            .as_seq()
+            .unwrap()[0]
+            .get("mac_address")
+            .unwrap()
+            .as_str();
+        assert_eq!(mac, Some("52:54:00:12:34:01"));
+        let text = p.render().unwrap();
+        assert!(
+            text.contains("config/install-cfg.yaml config/50-curtin-networking.cfg)"),
+            "{}",
+            &text[..text.find(MARKER_LINE).unwrap_or(text.len())]
+        );
+        // Without a network config there is nothing to hand on.
+        let plain = basic().text.split("\nnetwork:").next().unwrap().to_string() + "\n";
+        let t = TestConfig::parse("plain", Path::new("plain.yaml"), &plain).unwrap();
+        assert!(cloud_init_network_config(&t).unwrap().is_none());
+        let files = payload_files(&pack_installer(&t, &PackInputs::default()).unwrap());
+        assert!(!files.contains_key("config/50-curtin-networking.cfg"));
     }
 
     #[test]

@@ -62,6 +62,9 @@ for c in checks:
             a, b = tag(yaml.safe_load(c["a"])), tag(yaml.safe_load(c["b"]))
         elif c["kind"] == "value":
             a, b = tag(yaml.safe_load(c["yaml"])), tag(json.loads(c["json"]))
+        elif c["kind"] == "key":
+            k = c["key"]
+            a, b = tag({k: yaml.safe_load(c["a"])[k]}), tag(yaml.safe_load(c["b"]))
         elif c["kind"] == "ours":
             a, b = tag(yaml.safe_load(c["yaml"])), c["tagged"]
         else:
@@ -122,6 +125,11 @@ impl Checks {
     fn same(&mut self, name: String, original: &str, handed: &str) {
         self.0
             .push(json!({"name": name, "kind": "same", "a": original, "b": handed}));
+    }
+    /// `handed` reads as `{key: <original's key>}`.
+    fn key(&mut self, name: String, key: &str, original: &str, handed: &str) {
+        self.0
+            .push(json!({"name": name, "kind": "key", "key": key, "a": original, "b": handed}));
     }
     fn value(&mut self, name: String, yaml_text: &str, meant: &Value) {
         self.0
@@ -278,7 +286,7 @@ fn what_the_installer_gets_means_what_the_file_meant_to_pyyaml() {
     assert!(tests.len() >= 90, "{} configs", tests.len());
 
     let mut checks = Checks(Vec::new());
-    let (mut curtin_packs, mut script_packs) = (0, 0);
+    let (mut curtin_packs, mut script_packs, mut net_configs) = (0, 0, 0);
     for t in &tests {
         // The harness reads the file as PyYAML does.
         checks.ours(format!("{} (harness's reading)", t.name), &t.text, &t.doc);
@@ -321,6 +329,19 @@ fn what_the_installer_gets_means_what_the_file_meant_to_pyyaml() {
                 &t.text,
                 &files["config/install-cfg.yaml"],
             );
+            // The installed system's cloud-init network config, as curtin hands it on.
+            match files.get("config/50-curtin-networking.cfg") {
+                Some(net) => {
+                    net_configs += 1;
+                    checks.key(
+                        format!("{} config/50-curtin-networking.cfg", t.name),
+                        "network",
+                        &t.text,
+                        net,
+                    );
+                }
+                None => assert!(t.doc.get("network").is_none(), "{}", t.name),
+            }
         }
         checks.archive(
             &format!("{} boot user-data", t.name),
@@ -377,10 +398,11 @@ fn what_the_installer_gets_means_what_the_file_meant_to_pyyaml() {
     writer.join().unwrap().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!(
-        "{} configs ({} packed for curtin, {} for the script installer), {n} checks: {}",
+        "{} configs ({} packed for curtin, {} for the script installer, {} with a cloud-init network config), {n} checks: {}",
         tests.len(),
         curtin_packs,
         script_packs,
+        net_configs,
         stdout.lines().last().unwrap_or("")
     );
     assert!(

@@ -45,6 +45,21 @@ pub struct Interface {
     pub gateways: Vec<String>,
     pub routes: Vec<Route>,
     pub nameservers: Nameservers,
+    /// Whether the installed system brings it up by itself.
+    pub activation: Activation,
+}
+
+/// Whether the installed system brings an interface up by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// Up at boot (the default).
+    #[default]
+    Auto,
+    /// Left to the administrator (v1: every subnet says `control: manual`; v2
+    /// `activation-mode: manual`): neither up nor down follows from the config.
+    Manual,
+    /// Kept down (v2 `activation-mode: off`).
+    Off,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +175,8 @@ struct V1Subnet {
     dns_search: OneOrMany,
     #[serde(default)]
     routes: Vec<V1Route>,
+    #[serde(default)]
+    control: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -210,6 +227,8 @@ struct V2Common {
     id: Option<u32>,
     #[serde(default)]
     link: Option<String>,
+    #[serde(default, rename = "activation-mode")]
+    activation_mode: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -334,7 +353,15 @@ impl NetworkConfig {
                     gateways: Vec::new(),
                     routes: Vec::new(),
                     nameservers: Nameservers::default(),
+                    activation: Activation::Auto,
                 };
+                if !e.subnets.is_empty()
+                    && e.subnets
+                        .iter()
+                        .all(|s| s.control.as_deref() == Some("manual"))
+                {
+                    i.activation = Activation::Manual;
+                }
                 for s in &e.subnets {
                     match s.kind.as_str() {
                         "dhcp" | "dhcp4" => i.dhcp4 = true,
@@ -487,7 +514,13 @@ impl NetworkConfig {
                 };
                 let mut gateways: Vec<String> = c.gateway4.iter().cloned().collect();
                 gateways.extend(c.gateway6.clone());
+                let activation = match c.activation_mode.as_deref() {
+                    Some("off") => Activation::Off,
+                    Some("manual") => Activation::Manual,
+                    _ => Activation::Auto,
+                };
                 self.interfaces.push(Interface {
+                    activation,
                     name: c.set_name.clone().unwrap_or(id),
                     kind,
                     mac,
