@@ -78,6 +78,16 @@ pub struct Nic {
     pub mac: String,
 }
 
+impl Nic {
+    /// The NICs a test's VM gets, in both phases and from every backend: one per physical
+    /// interface of its network config that names a MAC, in config order, with that MAC
+    /// (the first is the install environment's boot NIC, `BOOTIF`); one with
+    /// [`crate::config::DEFAULT_MAC`] when there is none, as in curtin's vmtest.
+    pub fn for_test(test: &crate::config::TestConfig) -> Vec<Nic> {
+        test.macs.iter().map(|m| Nic { mac: m.clone() }).collect()
+    }
+}
+
 /// The two VM phases of a test. Also what `--console` attaches to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Phase {

@@ -31,6 +31,7 @@ pub mod config;
 pub mod console;
 pub mod curtin_events;
 pub mod http;
+pub mod netcheck;
 pub mod pack;
 pub mod partition;
 pub mod plan;

@@ -173,6 +173,11 @@ pub fn boot_parts(test: &TestConfig) -> Vec<Part> {
     s.push_str(")\n(\n");
     s.push_str(&crate::checks::script::collect_script());
     s.push_str(")\n");
+    if !crate::netcheck::checks_for(test).is_empty() {
+        s.push_str("(\n");
+        s.push_str(crate::netcheck::script::NETWORK);
+        s.push_str(")\n");
+    }
     for (i, script) in test.vmtest.collect_scripts.iter().enumerate() {
         // curtin's collect scripts name the output directory by this macro.
         let script = script.replace(OUTPUT_COLLECT_MACRO, OUTPUT_COLLECT_DIR);

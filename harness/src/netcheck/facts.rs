@@ -1,0 +1,637 @@
+//! What the installed system showed about its network, read from the files the collect
+//! script wrote under `vmtest/net/` (see [`super::script`]). These files are written by
+//! the guest: every read is capped, every parser returns a typed error naming the file,
+//! and nothing here panics or allocates beyond the caps on what the guest wrote.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Where the network facts are, below collect/.
+pub const DIR: &str = "vmtest/net";
+/// The most any one collected file may hold (a machine with hundreds of links and routes
+/// writes well under 1 MiB of JSON).
+pub const FILE_CAP: u64 = 4 << 20;
+/// The most the rendered configuration files may hold together, and how many there may be.
+pub const RENDERED_CAP: u64 = 8 << 20;
+pub const RENDERED_MAX_FILES: usize = 512;
+
+/// Why a collected file could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FactsError {
+    #[error("{file}: not collected ({why})")]
+    Missing { file: String, why: String },
+    #[error("{file}: larger than {cap} bytes; not read")]
+    TooBig { file: String, cap: u64 },
+    #[error("{file}: not what `{cmd}` writes: {why}")]
+    Malformed {
+        file: String,
+        cmd: &'static str,
+        why: String,
+    },
+}
+
+/// Reads `rel` below `collect` whole, refusing a file over `cap` (read up to the cap, not
+/// on the file's say-so).
+pub fn read_capped(collect: &Path, rel: &str, cap: u64) -> Result<Vec<u8>, FactsError> {
+    let path = collect.join(rel);
+    let f = std::fs::File::open(&path).map_err(|e| FactsError::Missing {
+        file: rel.to_string(),
+        why: e.to_string(),
+    })?;
+    let mut buf = Vec::new();
+    f.take(cap + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| FactsError::Missing {
+            file: rel.to_string(),
+            why: e.to_string(),
+        })?;
+    if buf.len() as u64 > cap {
+        return Err(FactsError::TooBig {
+            file: rel.to_string(),
+            cap,
+        });
+    }
+    Ok(buf)
+}
+
+fn json<T: serde::de::DeserializeOwned>(
+    collect: &Path,
+    rel: &str,
+    cmd: &'static str,
+) -> Result<T, FactsError> {
+    let bytes = read_capped(collect, rel, FILE_CAP)?;
+    serde_json::from_slice(&bytes).map_err(|e| FactsError::Malformed {
+        file: rel.to_string(),
+        cmd,
+        why: e.to_string(),
+    })
+}
+
+/// One link (`ip -d -j link show`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Link {
+    pub ifname: String,
+    /// Its current MAC (a bond member's may be the bond's).
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The NIC's own MAC when the current one differs (iproute2 prints it then).
+    #[serde(default)]
+    pub permaddr: Option<String>,
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    /// `UP`, `LOWER_UP`, `SLAVE`, ...: `UP` is the administrative state.
+    #[serde(default)]
+    pub flags: Vec<String>,
+    #[serde(default)]
+    pub operstate: Option<String>,
+    /// The bond or bridge it is enslaved to.
+    #[serde(default)]
+    pub master: Option<String>,
+    /// A VLAN's parent.
+    #[serde(default)]
+    pub link: Option<String>,
+    #[serde(default)]
+    pub linkinfo: Option<LinkInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct LinkInfo {
+    #[serde(default)]
+    pub info_kind: Option<String>,
+    #[serde(default)]
+    pub info_data: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub info_slave_kind: Option<String>,
+    #[serde(default)]
+    pub info_slave_data: Option<Map<String, Value>>,
+}
+
+impl Link {
+    pub fn is_up(&self) -> bool {
+        self.flags.iter().any(|f| f == "UP")
+    }
+    pub fn kind(&self) -> Option<&str> {
+        self.linkinfo.as_ref()?.info_kind.as_deref()
+    }
+    /// The kind's own settings (`mode`, `miimon` of a bond, `id` of a VLAN, ...).
+    pub fn data(&self, key: &str) -> Option<&Value> {
+        self.linkinfo.as_ref()?.info_data.as_ref()?.get(key)
+    }
+    /// Its settings as a port of its master (`cost`, `priority` on a bridge).
+    pub fn port_data(&self, key: &str) -> Option<&Value> {
+        self.linkinfo.as_ref()?.info_slave_data.as_ref()?.get(key)
+    }
+    /// One line for evidence.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} mac {} mtu {} {}",
+            self.ifname,
+            self.address.as_deref().unwrap_or("-"),
+            self.mtu
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "-".into()),
+            if self.is_up() { "up" } else { "down" }
+        );
+        if let Some(k) = self.kind() {
+            s.push_str(&format!(" kind {k}"));
+        }
+        if let Some(m) = &self.master {
+            s.push_str(&format!(" master {m}"));
+        }
+        if let Some(l) = &self.link {
+            s.push_str(&format!(" link {l}"));
+        }
+        s
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(a: &IpAddr) -> Family {
+        if a.is_ipv4() { Family::V4 } else { Family::V6 }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        }
+    }
+}
+
+/// One address on a link (`ip -j addr show`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Addr {
+    pub ifname: String,
+    pub local: IpAddr,
+    pub prefix: u8,
+    /// Leased (DHCP) or autoconfigured (SLAAC): it expires.
+    pub dynamic: bool,
+    /// `global`, `link`, `host`, `site`.
+    pub scope: String,
+    pub label: Option<String>,
+}
+
+impl Addr {
+    pub fn summary(&self) -> String {
+        format!(
+            "{}/{} scope {}{}",
+            self.local,
+            self.prefix,
+            self.scope,
+            if self.dynamic { " dynamic" } else { "" }
+        )
+    }
+}
+
+#[derive(Deserialize)]
+struct IpAddrLink {
+    ifname: String,
+    #[serde(default)]
+    addr_info: Vec<IpAddrInfo>,
+}
+
+#[derive(Deserialize)]
+struct IpAddrInfo {
+    #[serde(default)]
+    local: Option<String>,
+    #[serde(default)]
+    prefixlen: Option<u8>,
+    #[serde(default)]
+    dynamic: bool,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+}
+
+/// One route (`ip -4|-6 -j route show`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RouteFact {
+    /// `default`, a network (`10.0.0.0/12`) or a host address (no prefix).
+    pub dst: String,
+    #[serde(default)]
+    pub gateway: Option<String>,
+    #[serde(default)]
+    pub dev: Option<String>,
+    #[serde(default)]
+    pub metric: Option<u32>,
+    #[serde(default)]
+    pub protocol: Option<String>,
+}
+
+impl RouteFact {
+    pub fn summary(&self) -> String {
+        let mut s = self.dst.clone();
+        if let Some(g) = &self.gateway {
+            s.push_str(&format!(" via {g}"));
+        }
+        if let Some(d) = &self.dev {
+            s.push_str(&format!(" dev {d}"));
+        }
+        if let Some(p) = &self.protocol {
+            s.push_str(&format!(" proto {p}"));
+        }
+        if let Some(m) = self.metric {
+            s.push_str(&format!(" metric {m}"));
+        }
+        s
+    }
+}
+
+/// One bridge port (`bridge -d -j link show`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BridgePort {
+    pub ifname: String,
+    #[serde(default)]
+    pub master: Option<String>,
+    /// `forwarding`, `blocking`, `disabled`, ...
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub priority: Option<u32>,
+    #[serde(default)]
+    pub cost: Option<u32>,
+}
+
+impl BridgePort {
+    pub fn summary(&self) -> String {
+        format!(
+            "{} master {} state {} priority {} cost {}",
+            self.ifname,
+            self.master.as_deref().unwrap_or("-"),
+            self.state.as_deref().unwrap_or("-"),
+            self.priority
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            self.cost
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+        )
+    }
+}
+
+/// One bond as the kernel describes it (`/proc/net/bonding/NAME`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Bonding {
+    /// `fault-tolerance (active-backup)`, `IEEE 802.3ad Dynamic link aggregation`, ...
+    pub mode: String,
+    pub mii_polling_ms: Option<u32>,
+    /// Members in the kernel's order, each with its permanent MAC when given.
+    pub members: Vec<(String, Option<String>)>,
+}
+
+/// Parses `/proc/net/bonding/NAME` (the kernel's `key: value` text).
+pub fn parse_bonding(text: &str) -> Bonding {
+    let mut b = Bonding::default();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let (k, v) = (k.trim(), v.trim());
+        match k {
+            "Bonding Mode" => b.mode = v.to_string(),
+            "MII Polling Interval (ms)" => b.mii_polling_ms = v.parse().ok(),
+            "Slave Interface" => b.members.push((v.to_string(), None)),
+            "Permanent HW addr" => {
+                if let Some(last) = b.members.last_mut() {
+                    last.1 = Some(v.to_ascii_lowercase());
+                }
+            }
+            _ => {}
+        }
+    }
+    b
+}
+
+/// The resolver's view: the nameservers and search domains it uses.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Resolver {
+    pub nameservers: Vec<String>,
+    pub search: Vec<String>,
+    /// Where these came from (`resolvectl`, `/etc/resolv.conf`), for evidence.
+    pub source: String,
+}
+
+/// `resolvectl dns` or `resolvectl domain` output: `Global: a b` and
+/// `Link 2 (eth0): a b` lines; every value.
+pub fn parse_resolvectl_lines(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let rest = if let Some(r) = line.strip_prefix("Global:") {
+            r
+        } else if line.starts_with("Link ") {
+            match line.split_once("):") {
+                Some((_, r)) => r,
+                None => continue,
+            }
+        } else {
+            continue;
+        };
+        out.extend(rest.split_whitespace().map(str::to_string));
+    }
+    out
+}
+
+/// `nameserver` and `search` lines of a resolv.conf.
+pub fn parse_resolv_conf(text: &str) -> (Vec<String>, Vec<String>) {
+    let (mut ns, mut search) = (Vec::new(), Vec::new());
+    for line in text.lines() {
+        let mut w = line.split_whitespace();
+        match w.next() {
+            Some("nameserver") => ns.extend(w.next().map(str::to_string)),
+            Some("search") | Some("domain") => search.extend(w.map(str::to_string)),
+            _ => {}
+        }
+    }
+    (ns, search)
+}
+
+/// Every fact the network checks read. Each part is the parsed file or why it is not there.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub links: Result<Vec<Link>, FactsError>,
+    pub addrs: Result<Vec<Addr>, FactsError>,
+    pub routes4: Result<Vec<RouteFact>, FactsError>,
+    pub routes6: Result<Vec<RouteFact>, FactsError>,
+    /// Per bond name; a bond whose file is missing is absent.
+    pub bonding: BTreeMap<String, Result<Bonding, FactsError>>,
+    pub bridge_ports: Result<Vec<BridgePort>, FactsError>,
+    pub resolver: Result<Resolver, FactsError>,
+    /// The rendered configuration files, by their path in the installed system.
+    pub rendered: Result<Vec<(String, String)>, FactsError>,
+}
+
+fn links(collect: &Path, rel: &str, cmd: &'static str) -> Result<Vec<Link>, FactsError> {
+    json(collect, rel, cmd)
+}
+
+fn addrs(collect: &Path) -> Result<Vec<Addr>, FactsError> {
+    let rel = "vmtest/net/ip-addr.json";
+    let raw: Vec<IpAddrLink> = json(collect, rel, "ip -j addr show")?;
+    let mut out = Vec::new();
+    for l in raw {
+        for a in l.addr_info {
+            let Some(local) = a.local.as_deref() else {
+                continue;
+            };
+            let local: IpAddr = local.parse().map_err(|_| FactsError::Malformed {
+                file: rel.into(),
+                cmd: "ip -j addr show",
+                why: format!("`{local}` on {} is not an IP address", l.ifname),
+            })?;
+            let max = if local.is_ipv4() { 32 } else { 128 };
+            let prefix = a.prefixlen.unwrap_or(max).min(max);
+            out.push(Addr {
+                ifname: l.ifname.clone(),
+                local,
+                prefix,
+                dynamic: a.dynamic,
+                scope: a.scope.unwrap_or_default(),
+                label: a.label,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn resolver(collect: &Path) -> Result<Resolver, FactsError> {
+    let text = |rel: &str| {
+        read_capped(collect, rel, FILE_CAP).map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
+    // resolved is the resolver when it runs: what it says it uses.
+    if let (Ok(dns), Ok(domains)) = (
+        text("vmtest/net/resolvectl-dns.txt"),
+        text("vmtest/net/resolvectl-domain.txt"),
+    ) {
+        let nameservers = parse_resolvectl_lines(&dns);
+        let search: Vec<String> = parse_resolvectl_lines(&domains)
+            .into_iter()
+            // `~domain` only routes queries: not a search domain.
+            .filter(|d| !d.starts_with('~'))
+            .collect();
+        if !nameservers.is_empty() || !search.is_empty() {
+            return Ok(Resolver {
+                nameservers,
+                search,
+                source: "resolvectl dns / resolvectl domain".into(),
+            });
+        }
+    }
+    let rel = "vmtest/net/etc-resolv.conf";
+    let (nameservers, search) = parse_resolv_conf(&text(rel)?);
+    Ok(Resolver {
+        nameservers,
+        search,
+        source: "/etc/resolv.conf".into(),
+    })
+}
+
+/// Every regular file below `collect/vmtest/net/rendered`, by its path in the installed
+/// system, within [`RENDERED_CAP`] and [`RENDERED_MAX_FILES`]. Symbolic links were
+/// removed from the tar by the collect step, so nothing here leads elsewhere.
+fn rendered(collect: &Path) -> Result<Vec<(String, String)>, FactsError> {
+    let rel = "vmtest/net/rendered";
+    let top = collect.join(rel);
+    if !top.is_dir() {
+        return Err(FactsError::Missing {
+            file: rel.into(),
+            why: "no such directory".into(),
+        });
+    }
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    let mut stack: Vec<PathBuf> = vec![top.clone()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut entries: Vec<_> = rd.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let Ok(ft) = e.file_type() else { continue };
+            let p = e.path();
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() {
+                if out.len() >= RENDERED_MAX_FILES {
+                    return Err(FactsError::TooBig {
+                        file: format!("{rel} ({RENDERED_MAX_FILES} files)"),
+                        cap: RENDERED_CAP,
+                    });
+                }
+                let inner = p.strip_prefix(&top).unwrap_or(&p);
+                let file_rel = format!("{rel}/{}", inner.display());
+                let left = RENDERED_CAP.saturating_sub(total);
+                let bytes = read_capped(collect, &file_rel, left).map_err(|e| match e {
+                    FactsError::TooBig { .. } => FactsError::TooBig {
+                        file: rel.into(),
+                        cap: RENDERED_CAP,
+                    },
+                    other => other,
+                })?;
+                total += bytes.len() as u64;
+                out.push((
+                    format!("/{}", inner.display()),
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The bond files: one per bond the links name as a kind.
+fn bonding(collect: &Path, links: &[Link]) -> BTreeMap<String, Result<Bonding, FactsError>> {
+    let mut out = BTreeMap::new();
+    for l in links.iter().filter(|l| l.kind() == Some("bond")) {
+        // A link name from the guest becomes a file name only when it is one plain
+        // component (the kernel allows no `/` in names; the guest's JSON could say anything).
+        if l.ifname.is_empty() || l.ifname.contains('/') || l.ifname == "." || l.ifname == ".." {
+            continue;
+        }
+        let rel = format!("vmtest/net/bonding/{}", l.ifname);
+        let r = read_capped(collect, &rel, FILE_CAP)
+            .map(|b| parse_bonding(&String::from_utf8_lossy(&b)));
+        out.insert(l.ifname.clone(), r);
+    }
+    out
+}
+
+impl Facts {
+    /// Reads everything the collect script wrote (missing parts are errors in place).
+    pub fn read(collect: &Path) -> Facts {
+        let links = links(collect, "vmtest/net/ip-link.json", "ip -d -j link show");
+        let bonding = links
+            .as_ref()
+            .map(|l| bonding(collect, l))
+            .unwrap_or_default();
+        Facts {
+            addrs: addrs(collect),
+            routes4: json(collect, "vmtest/net/ip-route4.json", "ip -4 -j route show"),
+            routes6: json(collect, "vmtest/net/ip-route6.json", "ip -6 -j route show"),
+            bonding,
+            bridge_ports: json(
+                collect,
+                "vmtest/net/bridge-link.json",
+                "bridge -d -j link show",
+            ),
+            resolver: resolver(collect),
+            rendered: rendered(collect),
+            links,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(dir: &Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn bonding_file() {
+        let b = parse_bonding(
+            "Ethernet Channel Bonding Driver: v6.1.0\n\nBonding Mode: fault-tolerance (active-backup)\nPrimary Slave: None\nCurrently Active Slave: interface1\nMII Status: up\nMII Polling Interval (ms): 100\n\nSlave Interface: interface1\nMII Status: up\nPermanent HW addr: 52:54:00:12:34:02\n\nSlave Interface: interface2\nPermanent HW addr: 52:54:00:12:34:04\n",
+        );
+        assert_eq!(b.mode, "fault-tolerance (active-backup)");
+        assert_eq!(b.mii_polling_ms, Some(100));
+        assert_eq!(
+            b.members,
+            [
+                ("interface1".into(), Some("52:54:00:12:34:02".into())),
+                ("interface2".into(), Some("52:54:00:12:34:04".into()))
+            ]
+        );
+    }
+
+    #[test]
+    fn resolver_views() {
+        assert_eq!(
+            parse_resolvectl_lines("Global:\nLink 2 (eth0): 10.0.2.3 fec0::3\nLink 3 (br0.100):\n"),
+            ["10.0.2.3", "fec0::3"]
+        );
+        let (ns, s) =
+            parse_resolv_conf("# x\nnameserver 127.0.0.53\noptions edns0\nsearch a.b c\n");
+        assert_eq!(
+            (ns, s),
+            (vec!["127.0.0.53".into()], vec!["a.b".into(), "c".into()])
+        );
+    }
+
+    #[test]
+    fn missing_big_and_malformed_files_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        put(d.path(), "vmtest/net/ip-link.json", "[{\"ifname\": 3}]");
+        put(
+            d.path(),
+            "vmtest/net/ip-addr.json",
+            "[{\"ifname\":\"e\",\"addr_info\":[{\"local\":\"not-an-ip\"}]}]",
+        );
+        let big = "x".repeat(FILE_CAP as usize + 1);
+        put(d.path(), "vmtest/net/ip-route4.json", &big);
+        let f = Facts::read(d.path());
+        assert!(
+            matches!(&f.links, Err(FactsError::Malformed { file, .. }) if file.ends_with("ip-link.json")),
+            "{:?}",
+            f.links
+        );
+        let e = f.addrs.unwrap_err().to_string();
+        assert!(e.contains("not-an-ip") && e.contains("ip-addr.json"), "{e}");
+        assert!(matches!(f.routes4, Err(FactsError::TooBig { .. })));
+        assert!(matches!(f.routes6, Err(FactsError::Missing { .. })));
+        assert!(f.rendered.is_err());
+    }
+
+    #[test]
+    fn deep_json_is_an_error_not_a_crash() {
+        let d = tempfile::tempdir().unwrap();
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        put(d.path(), "vmtest/net/ip-link.json", &deep);
+        assert!(Facts::read(d.path()).links.is_err());
+    }
+
+    #[test]
+    fn rendered_files_are_read_within_caps() {
+        let d = tempfile::tempdir().unwrap();
+        put(
+            d.path(),
+            "vmtest/net/rendered/etc/netplan/50-cloud-init.yaml",
+            "a",
+        );
+        put(
+            d.path(),
+            "vmtest/net/rendered/run/systemd/network/10-x.network",
+            "b",
+        );
+        let r = Facts::read(d.path()).rendered.unwrap();
+        assert_eq!(
+            r,
+            [
+                ("/etc/netplan/50-cloud-init.yaml".into(), "a".into()),
+                ("/run/systemd/network/10-x.network".into(), "b".into())
+            ]
+        );
+        for i in 0..=RENDERED_MAX_FILES {
+            put(d.path(), &format!("vmtest/net/rendered/many/{i}"), "");
+        }
+        assert!(matches!(
+            Facts::read(d.path()).rendered,
+            Err(FactsError::TooBig { .. })
+        ));
+    }
+}
