@@ -30,7 +30,12 @@ fn names(t: &TestConfig) -> Vec<String> {
 
 /// The collected files of a real `network_basic` run, copied where a test may change them.
 fn collected() -> tempfile::TempDir {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/net/network_basic");
+    collected_of("network_basic")
+}
+
+/// The collected files of a real run of `test` (tests/fixtures/net/TEST).
+fn collected_of(test: &str) -> tempfile::TempDir {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/net/{test}"));
     let d = tempfile::tempdir().unwrap();
     let mut stack = vec![src.clone()];
     while let Some(dir) = stack.pop() {
@@ -378,4 +383,90 @@ fn curtin_network_configs_as_derived() {
     }
     // A disabled network config implies nothing.
     assert!(names(&curtin_example("network_config_disabled")).is_empty());
+}
+
+#[test]
+fn network_advanced_passes_on_its_real_install() {
+    let d = collected_of("network_advanced");
+    let results = run(&example("network_advanced"), d.path());
+    assert_eq!(results.len(), 64);
+    for r in &results {
+        assert!(r.passed(), "{}: {}", r.name, r.evidence);
+    }
+}
+
+/// Bonds, bridges, VLANs and routes as collected from a real install, changed: exactly
+/// the checks about the changes fail.
+#[test]
+fn a_wrong_bond_bridge_vlan_and_route_fail_their_checks() {
+    let d = collected_of("network_advanced");
+    let net = "vmtest/net";
+    edit_json(d.path(), &format!("{net}/ip-link.json"), |links| {
+        for l in links.as_array_mut().unwrap() {
+            let name = l["ifname"].as_str().unwrap().to_string();
+            let data = &mut l["linkinfo"]["info_data"];
+            match name.as_str() {
+                "bond0" => data["mode"] = "balance-rr".into(),
+                "br0" => data["stp_state"] = 1.into(),
+                "br0.100" => data["id"] = 101.into(),
+                _ => {}
+            }
+        }
+    });
+    edit_json(d.path(), &format!("{net}/bridge-link.json"), |ports| {
+        ports[0]["cost"] = 100.into();
+    });
+    edit_json(d.path(), &format!("{net}/ip-route6.json"), |routes| {
+        for r in routes.as_array_mut().unwrap() {
+            if r["dst"] == "2001:db8:100::/48" {
+                r["metric"] = 1024.into();
+            }
+        }
+    });
+    // One bond member is gone from the kernel's list (its MAC check still holds: the
+    // link keeps its permanent MAC).
+    edit(d.path(), &format!("{net}/bonding/bond0"), |t| {
+        t.replace("Slave Interface: interface2", "Slave Interface: interface9")
+    });
+    let failed: Vec<(String, String)> = run(&example("network_advanced"), d.path())
+        .into_iter()
+        .filter(|r| !r.passed())
+        .map(|r| (r.name, r.evidence))
+        .collect();
+    let names: Vec<&str> = failed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "route 2001:db8:100::/48 via 2001:db8:1::2",
+            "bond bond0 members",
+            "bond bond0 mode",
+            "bridge br0 port interface3 path-cost",
+            "bridge br0 stp",
+            "vlan br0.100 id",
+        ],
+        "{failed:#?}"
+    );
+    let ev = |n: &str| &failed.iter().find(|(x, _)| x == n).unwrap().1;
+    assert!(
+        ev("bond bond0 mode").starts_with("bond bond0 mode is balance-rr, not active-backup\n")
+    );
+    assert!(
+        ev("bond bond0 mode").contains("fault-tolerance (active-backup)"),
+        "the kernel's own words as evidence"
+    );
+    assert!(ev("bond bond0 members").starts_with(
+        "bond bond0 members are [interface9, interface1], not [interface1, interface2]\n"
+    ));
+    assert!(ev("bridge br0 stp").starts_with("bridge br0 STP is on (stp_state 1), not off\n"));
+    assert!(
+        ev("bridge br0 port interface3 path-cost")
+            .starts_with("br0 port interface3 cost is 100, not 50\n")
+    );
+    assert!(ev("vlan br0.100 id").starts_with("br0.100 is not VLAN 100 (kind vlan, id 101)\n"));
+    let e = ev("route 2001:db8:100::/48 via 2001:db8:1::2");
+    assert!(
+        e.starts_with("no route to 2001:db8:100::/48 via 2001:db8:1::2 dev interface0 metric 50\n")
+            && e.contains("metric 1024"),
+        "{e}"
+    );
 }
