@@ -108,9 +108,9 @@ vmtest: build
 	$(VMTEST) run $(VMTEST_ARGS) $(VMTEST_TESTS)
 
 ## End to end, in CI: the default test set (examples/tests: basic, basic_lvm, basic_4k,
-## basic_uefi) through the qemu backend with the script installer and a real image
-## (built first if the store has none: ~4 min), two at a time; then a real kernel panic
-## ending its phase at once. About 10 min under TCG here. Everything is kept under
+## basic_uefi, network_basic, network_advanced) through the qemu backend with the script
+## installer and a real image (built first if the store has none: ~4 min), two at a time;
+## then a real kernel panic ending its phase at once. About 15 min under TCG here. Everything is kept under
 ## E2E_TOPDIR (logs and collect/ of every test, everything of a failed one) with JUnit
 ## beside it.
 E2E_TOPDIR = target/vmtest-e2e
