@@ -31,7 +31,6 @@ pub mod config;
 pub mod console;
 pub mod curtin_events;
 pub mod http;
-pub mod netcheck;
 pub mod pack;
 pub mod partition;
 pub mod plan;

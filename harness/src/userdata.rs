@@ -173,9 +173,9 @@ pub fn boot_parts(test: &TestConfig) -> Vec<Part> {
     s.push_str(")\n(\n");
     s.push_str(&crate::checks::script::collect_script());
     s.push_str(")\n");
-    if !crate::netcheck::checks_for(test).is_empty() {
+    if crate::checks::network::applies(test) {
         s.push_str("(\n");
-        s.push_str(crate::netcheck::script::NETWORK);
+        s.push_str(crate::checks::network::script::NETWORK);
         s.push_str(")\n");
     }
     for (i, script) in test.vmtest.collect_scripts.iter().enumerate() {

@@ -63,6 +63,12 @@ impl Collected {
         }
     }
 
+    /// The collect/ directory, for domains that read their own files with their own caps
+    /// (the network facts: `checks::network::facts`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// `file` (relative to collect/) as text, invalid UTF-8 replaced.
     pub fn text(&self, file: &str) -> Result<Rc<str>, DataError> {
         if let Some(t) = self.texts.borrow().get(file) {

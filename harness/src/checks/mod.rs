@@ -9,9 +9,9 @@
 //!
 //! - [`storage`]: disks, partitions, filesystems, mounts, RAID, LVM, dm-crypt, bcache,
 //!   swap, from `storage:`;
-//! - network: interfaces, addresses, routes, bonds, VLANs, bridges, DNS, from `network:`
-//!   (added the same way: a `network` module with `derive(&TestConfig) -> Vec<Check>`,
-//!   its probes, its section of [`script`] and its parsers under [`parse`]).
+//! - [`network`]: interfaces, addresses, routes, bonds, VLANs, bridges, DNS, from
+//!   `network:` (its collected facts and their bounded parsers in `network::facts`, its
+//!   section of the collect script in `network::script`).
 //!
 //! [`Collected`] reads collect/ lazily and bounded, and caches each parsed artifact, so
 //! many checks share one parse of `lsblk.json`. The test's own `expect:` list adds to the
@@ -19,6 +19,7 @@
 //! turns derivation off.
 
 pub mod collected;
+pub mod network;
 pub mod parse;
 pub mod script;
 pub mod storage;
@@ -80,6 +81,7 @@ impl Check {
 /// made unique (a second `mount none fstab` becomes `mount none fstab #2`).
 pub fn derive(test: &TestConfig) -> Vec<Check> {
     let mut checks = storage::derive(test);
+    checks.extend(network::derive(test));
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for c in &mut checks {
         let n = seen.entry(c.name.clone()).or_insert(0);

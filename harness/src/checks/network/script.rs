@@ -23,7 +23,7 @@
 
 /// The network section of the collect script.
 pub const NETWORK: &str = r#"
-# vmtest: network facts for the derived checks (harness/src/netcheck)
+# vmtest: network facts for the derived checks (harness/src/checks/network)
 mkdir -p /mnt/output/vmtest/net/bonding /mnt/output/vmtest/net/rendered
 cd /mnt/output/vmtest/net || exit 0
 w=/lib/systemd/systemd-networkd-wait-online

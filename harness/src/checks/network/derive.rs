@@ -116,6 +116,74 @@ pub enum Want {
     },
 }
 
+impl Want {
+    /// What it expects, in words (the start of a failure's evidence).
+    pub fn describe(&self) -> String {
+        match self {
+            Want::Exists { iface } => format!("a link named {iface}"),
+            Want::Mac { mac, .. } => format!("MAC {mac}"),
+            Want::Mtu { mtu, .. } => format!("MTU {mtu}"),
+            Want::State { up, .. } => (if *up { "up" } else { "down" }).to_string(),
+            Want::Address { iface, addr } => format!("{addr} on {iface}"),
+            Want::OnlyIpv4 { statics, dhcp, .. } => {
+                let mut v: Vec<String> = statics.iter().map(|p| p.to_string()).collect();
+                if *dhcp {
+                    v.push("one DHCP lease".into());
+                }
+                if v.is_empty() {
+                    "no IPv4 address".into()
+                } else {
+                    format!("IPv4 {} and nothing else", v.join(", "))
+                }
+            }
+            Want::Lease { family, .. } => format!("a leased {} address", family.as_str()),
+            Want::Route {
+                dst,
+                via,
+                metric,
+                dev,
+            } => {
+                let mut s = dst.route_text();
+                if let Some(v) = via {
+                    s.push_str(&format!(" via {v}"));
+                }
+                if let Some(d) = dev {
+                    s.push_str(&format!(" dev {d}"));
+                }
+                if let Some(m) = metric {
+                    s.push_str(&format!(" metric {m}"));
+                }
+                s
+            }
+            Want::Nameserver(ns) => format!("nameserver {ns} in use"),
+            Want::Search(d) => format!("search domain {d}"),
+            Want::BondOption { key, value, .. } => format!("{key} {value}"),
+            Want::BondMembers { members, .. } | Want::BridgeMembers { members, .. } => {
+                format!("members {}", members.join(", "))
+            }
+            Want::VlanId { id, .. } => format!("VLAN id {id}"),
+            Want::VlanParent { link, .. } => format!("a VLAN on {link}"),
+            Want::BridgeStp { on, .. } => format!("STP {}", if *on { "on" } else { "off" }),
+            Want::BridgeOption {
+                key, value, shown, ..
+            } => {
+                format!("{key} {value} (the config's {shown})")
+            }
+            Want::BridgePort {
+                port, key, value, ..
+            } => format!("{port} {key} {value}"),
+            Want::RenderedMac { mac } => format!("{mac} in the rendered network configuration"),
+            Want::RenderedAddress { addr } => {
+                format!("{addr} in the rendered network configuration")
+            }
+            Want::CloudInitConfig { .. } => {
+                "the test's network: in /etc/cloud/cloud.cfg.d/50-curtin-networking.cfg".into()
+            }
+            Want::BadConfig { .. } => "a network config the checks can read".into(),
+        }
+    }
+}
+
 /// One derived check: a stable name and what it expects.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetCheck {

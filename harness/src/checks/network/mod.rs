@@ -1,6 +1,6 @@
 //! Network checks derived from the test's network config: from `network:` alone (v1 or
 //! v2, the model in [`crate::config`]), what the installed system must show, checked
-//! against what the harness's collect script gathered there. One result per check, in
+//! against what the harness's collect script gathered there. One [`Check`] per fact, in
 //! the [`CheckGroup::Network`] group, named for what it checks (`interface eth1 mtu`,
 //! `bond bond0 mode`, `route default via 10.0.2.2`).
 //!
@@ -10,7 +10,8 @@
 //!   domains; bond mode, members and settings; VLAN id and parent; bridge members, STP,
 //!   timers and port settings; the MACs and addresses in the rendered configuration; the
 //!   config cloud-init was handed);
-//! - [`facts`]: the collected files, read with caps and typed errors (guest input);
+//! - [`facts`]: the collected files, read with caps and typed errors (guest input), one
+//!   [`Artifact`] shared by every network check;
 //! - [`eval`]: each check against the facts, with the evidence on failure;
 //! - [`script`]: the collect script's network section.
 
@@ -24,12 +25,32 @@ use std::path::Path;
 
 pub use derive::{NetCheck, Want};
 
+use super::{Artifact, Check, Collected, DataError, Probe};
 use crate::check::{CheckGroup, CheckResult};
 use crate::config::TestConfig;
 
-/// The network checks `test` implies (none without a network config, or with a disabled
-/// one).
-pub fn checks_for(test: &TestConfig) -> Vec<NetCheck> {
+impl Artifact for facts::Facts {
+    fn load(c: &Collected) -> Result<Self, DataError> {
+        Ok(facts::Facts::read(c.dir()))
+    }
+}
+
+impl Probe for Want {
+    fn evaluate(&self, data: &Collected) -> Result<(), String> {
+        let f = data.get::<facts::Facts>().map_err(|e| e.to_string())?;
+        eval::evaluate(self, &f)
+    }
+}
+
+/// Whether `test` has a network config that implies checks (present, not disabled): then
+/// the boot phase collects the network facts.
+pub fn applies(test: &TestConfig) -> bool {
+    test.network.as_ref().is_some_and(|n| !n.disabled)
+}
+
+/// What the network config implies, as the network domain's own values (for tests and
+/// for [`derive`]).
+pub fn wants(test: &TestConfig) -> Vec<NetCheck> {
     let Some(net) = &test.network else {
         return Vec::new();
     };
@@ -41,27 +62,21 @@ pub fn checks_for(test: &TestConfig) -> Vec<NetCheck> {
     derive::derive(net, network)
 }
 
-/// Evaluates `checks` on the files collected into `collect`: one result each.
-pub fn evaluate(checks: &[NetCheck], collect: &Path) -> Vec<CheckResult> {
-    if checks.is_empty() {
-        return Vec::new();
-    }
-    let facts = facts::Facts::read(collect);
-    checks
-        .iter()
+/// The network checks `test` implies (none without a network config, or with a disabled
+/// one).
+pub fn derive(test: &TestConfig) -> Vec<Check> {
+    wants(test)
+        .into_iter()
         .map(|c| {
-            CheckResult::from_result(
-                CheckGroup::Network,
-                c.name.clone(),
-                eval::evaluate(&c.want, &facts),
-            )
+            let expects = c.want.describe();
+            Check::new(CheckGroup::Network, c.name, expects, c.want)
         })
         .collect()
 }
 
 /// The derived network checks of `test` on `collect`.
 pub fn run(test: &TestConfig, collect: &Path) -> Vec<CheckResult> {
-    evaluate(&checks_for(test), collect)
+    super::evaluate(&derive(test), collect)
 }
 
 #[cfg(test)]
