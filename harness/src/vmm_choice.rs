@@ -339,6 +339,9 @@ mod tests {
             // / on LVM, but /boot on its own ext4 partition.
             ("basic_lvm", VmmChoice::Builtin),
             ("basic_uefi", VmmChoice::Qemu),
+            // Several NICs: the builtin attaches them all (tests/nics.rs).
+            ("network_basic", VmmChoice::Builtin),
+            ("network_advanced", VmmChoice::Builtin),
         ] {
             let t = TestConfig::load(&dir.join(format!("{name}.yaml"))).unwrap();
             for host in hosts() {
