@@ -115,6 +115,13 @@ pub fn run(args: ImagesArgs) -> Result<()> {
         }
         ImagesCommand::Sync { build: b, keep } => {
             let want = crate::env_bool("CURTIN_VMTEST_IMAGE_SYNC", false);
+            if store.build_running(&b.release, &b.arch) {
+                eprintln!(
+                    "another build of {}/{} is running: waiting for it before deciding whether to build",
+                    b.release, b.arch
+                );
+                store.wait_for_build(&b.release, &b.arch)?;
+            }
             let have = store.has_valid(&b.release, &b.arch)?;
             let missing = if have {
                 store.missing_packages(&b.release, &b.arch, &b.options().carried())?

@@ -9,7 +9,7 @@ use std::time::Duration;
 use images::store::{ImageOrigin, ImageStore, Problem, StoreError, Verify};
 
 mod fake_store;
-use fake_store::{KREL, fake_image, sha256, store};
+use fake_store::{KREL, fake_image, publish_fake, sha256, store};
 
 fn valid_versions(store: &ImageStore) -> Vec<String> {
     store
@@ -140,6 +140,34 @@ fn concurrent_builders_wait_for_each_other() {
         .expect("second builder never got the lock");
     waiter.join().unwrap();
     assert!(!store.build_running("bookworm", "amd64"));
+}
+
+#[test]
+fn a_sync_waits_for_a_running_build_and_then_sees_its_image() {
+    let (_t, store) = store();
+    // Nothing built yet: no lock file, nothing to wait for.
+    store.wait_for_build("bookworm", "amd64").unwrap();
+    let slot = store.begin_build("bookworm", "amd64").unwrap();
+    let (tx, rx) = mpsc::channel();
+    let s2 = store.clone();
+    let waiter = std::thread::spawn(move || {
+        s2.wait_for_build("bookworm", "amd64").unwrap();
+        tx.send(s2.has_valid("bookworm", "amd64").unwrap()).unwrap();
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "the sync did not wait for the running build"
+    );
+    // The build publishes, then lets go of its lock.
+    publish_fake(slot, "bookworm", "built");
+    let saw_image = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the sync never stopped waiting");
+    assert!(
+        saw_image,
+        "after waiting, the sync must see what the build published"
+    );
+    waiter.join().unwrap();
 }
 
 #[test]

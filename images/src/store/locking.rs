@@ -18,6 +18,23 @@ impl ImageStore {
         )
     }
 
+    /// Waits until no build of `release`/`arch` runs (takes and drops its lock), so a
+    /// caller deciding whether to build looks at what that build published, instead of
+    /// building the same image again once it ends.
+    pub fn wait_for_build(&self, release: &str, arch: &str) -> Result<(), StoreError> {
+        let name = sanitize(&format!("{release}-{arch}"));
+        let lock_path = self.locks_dir().join(format!("build-{name}.lock"));
+        match FileLock::acquire(&lock_path, LockKind::Exclusive, false) {
+            Ok(_done) => Ok(()),
+            // No lock file: no build has ever run here.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::Io {
+                path: lock_path,
+                source: e,
+            }),
+        }
+    }
+
     /// The store lock, or `None` where the store cannot hold one (missing or read-only
     /// store: nobody can change it then either).
     pub(super) fn store_lock(&self, kind: LockKind) -> Result<Option<FileLock>, StoreError> {

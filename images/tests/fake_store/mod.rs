@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 
-use images::store::{INDEX_FORMAT, ImageIndex, ImageStore, IndexItem};
+use images::store::{BuildSlot, INDEX_FORMAT, ImageIndex, ImageStore, IndexItem};
 
 pub const KREL: &str = "6.1.0-99-cloud-amd64";
 
@@ -15,7 +15,11 @@ pub fn sha256(data: &[u8]) -> String {
 
 /// Publishes a fake image through the same path a real build uses; returns its directory.
 pub fn fake_image(store: &ImageStore, release: &str, tag: &str) -> std::path::PathBuf {
-    let slot = store.begin_build(release, "amd64").unwrap();
+    publish_fake(store.begin_build(release, "amd64").unwrap(), release, tag)
+}
+
+/// Publishes a fake image from a build slot already held (the build's lock goes with it).
+pub fn publish_fake(slot: BuildSlot, release: &str, tag: &str) -> std::path::PathBuf {
     let out = slot.staging.join("out");
     let files = [
         (
