@@ -22,14 +22,20 @@ pub enum Exit {
 impl Exit {
     /// The code for a finished run: infrastructure if any test could not run for the
     /// host's sake (the run is incomplete; CI may retry), else failed if any test did
-    /// not pass, else passed.
+    /// not pass, else passed. A test that needs what no host here has (another
+    /// architecture, an iSCSI target) is listed as NOT RUN with its reason and does not
+    /// fail the run: retrying would not change it, and a whole selection of such tests is
+    /// refused as a usage error before anything runs.
     pub fn of_results(results: &[TestResult]) -> Exit {
         if results
             .iter()
             .any(|r| r.failure.as_ref().is_some_and(|f| f.is_infrastructure()))
         {
             Exit::Infrastructure
-        } else if results.iter().all(|r| r.status == Status::Pass) {
+        } else if results
+            .iter()
+            .all(|r| matches!(r.status, Status::Pass | Status::NotRun))
+        {
             Exit::Passed
         } else {
             Exit::TestFailed
@@ -135,7 +141,15 @@ mod tests {
             )
         };
         let left = || result(Status::Error, Some(RunError::LeftAtConsole(Phase::Install)));
+        let not_here = || {
+            result(
+                Status::NotRun,
+                Some(RunError::NotRunnableHere("it is for s390x".into())),
+            )
+        };
         assert_eq!(Exit::of_results(&[pass(), pass()]), Exit::Passed);
+        assert_eq!(Exit::of_results(&[pass(), not_here()]), Exit::Passed);
+        assert_eq!(Exit::of_results(&[not_here(), failed()]), Exit::TestFailed);
         assert_eq!(Exit::of_results(&[pass(), failed()]), Exit::TestFailed);
         assert_eq!(Exit::of_results(&[pass(), left()]), Exit::TestFailed);
         assert_eq!(Exit::of_results(&[failed(), infra()]), Exit::Infrastructure);

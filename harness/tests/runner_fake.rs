@@ -443,6 +443,60 @@ fn summary_and_junit() {
     );
 }
 
+/// A test that needs what no host here has (an s390x DASD) is listed as NOT RUN with its
+/// reason, boots nothing, creates no work dir, and does not fail the run: the summary,
+/// JUnit (`skipped`) and the exit code say so.
+#[test]
+fn a_test_this_host_cannot_run_is_listed_not_failed() {
+    let env = Env::new();
+    let s = env.settings(&[]);
+    let phases = Arc::new(Mutex::new(Vec::new()));
+    let phases2 = phases.clone();
+    let b = FakeBackend::new(move |spec| {
+        phases2.lock().unwrap().push(spec.phase);
+        good_guest(spec)
+    });
+    let dasd = TestConfig::parse(
+        "dasd",
+        Path::new("dasd.yaml"),
+        "storage:\n  version: 1\n  config:\n    - {id: dasdb, type: dasd, device_id: 0.0.1544, blocksize: 4096, mode: quick, disk_layout: cdl}\n    - {id: sda, type: disk, serial: a, ptable: gpt}\n",
+    )
+    .unwrap();
+    let results = run(&env, &s, b, &[env.test("good"), dasd]);
+    assert_eq!(results[0].status, Status::Pass, "{:?}", results[0].errors());
+    let r = &results[1];
+    assert_eq!(r.status, Status::NotRun, "{:?}", r.errors());
+    assert!(
+        r.errors()[0].contains("cannot run on this host") && r.errors()[0].contains("DASD"),
+        "{:?}",
+        r.errors()
+    );
+    assert_eq!(*phases.lock().unwrap(), [Phase::Install, Phase::Boot]);
+    assert!(!s.topdir.join("dasd").exists());
+    let table = harness::report::summary_table(&results);
+    assert!(table.contains("NOT RUN"), "{table}");
+    assert!(
+        table.contains("\n1 passed, 0 failed, 1 not run here (neither passed nor failed);"),
+        "{table}"
+    );
+    let x = harness::report::junit_xml(&results);
+    assert!(
+        x.contains("<skipped message=\"cannot run on this host") && x.contains("skipped=\"1\""),
+        "{x}"
+    );
+    assert_eq!(
+        harness::exit::Exit::of_results(&results),
+        harness::exit::Exit::Passed
+    );
+    let gh = harness::report::github::results(&results, None);
+    assert!(
+        gh.starts_with(
+            "::warning file=dasd.yaml,title=vmtest dasd NOT RUN::cannot run on this host"
+        ),
+        "{gh}"
+    );
+}
+
 /// A firmware-less backend (the builtin microVM) boots what grub would: the runner reads
 /// grub.cfg, the kernel and the initrd from the installed disk on the host.
 #[test]

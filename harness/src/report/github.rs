@@ -27,9 +27,18 @@ pub fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
-/// One `::error` line.
+/// How loud an annotation is: an error, or a warning for what neither passed nor failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Level {
+    #[default]
+    Error,
+    Warning,
+}
+
+/// One `::error` (or `::warning`) line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Annotation {
+    pub level: Level,
     pub file: Option<String>,
     pub line: Option<usize>,
     pub col: Option<usize>,
@@ -53,9 +62,13 @@ impl std::fmt::Display for Annotation {
             props.push(format!("title={}", escape_property(t)));
         }
         let sep = if props.is_empty() { "" } else { " " };
+        let level = match self.level {
+            Level::Error => "error",
+            Level::Warning => "warning",
+        };
         write!(
             f,
-            "::error{sep}{}::{}",
+            "::{level}{sep}{}::{}",
             props.join(","),
             escape_data(&self.message)
         )
@@ -82,15 +95,35 @@ pub fn config_error(e: &ConfigError, workspace: Option<&Path>) -> Annotation {
             Some(k) => format!("{k}: {}", e.msg),
             None => e.msg.clone(),
         },
+        ..Default::default()
     }
 }
 
 /// Annotations and serial-tail groups for the tests that did not pass: one `::error`
 /// for a run that stopped (infrastructure or a phase), one per failed check, all on
-/// the test's config file; then the test's serial tail in a `::group::`.
+/// the test's config file; then the test's serial tail in a `::group::`. A test this
+/// host cannot run gets one `::warning` with the reason, and no serial tail (it booted
+/// nothing).
 pub fn results(results: &[TestResult], workspace: Option<&Path>) -> String {
     let mut out = String::new();
-    for r in results.iter().filter(|r| r.status != Status::Pass) {
+    for r in results.iter().filter(|r| r.status == Status::NotRun) {
+        let a = Annotation {
+            level: Level::Warning,
+            file: Some(shown_path(&r.file, workspace)),
+            title: Some(format!("vmtest {} {}", r.name, r.status.label())),
+            message: r
+                .failure
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        let _ = writeln!(out, "{a}");
+    }
+    for r in results
+        .iter()
+        .filter(|r| !matches!(r.status, Status::Pass | Status::NotRun))
+    {
         let file = Some(shown_path(&r.file, workspace));
         if let Some(f) = &r.failure {
             let a = Annotation {
@@ -104,6 +137,7 @@ pub fn results(results: &[TestResult], workspace: Option<&Path>) -> String {
         for c in r.checks.iter().filter(|c| !c.passed()) {
             let a = Annotation {
                 file: file.clone(),
+                //LINEPLACEHOLDER
                 title: Some(format!("{} / {}", r.name, c.name)),
                 message: c.evidence.clone(),
                 ..Default::default()
@@ -144,6 +178,7 @@ mod tests {
         assert_eq!(escape_data("50% done\r\nnext"), "50%25 done%0D%0Anext");
         assert_eq!(escape_property("a:b,c%\n"), "a%3Ab%2Cc%25%0A");
         let a = Annotation {
+            level: Level::Error,
             file: Some("tests/x,y.yaml".into()),
             line: Some(3),
             col: Some(2),
@@ -162,6 +197,12 @@ mod tests {
             .to_string(),
             "::error::m"
         );
+        let w = Annotation {
+            level: Level::Warning,
+            message: "not run".into(),
+            ..Default::default()
+        };
+        assert_eq!(w.to_string(), "::warning::not run");
         assert!(enabled(Some("true")) && !enabled(Some("1")) && !enabled(None));
     }
 

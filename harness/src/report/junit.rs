@@ -40,7 +40,7 @@ fn problem(kind: &str, lines: &[String]) -> String {
 pub fn junit_xml<'a>(results: impl IntoIterator<Item = &'a TestResult>) -> String {
     let results: Vec<&TestResult> = results.into_iter().collect();
     let mut cases = String::new();
-    let (mut tests, mut failures, mut errors) = (0, 0, 0);
+    let (mut tests, mut failures, mut errors, mut skipped) = (0, 0, 0, 0);
     for r in &results {
         tests += 1;
         cases.push_str(&format!(
@@ -52,7 +52,14 @@ pub fn junit_xml<'a>(results: impl IntoIterator<Item = &'a TestResult>) -> Strin
         if let Some(f) = &r.failure {
             let mut lines = f.lines();
             lines.extend(r.notes.iter().cloned());
-            if f.status() == Status::Error {
+            if f.status() == Status::NotRun {
+                // Neither passed nor failed: JUnit's `skipped`, with the reason.
+                skipped += 1;
+                cases.push_str(&format!(
+                    "    <skipped message=\"{}\"/>\n",
+                    xml_escape(&f.to_string())
+                ));
+            } else if f.status() == Status::Error {
                 errors += 1;
                 cases.push_str(&problem("error", &lines));
             } else {
@@ -96,7 +103,7 @@ pub fn junit_xml<'a>(results: impl IntoIterator<Item = &'a TestResult>) -> Strin
     }
     let total: f64 = results.iter().map(|r| r.total.as_secs_f64()).sum();
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"vmtest\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{total:.3}\">\n{cases}</testsuite>\n</testsuites>\n"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"vmtest\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{total:.3}\">\n{cases}</testsuite>\n</testsuites>\n"
     )
 }
 

@@ -5,8 +5,8 @@ use crate::backend::Phase;
 use crate::check;
 use crate::runner::{Status, TestResult};
 
-/// The summary table; its last line counts the tests that passed and failed, then
-/// (when any ran) the checks of all of them.
+/// The summary table; its last line counts the tests that passed and failed, those this
+/// host could not run (neither), then (when any ran) the checks of all of them.
 pub fn summary_table(results: &[TestResult]) -> String {
     let mut s = String::new();
     let w = results
@@ -16,7 +16,7 @@ pub fn summary_table(results: &[TestResult]) -> String {
         .unwrap_or(4)
         .max(4);
     s.push_str(&format!(
-        "{:<w$}  {:<6}  {:<9}  {:<9}  {:>13}  {:>9}  {:>9}  {:>9}  {:>8}\n",
+        "{:<w$}  {:<7}  {:<9}  {:<9}  {:>13}  {:>9}  {:>9}  {:>9}  {:>8}\n",
         "test",
         "result",
         "backend",
@@ -35,7 +35,7 @@ pub fn summary_table(results: &[TestResult]) -> String {
         };
         let (ok, bad) = check::counts(&r.checks);
         s.push_str(&format!(
-            "{:<w$}  {:<6}  {:<9}  {:<9}  {:>13}  {:>9}  {:>9}  {:>8.1}s  {:>6.0}ms\n",
+            "{:<w$}  {:<7}  {:<9}  {:<9}  {:>13}  {:>9}  {:>9}  {:>8.1}s  {:>6.0}ms\n",
             r.name,
             r.status.label(),
             r.backend,
@@ -47,8 +47,18 @@ pub fn summary_table(results: &[TestResult]) -> String {
             r.overhead().as_secs_f64() * 1000.0
         ));
     }
-    let pass = results.iter().filter(|r| r.status == Status::Pass).count();
-    s.push_str(&format!("{} passed, {} failed", pass, results.len() - pass));
+    let count = |st: Status| results.iter().filter(|r| r.status == st).count();
+    let (pass, not_run) = (count(Status::Pass), count(Status::NotRun));
+    s.push_str(&format!(
+        "{} passed, {} failed",
+        pass,
+        results.len() - pass - not_run
+    ));
+    if not_run > 0 {
+        s.push_str(&format!(
+            ", {not_run} not run here (neither passed nor failed)"
+        ));
+    }
     let (ok, bad) = results
         .iter()
         .map(|r| check::counts(&r.checks))

@@ -109,6 +109,7 @@ impl RunError {
             | RunError::FindKernel(_)
             | RunError::Collect(_)
             | RunError::NothingCollected { .. } => Status::Fail,
+            RunError::NotRunnableHere(_) => Status::NotRun,
             _ => Status::Error,
         }
     }

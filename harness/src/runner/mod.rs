@@ -44,6 +44,10 @@ pub enum Status {
     /// The harness could not run the test (missing image, qemu, bad config, ...) or the
     /// test did not finish.
     Error,
+    /// The test needs what this host cannot give (another architecture, an iSCSI target,
+    /// ZFS in the image, ...): listed with the reason, neither passed nor failed.
+    #[serde(rename = "not_run")]
+    NotRun,
 }
 
 impl Status {
@@ -53,6 +57,7 @@ impl Status {
             Status::Pass => "PASS",
             Status::Fail => "FAIL",
             Status::Error => "ERROR",
+            Status::NotRun => "NOT RUN",
         }
     }
 }
