@@ -49,6 +49,10 @@ pub struct CheckResult {
     /// What was found: on a failure, why it failed (the collected lines that disagree, or
     /// the file that is missing); may be empty on a pass.
     pub evidence: String,
+    /// The line of the test file whose entry implied the check (a storage item, an
+    /// interface, an `expect:` item), where known: CI annotations point there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
 }
 
 impl CheckResult {
@@ -58,6 +62,7 @@ impl CheckResult {
             name: name.into(),
             outcome: CheckOutcome::Pass,
             evidence: String::new(),
+            line: None,
         }
     }
 
@@ -71,6 +76,7 @@ impl CheckResult {
             name: name.into(),
             outcome: CheckOutcome::Fail,
             evidence: evidence.into(),
+            line: None,
         }
     }
 
@@ -84,6 +90,12 @@ impl CheckResult {
             Ok(()) => CheckResult::pass(group, name),
             Err(evidence) => CheckResult::fail(group, name, evidence),
         }
+    }
+
+    /// The same result, said to come from line `line` of the test file.
+    pub fn at(mut self, line: Option<usize>) -> CheckResult {
+        self.line = line;
+        self
     }
 
     pub fn passed(&self) -> bool {

@@ -333,8 +333,8 @@ fn github_annotation_for_a_broken_config() {
     assert_eq!((code, out.as_str()), (2, ""));
 }
 
-/// A failed check under GitHub Actions: an annotation on the test's config naming the
-/// check, and the serial tail in a group (a guest's `::` line cannot issue a command).
+/// A failed check under GitHub Actions: an annotation on the test's config, at the line
+/// of the `expect:` item that made the check, naming the check, and the serial tail in a group (a guest's `::` line cannot issue a command).
 #[test]
 fn github_annotation_for_a_failed_check_and_its_serial_tail() {
     let d = tempfile::tempdir().unwrap();
@@ -349,7 +349,7 @@ fn github_annotation_for_a_failed_check_and_its_serial_tail() {
     assert_eq!(
         gh,
         vec![
-            "::error file=tests/fail.yaml,title=fail / file_exists fstab::file_exists: missing fstab",
+            "::error file=tests/fail.yaml,line=5,title=fail / file_exists fstab::file_exists: missing fstab",
             "::group::fail: serial log",
             "boot serial log tail:",
             "booted",

@@ -46,6 +46,8 @@ pub struct Check {
     pub name: String,
     /// What the config implies, in words: `3221225472 bytes (3 GiB), within 1 MiB`.
     pub expects: String,
+    /// The line of the test file whose entry implies this check, where known.
+    pub line: Option<usize>,
     probe: Box<dyn Probe>,
 }
 
@@ -60,20 +62,28 @@ impl Check {
             group,
             name: name.into(),
             expects: expects.into(),
+            line: None,
             probe: Box::new(probe),
         }
     }
 
+    /// The same check, said to come from line `line` of the test file.
+    pub fn at(mut self, line: Option<usize>) -> Check {
+        self.line = line;
+        self
+    }
+
     /// The check's result on `data`; a failure's evidence starts with what was expected.
     pub fn run(&self, data: &Collected) -> CheckResult {
-        match self.probe.evaluate(data) {
+        let r = match self.probe.evaluate(data) {
             Ok(()) => CheckResult::pass(self.group, &self.name),
             Err(found) => CheckResult::fail(
                 self.group,
                 &self.name,
                 format!("expected {}; {found}", self.expects),
             ),
-        }
+        };
+        r.at(self.line)
     }
 }
 
@@ -113,10 +123,15 @@ pub fn verify(test: &TestConfig, collect: &std::path::Path, derive_on: bool) -> 
     } else {
         Vec::new()
     };
-    results.extend(crate::verdict::check_expectations(
-        collect,
-        &test.vmtest.expect,
-    ));
+    // Each `expect:` item gives one or more results, all from its line.
+    for (i, e) in test.vmtest.expect.iter().enumerate() {
+        let line = test.expect_line(i);
+        results.extend(
+            crate::verdict::check_expectations(collect, std::slice::from_ref(e))
+                .into_iter()
+                .map(|r| r.at(line)),
+        );
+    }
     results
 }
 

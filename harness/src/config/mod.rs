@@ -14,6 +14,7 @@
 //! - [`names`]: test names (they become directories) and finding test files.
 
 mod disks;
+mod lines;
 mod names;
 mod network;
 mod parse;

@@ -137,7 +137,7 @@ pub fn results(results: &[TestResult], workspace: Option<&Path>) -> String {
         for c in r.checks.iter().filter(|c| !c.passed()) {
             let a = Annotation {
                 file: file.clone(),
-                //LINEPLACEHOLDER
+                line: c.line,
                 title: Some(format!("{} / {}", r.name, c.name)),
                 message: c.evidence.clone(),
                 ..Default::default()

@@ -117,6 +117,34 @@ pub enum Want {
 }
 
 impl Want {
+    /// The interface the check is about, where it is about one (a route's device).
+    pub fn iface(&self) -> Option<&str> {
+        match self {
+            Want::Exists { iface }
+            | Want::Mac { iface, .. }
+            | Want::Mtu { iface, .. }
+            | Want::State { iface, .. }
+            | Want::Address { iface, .. }
+            | Want::OnlyIpv4 { iface, .. }
+            | Want::Lease { iface, .. }
+            | Want::BondOption { iface, .. }
+            | Want::BondMembers { iface, .. }
+            | Want::VlanId { iface, .. }
+            | Want::VlanParent { iface, .. }
+            | Want::BridgeMembers { iface, .. }
+            | Want::BridgeStp { iface, .. }
+            | Want::BridgeOption { iface, .. }
+            | Want::BridgePort { iface, .. } => Some(iface),
+            Want::Route { dev, .. } => dev.as_deref(),
+            Want::Nameserver(_)
+            | Want::Search(_)
+            | Want::RenderedMac { .. }
+            | Want::RenderedAddress { .. }
+            | Want::CloudInitConfig { .. }
+            | Want::BadConfig { .. } => None,
+        }
+    }
+
     /// What it expects, in words (the start of a failure's evidence).
     pub fn describe(&self) -> String {
         match self {

@@ -69,7 +69,8 @@ pub fn derive(test: &TestConfig) -> Vec<Check> {
         .into_iter()
         .map(|c| {
             let expects = c.want.describe();
-            Check::new(CheckGroup::Network, c.name, expects, c.want)
+            let line = c.want.iface().and_then(|i| test.interface_line(i));
+            Check::new(CheckGroup::Network, c.name, expects, c.want).at(line)
         })
         .collect()
 }

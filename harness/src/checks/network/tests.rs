@@ -469,3 +469,17 @@ fn a_wrong_bond_bridge_vlan_and_route_fail_their_checks() {
         "{e}"
     );
 }
+
+/// Interface checks point at the line where the config defines that interface.
+#[test]
+fn interface_checks_carry_the_line_of_their_interface() {
+    let t = example("network_advanced");
+    let checks = derive(&t);
+    let mtu = checks
+        .iter()
+        .find(|c| c.name.starts_with("interface ") && c.name.ends_with(" exists"))
+        .expect("an interface check");
+    let iface = mtu.name.split(' ').nth(1).unwrap();
+    assert_eq!(mtu.line, t.interface_line(iface));
+    assert!(mtu.line.is_some(), "{}", mtu.name);
+}

@@ -261,19 +261,25 @@ pub fn derive(test: &TestConfig) -> Vec<Check> {
         driver: test.vmtest.disk_driver,
     });
     let mut out = Vec::new();
+    // The line of the item being derived from: each of its checks points there.
+    let line = std::cell::Cell::new(None);
     let mut add = |name: String, expects: String, what: What| {
-        out.push(Check::new(
-            CheckGroup::Storage,
-            name,
-            expects,
-            StorageProbe {
-                model: m.clone(),
-                what,
-            },
-        ));
+        out.push(
+            Check::new(
+                CheckGroup::Storage,
+                name,
+                expects,
+                StorageProbe {
+                    model: m.clone(),
+                    what,
+                },
+            )
+            .at(line.get()),
+        );
     };
     for item in &m.items {
         let id = item.id().to_string();
+        line.set(test.storage_item_line(&id));
         match item {
             StorageItem::Disk(d) => {
                 let attached = m.attached(&d.id);

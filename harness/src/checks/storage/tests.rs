@@ -283,3 +283,25 @@ fn noauto_mounts_and_closed_mappings_are_not_looked_for() {
         assert!(!all.contains(&absent.to_string()), "{absent}: {all:#?}");
     }
 }
+
+/// Each derived check points at the line of the storage item that implies it, so a CI
+/// annotation of a failure lands on that entry.
+#[test]
+fn checks_carry_the_line_of_their_item() {
+    let t = config(
+        "    - {id: d, type: disk, serial: s, ptable: gpt}\n    - {id: p1, type: partition, device: d, size: 1G}\n",
+    );
+    let lines: Vec<(String, Option<usize>)> =
+        derive(&t).into_iter().map(|c| (c.name, c.line)).collect();
+    assert!(
+        lines.contains(&("disk d serial".into(), Some(5))),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .filter(|(n, _)| n.starts_with("partition p1"))
+            .all(|(_, l)| *l == Some(6)),
+        "{lines:?}"
+    );
+}
