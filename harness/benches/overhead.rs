@@ -89,6 +89,8 @@ fn main() {
             dir: std::env::var_os("IMAGE_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| "/srv/images".into()),
+            // A curtin image sync holding the store is waited for, however long it takes.
+            lock_timeout: None,
         })
     } else {
         Box::new(DirImages(img))

@@ -34,7 +34,7 @@ pub struct RunOptions<'a> {
 fn sync_images(settings: &Settings, tests: &[TestConfig]) -> anyhow::Result<()> {
     // curtin's "sync": fetch the newest images first. Ours are built from Debian
     // packages (no MAAS mirror is reachable), then the store keeps IMAGES_TO_KEEP.
-    let store = images::ImageStore::open(&settings.image_dir)?;
+    let store = settings.image_store()?;
     let mut done: Vec<(String, String)> = Vec::new();
     for t in tests {
         let key = (t.vmtest.release.clone(), t.vmtest.arch.clone());
@@ -188,9 +188,7 @@ pub fn run_tests(tests: Vec<TestConfig>, opts: &RunOptions) -> Result<Exit, CliE
     for (t, why) in tests.iter().zip(&reasons) {
         progress.say(&t.name, why);
     }
-    let images = StoreImages {
-        dir: settings.image_dir.clone(),
-    };
+    let images = StoreImages::of(&settings);
     let groups: Vec<(&dyn Backend, Vec<usize>)> = backends
         .iter()
         .map(|(b, idx)| (b.as_ref(), idx.clone()))

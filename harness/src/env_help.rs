@@ -29,7 +29,8 @@ Environment (curtin's vmtest names; booleans are true unless empty, 0 or false):
   IMAGE_DIR                     image store [default: /srv/images]
   IMAGES_TO_KEEP                images kept per release when syncing [default: 1]
   VMTEST_IMAGE_STEP_TIMEOUT     limit in seconds per image build step when syncing
-  CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT  `vmtest images`: seconds to wait for curtin's vmtest-images.lock
+  CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT  seconds an image look-up or sync waits for curtin's image sync
+                                to release IMAGE_DIR; negative: for ever [default: for ever]
   TMPDIR                        where the default TOPDIR goes [default: /tmp]
   CURTIN_SRC                    a curtin tree, as --curtin
   VMTEST_TESTS_DIR              the test configs, as --tests-dir

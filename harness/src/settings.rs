@@ -180,6 +180,9 @@ pub struct Settings {
     pub image_sync: bool,
     pub bridge: String,
     pub image_dir: PathBuf,
+    /// CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT: how long IMAGE_DIR's users wait for curtin's image
+    /// sync to release it (`None`: for ever, as when unset or negative).
+    pub image_lock_timeout: Option<Duration>,
     pub images_to_keep: u32,
     /// CURTIN_VMTEST_BOOT_TIMEOUT / _INSTALL_TIMEOUT, or 300 / 3000 s: what a test
     /// without `timeouts:` gets.
@@ -371,6 +374,11 @@ impl Settings {
             Some(v) => crate::cmd_vm::parse_log_cap(&v)
                 .map_err(|e| format!("VMTEST_SERIAL_LOG_CAP={v:?}: {e}"))?,
         };
+        let image_lock_timeout = match given(get("CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT")) {
+            None => None,
+            Some(v) => images::store::parse_lock_timeout(&v)
+                .map_err(|e| format!("CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT: {e}"))?,
+        };
         let s = Settings {
             topdir,
             topdir_given,
@@ -383,6 +391,7 @@ impl Settings {
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from)
                 .unwrap_or_else(|| "/srv/images".into()),
+            image_lock_timeout,
             images_to_keep: parse_num("IMAGES_TO_KEEP", get("IMAGES_TO_KEEP"), 1)?,
             boot_timeout: parse_timeout(
                 "CURTIN_VMTEST_BOOT_TIMEOUT",
@@ -416,6 +425,12 @@ impl Settings {
             );
         }
         Ok(s)
+    }
+
+    /// IMAGE_DIR's store, waiting for curtin's image sync at most
+    /// CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT.
+    pub fn image_store(&self) -> Result<images::ImageStore, images::StoreError> {
+        Ok(images::ImageStore::open(&self.image_dir)?.with_lock_timeout(self.image_lock_timeout))
     }
 
     /// Guest memory for a test that asks for `test` MiB: CURTIN_VMTEST_VMRAM, else the
@@ -598,6 +613,22 @@ mod tests {
         assert_eq!(s.boot_timeout, Duration::from_secs(7));
         assert!(s.image_sync);
         assert_eq!(s.apt_proxy.as_deref(), Some("http://p:3128"));
+    }
+
+    /// CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT as curtin's jenkins-runner reads it: seconds,
+    /// negative or unset for ever.
+    #[test]
+    fn image_lock_timeout() {
+        assert_eq!(with(&[]).unwrap().image_lock_timeout, None);
+        let s = with(&[("CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT", "7")]).unwrap();
+        assert_eq!(s.image_lock_timeout, Some(Duration::from_secs(7)));
+        let s = with(&[("CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT", "-1")]).unwrap();
+        assert_eq!(s.image_lock_timeout, None);
+        let e = with(&[("CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT", "soon")]).unwrap_err();
+        assert!(
+            e.contains("CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT") && e.contains("soon"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Where a test's install image comes from: the image store, or a plain directory.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The files of an install image, and whatever keeps them from being removed meanwhile.
 pub struct ImageFiles {
@@ -18,11 +19,24 @@ pub trait ImageProvider: Send + Sync {
 /// Images from the image store (IMAGE_DIR): the newest valid one, locked while in use.
 pub struct StoreImages {
     pub dir: PathBuf,
+    /// How long a look-up waits for curtin's image sync to release the store
+    /// (CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT; `None`: for ever).
+    pub lock_timeout: Option<Duration>,
+}
+
+impl StoreImages {
+    /// The run's store: IMAGE_DIR and CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT from `settings`.
+    pub fn of(settings: &crate::settings::Settings) -> StoreImages {
+        StoreImages {
+            dir: settings.image_dir.clone(),
+            lock_timeout: settings.image_lock_timeout,
+        }
+    }
 }
 
 impl ImageProvider for StoreImages {
     fn find(&self, release: &str, arch: &str) -> Result<ImageFiles, images::StoreError> {
-        let store = images::ImageStore::open(&self.dir)?;
+        let store = images::ImageStore::open(&self.dir)?.with_lock_timeout(self.lock_timeout);
         let img = store.find_newest(release, arch)?;
         Ok(ImageFiles {
             kernel: img.kernel.clone(),
@@ -47,5 +61,40 @@ impl ImageProvider for DirImages {
             version: "fake".into(),
             _guard: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use images::lock::{FileLock, LockKind};
+    use images::store::CURTIN_LOCK;
+
+    use super::*;
+    use crate::settings::Settings;
+
+    /// CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT reaches the stores a run opens: with curtin's
+    /// image sync holding IMAGE_DIR, the image look-up and the image sync give up after
+    /// it instead of waiting for ever.
+    #[test]
+    fn the_lock_timeout_reaches_the_store() {
+        let d = tempfile::tempdir().unwrap();
+        let env: HashMap<&str, String> = HashMap::from([
+            ("IMAGE_DIR", d.path().display().to_string()),
+            ("CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT", "0".to_string()),
+        ]);
+        let settings = Settings::from_lookup(|k| env.get(k).cloned(), false).unwrap();
+        // curtin's vmtest-sync-images holds its lock file exclusively while it works.
+        let _sync =
+            FileLock::acquire(&d.path().join(CURTIN_LOCK), LockKind::Exclusive, true).unwrap();
+        let busy = |e: &images::StoreError| matches!(e, images::StoreError::CurtinBusy { .. });
+        let err = StoreImages::of(&settings)
+            .find("bookworm", "amd64")
+            .err()
+            .expect("the look-up must not get the image while the sync holds the store");
+        assert!(busy(&err), "{err}");
+        let err = settings.image_store().unwrap().prune(1).unwrap_err();
+        assert!(busy(&err), "{err}");
     }
 }
