@@ -14,159 +14,28 @@
 //!
 //! An empty value is the same as an unset one, except for the proxy. Zero memory, vCPUs
 //! or timeouts are refused as the config refuses them.
+//!
+//! Here: [`Settings`] read from the variables. Beside it: [`keep`] (what a test keeps of
+//! its work dir), [`extra_config`] (CURTIN_VMTEST_EXTRA_CONFIG's file), [`topdir`] (the
+//! default TOPDIR and the rule that a run never mixes with another's), [`vars`] (the
+//! boolean rule and which CURTIN_VMTEST_* variables are known).
+
+mod extra_config;
+mod keep;
+mod topdir;
+mod vars;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Parts of a test's work dir that can be kept after it ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct KeepSet {
-    pub boot: bool,
-    pub collect: bool,
-    pub disks: bool,
-    pub install: bool,
-    pub logs: bool,
-}
-
-impl KeepSet {
-    pub const ALL: KeepSet = KeepSet {
-        boot: true,
-        collect: true,
-        disks: true,
-        install: true,
-        logs: true,
-    };
-    pub const NONE: KeepSet = KeepSet {
-        boot: false,
-        collect: false,
-        disks: false,
-        install: false,
-        logs: false,
-    };
-
-    /// Parses `boot,collect,disks,install,logs`, `all` or `none` (curtin's format). An
-    /// empty value is no value: the caller's default applies (never "keep nothing").
-    pub fn parse(s: &str) -> Result<KeepSet, String> {
-        let mut k = KeepSet::NONE;
-        if s.trim().is_empty() {
-            return Err("an empty value keeps nothing: say `none` for that".into());
-        }
-        for part in s.split(',').map(str::trim) {
-            match part {
-                "all" => k = KeepSet::ALL,
-                "none" => {}
-                "boot" => k.boot = true,
-                "collect" => k.collect = true,
-                "disks" => k.disks = true,
-                "install" => k.install = true,
-                "logs" => k.logs = true,
-                other => {
-                    return Err(format!(
-                        "`{other}` is not one of boot, collect, disks, install, logs, all, none (comma-separated)"
-                    ));
-                }
-            }
-        }
-        Ok(k)
-    }
-
-    pub fn is_none(&self) -> bool {
-        *self == KeepSet::NONE
-    }
-
-    /// (subdirectory, keep it?) for every part.
-    pub fn parts(&self) -> [(&'static str, bool); 5] {
-        [
-            ("boot", self.boot),
-            ("collect", self.collect),
-            ("disks", self.disks),
-            ("install", self.install),
-            ("logs", self.logs),
-        ]
-    }
-}
-
-/// curtin's boolean rule (true unless `false`, empty or `0`), `default` when unset:
-/// the one rule, [`images::parse_bool`], for every boolean variable.
-pub fn env_bool(v: Option<&str>, default: bool) -> bool {
-    v.map_or(default, images::parse_bool)
-}
+pub use extra_config::ExtraConfig;
+pub use keep::KeepSet;
+pub use topdir::timestamp;
+pub use vars::{KNOWN_CURTIN_VARS, env_bool, unknown_curtin_vars};
 
 /// Guest memory and vCPUs when neither the environment nor the test says (curtin's).
 pub const DEFAULT_VMRAM_MIB: u64 = 2048;
 pub const DEFAULT_NR_CPUS: u32 = 1;
-
-/// The CURTIN_VMTEST_* variables this harness reads. Any other that is set gets a
-/// one-line warning (curtin's TAR_DISKS, ADD_REPOS, ... do nothing here).
-pub const KNOWN_CURTIN_VARS: &[&str] = &[
-    "CURTIN_VMTEST_TOPDIR",
-    "CURTIN_VMTEST_LOG",
-    "CURTIN_VMTEST_KEEP_DATA_PASS",
-    "CURTIN_VMTEST_KEEP_DATA_FAIL",
-    "CURTIN_VMTEST_IMAGE_SYNC",
-    "CURTIN_VMTEST_IMAGE_LOCK_TIMEOUT",
-    "CURTIN_VMTEST_BRIDGE",
-    "CURTIN_VMTEST_BOOT_TIMEOUT",
-    "CURTIN_VMTEST_INSTALL_TIMEOUT",
-    "CURTIN_VMTEST_VMRAM",
-    "CURTIN_VMTEST_NR_CPUS",
-    "CURTIN_VMTEST_PARALLEL",
-    "CURTIN_VMTEST_REUSE_TOPDIR",
-    "CURTIN_VMTEST_APT_PROXY",
-    "CURTIN_VMTEST_EXTRA_CONFIG",
-];
-
-/// One warning line per CURTIN_VMTEST_* variable in `names` that is not understood.
-pub fn unknown_curtin_vars<I: IntoIterator<Item = String>>(names: I) -> Vec<String> {
-    let mut v: Vec<String> = names
-        .into_iter()
-        .filter(|n| n.starts_with("CURTIN_VMTEST_") && !KNOWN_CURTIN_VARS.contains(&n.as_str()))
-        .map(|n| format!("{n} is set but vmtest does not understand it: ignored"))
-        .collect();
-    v.sort();
-    v
-}
-
-/// CURTIN_VMTEST_EXTRA_CONFIG: a config file handed to curtin after the test's own (so
-/// it wins where both say something), as its text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExtraConfig {
-    pub path: PathBuf,
-    pub text: String,
-}
-
-impl ExtraConfig {
-    /// Reads and checks the file: a YAML mapping curtin's reader can merge.
-    pub fn load(path: &Path) -> Result<ExtraConfig, String> {
-        use std::io::Read;
-        let name = "CURTIN_VMTEST_EXTRA_CONFIG";
-        let limit = crate::config::MAX_CONFIG_BYTES;
-        let mut text = String::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(limit + 1).read_to_string(&mut text))
-            .map_err(|e| format!("{name}={}: cannot read: {e}", path.display()))?;
-        if text.len() as u64 > limit {
-            return Err(format!(
-                "{name}={}: larger than {limit} bytes",
-                path.display()
-            ));
-        }
-        let doc = crate::yaml::load(&text).map_err(|e| {
-            let at = e.mark.map(|m| format!(":{m}")).unwrap_or_default();
-            format!("{name}={}{at}: {}", path.display(), e.msg)
-        })?;
-        if doc.is_none_or(|d| d.as_map().is_none()) {
-            return Err(format!(
-                "{name}={}: not a YAML mapping (curtin merges configs that are mappings)",
-                path.display()
-            ));
-        }
-        Ok(ExtraConfig {
-            path: path.into(),
-            text,
-        })
-    }
-}
 
 /// Everything the environment decides about a run.
 #[derive(Debug, Clone)]
@@ -242,18 +111,6 @@ fn parse_num<T: std::str::FromStr>(name: &str, v: Option<String>, default: T) ->
     }
 }
 
-/// `YYYYmmdd-HHMMSS` (UTC) for the default TOPDIR.
-pub fn timestamp() -> String {
-    jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string()
-}
-
-/// Six random letters and digits for the default TOPDIR's name.
-fn unique_suffix() -> String {
-    std::iter::repeat_with(fastrand::alphanumeric)
-        .take(6)
-        .collect()
-}
-
 /// The rule that lets the guest reach an apt proxy given as `http://A.B.C.D:PORT`: the run
 /// hands the proxy to the guest, so the guest may use it. A proxy on the host's loopback
 /// is `host:PORT` (reached at 10.0.2.2). A proxy given by name needs VMTEST_OUTBOUND: the
@@ -307,9 +164,7 @@ impl Settings {
                 let tmp = get("TMPDIR")
                     .filter(|s| !s.is_empty())
                     .unwrap_or_else(|| "/tmp".into());
-                // The time for people, a random suffix so two runs started in the same
-                // second get two TOPDIRs (prepare_topdir creates it, refusing one that exists).
-                Path::new(&tmp).join(format!("vmtest-{}-{}", timestamp(), unique_suffix()))
+                topdir::default_topdir(Path::new(&tmp))
             }
         };
         let log = get("CURTIN_VMTEST_LOG")
@@ -454,49 +309,6 @@ impl Settings {
             (None, crate::backend::Phase::Boot) => self.boot_timeout,
         }
     }
-
-    /// TOPDIR must be absent or empty (unless re-verifying kept data), so a run never
-    /// mixes with or overwrites an earlier one. Creates it.
-    pub fn prepare_topdir(&self) -> Result<(), String> {
-        let t = &self.topdir;
-        if self.reuse_topdir {
-            if !t.is_dir() {
-                return Err(format!(
-                    "CURTIN_VMTEST_REUSE_TOPDIR is set but {} does not exist",
-                    t.display()
-                ));
-            }
-            return Ok(());
-        }
-        if !self.topdir_given {
-            // The default TOPDIR is this run's own: made here, atomically, and never one
-            // that exists already (another run's, started in the same second).
-            if let Some(parent) = t.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-            }
-            return std::fs::create_dir(t).map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => format!(
-                    "TOPDIR {} exists already (another run's?): nothing there is touched; run again or set CURTIN_VMTEST_TOPDIR",
-                    t.display()
-                ),
-                _ => format!("cannot create {}: {e}", t.display()),
-            });
-        }
-        match std::fs::read_dir(t) {
-            Ok(mut entries) => {
-                if entries.next().is_some() {
-                    return Err(format!(
-                        "CURTIN_VMTEST_TOPDIR {} is not empty: give an absent or empty directory (nothing there is touched)",
-                        t.display()
-                    ));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot read {}: {e}", t.display())),
-        }
-        std::fs::create_dir_all(t).map_err(|e| format!("cannot create {}: {e}", t.display()))
-    }
 }
 
 #[cfg(test)]
@@ -504,7 +316,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn with(vars: &[(&str, &str)]) -> Result<Settings, String> {
+    pub(super) fn with(vars: &[(&str, &str)]) -> Result<Settings, String> {
         let m: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -572,22 +384,6 @@ mod tests {
         }
         let s = with(&[("apt_proxy", "http://squid.internal:3128")]).unwrap();
         assert!(s.outbound.is_empty(), "a named proxy needs VMTEST_OUTBOUND");
-    }
-
-    #[test]
-    fn booleans_follow_curtin() {
-        for (v, want) in [
-            ("", false),
-            ("0", false),
-            ("FALSE", false),
-            ("false", false),
-            ("1", true),
-            ("yes", true),
-            ("no", true),
-        ] {
-            assert_eq!(env_bool(Some(v), false), want, "{v}");
-        }
-        assert!(env_bool(None, true));
     }
 
     #[test]
@@ -730,79 +526,5 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.apt_proxy, None);
-    }
-
-    #[test]
-    fn unknown_curtin_variables_get_one_line_each() {
-        let w = unknown_curtin_vars(
-            [
-                "CURTIN_VMTEST_VMRAM",
-                "CURTIN_VMTEST_TAR_DISKS",
-                "CURTIN_VMTEST_VMRMA",
-                "PATH",
-            ]
-            .map(String::from),
-        );
-        assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[0].starts_with("CURTIN_VMTEST_TAR_DISKS is set") && !w[0].contains('\n'));
-        assert!(w[1].starts_with("CURTIN_VMTEST_VMRMA"));
-    }
-
-    #[test]
-    fn extra_config_is_read_and_checked() {
-        let d = tempfile::tempdir().unwrap();
-        let f = d.path().join("extra.yaml");
-        std::fs::write(&f, "late_commands: {x: [echo, \"no\"]}\n").unwrap();
-        let s = with(&[("CURTIN_VMTEST_EXTRA_CONFIG", f.to_str().unwrap())]).unwrap();
-        let x = s.extra_config.unwrap();
-        assert_eq!(x.text, "late_commands: {x: [echo, \"no\"]}\n");
-        std::fs::write(&f, "- a list\n").unwrap();
-        let e = with(&[("CURTIN_VMTEST_EXTRA_CONFIG", f.to_str().unwrap())]).unwrap_err();
-        assert!(e.contains("mapping"), "{e}");
-        std::fs::write(&f, "a: [\n").unwrap();
-        let e = with(&[("CURTIN_VMTEST_EXTRA_CONFIG", f.to_str().unwrap())]).unwrap_err();
-        assert!(
-            e.contains("CURTIN_VMTEST_EXTRA_CONFIG") && e.contains(":2:"),
-            "{e}"
-        );
-        let e = with(&[("CURTIN_VMTEST_EXTRA_CONFIG", "/nonexistent/x.yaml")]).unwrap_err();
-        assert!(e.contains("cannot read"), "{e}");
-    }
-
-    #[test]
-    fn topdir_must_be_absent_or_empty() {
-        let d = tempfile::tempdir().unwrap();
-        let t = d.path().join("top");
-        let s = with(&[("CURTIN_VMTEST_TOPDIR", t.to_str().unwrap())]).unwrap();
-        s.prepare_topdir().unwrap(); // absent: created
-        s.prepare_topdir().unwrap(); // empty: fine
-        std::fs::write(t.join("precious"), "x").unwrap();
-        let e = s.prepare_topdir().unwrap_err();
-        assert!(e.contains("not empty"), "{e}");
-        assert_eq!(std::fs::read(t.join("precious")).unwrap(), b"x");
-    }
-
-    /// Two runs started in the same second get TOPDIRs of their own, and a default TOPDIR
-    /// that exists (even empty) belongs to someone else: refused, untouched.
-    #[test]
-    fn default_topdir_is_this_runs_own() {
-        let d = tempfile::tempdir().unwrap();
-        let tmp = d.path().to_str().unwrap();
-        let a = with(&[("TMPDIR", tmp)]).unwrap();
-        let b = with(&[("TMPDIR", tmp)]).unwrap();
-        assert_ne!(a.topdir, b.topdir, "same second, two runs");
-        assert_ne!(a.log, b.log);
-        a.prepare_topdir().unwrap();
-        b.prepare_topdir().unwrap();
-        assert!(a.topdir.is_dir() && b.topdir.is_dir());
-        let e = a.prepare_topdir().unwrap_err();
-        assert!(e.contains("exists already"), "{e}");
-    }
-
-    #[test]
-    fn timestamp_shape() {
-        let t = timestamp();
-        assert_eq!(t.len(), 15);
-        assert!(t.starts_with("20"));
     }
 }
