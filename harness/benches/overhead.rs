@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use harness::backend::{FakeBackend, Outcome, Phase, PhaseResult, PhaseSpec};
+use harness::backend::{BackendError, FakeBackend, Outcome, Phase, PhaseResult, PhaseSpec};
 use harness::config::TestConfig;
 use harness::runner::{self, DirImages, ImageProvider, Progress, RunContext, StoreImages};
 use harness::settings::Settings;
@@ -51,7 +51,7 @@ fn collect_tar() -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-fn guest(tar: Vec<u8>) -> impl Fn(&PhaseSpec) -> anyhow::Result<PhaseResult> {
+fn guest(tar: Vec<u8>) -> impl Fn(&PhaseSpec) -> Result<PhaseResult, BackendError> {
     move |spec| {
         if spec.phase == Phase::Install {
             std::fs::write(

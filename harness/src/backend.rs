@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod child;
+mod error;
 pub mod qemu;
+
+pub use error::{BackendError, FirmwareError};
 
 /// How the guest starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,7 +175,7 @@ impl Ovmf {
     ];
 
     /// Finds the firmware; the error names the package or the variables to set.
-    pub fn find() -> anyhow::Result<Ovmf> {
+    pub fn find() -> Result<Ovmf, FirmwareError> {
         let env = |k: &str| {
             std::env::var_os(k)
                 .filter(|v| !v.is_empty())
@@ -182,10 +185,7 @@ impl Ovmf {
             (Some(code), Some(vars_template)) => {
                 for p in [&code, &vars_template] {
                     if !p.is_file() {
-                        anyhow::bail!(
-                            "VMTEST_OVMF_CODE / VMTEST_OVMF_VARS: {} is not a file",
-                            p.display()
-                        );
+                        return Err(FirmwareError::NotAFile(p.clone()));
                     }
                 }
                 Ok(Ovmf {
@@ -201,34 +201,33 @@ impl Ovmf {
                     code,
                     vars_template,
                 })
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "no UEFI firmware: {} not found; install the Debian package ovmf (make vmtest-deps) or set VMTEST_OVMF_CODE and VMTEST_OVMF_VARS",
-                        Self::PAIRS[0].0
-                    )
+                .ok_or(FirmwareError::NotInstalled {
+                    looked: Self::PAIRS[0].0,
                 }),
-            _ => anyhow::bail!(
-                "set both VMTEST_OVMF_CODE and VMTEST_OVMF_VARS (the firmware's code and its variable-store template), or neither"
-            ),
+            _ => Err(FirmwareError::Unpaired),
         }
     }
 
     /// A fresh NVRAM file for one test at `path` (curtin's vmtest keeps it as
     /// `disks/ovmf_vars.fd`): a copy of the template, never an existing file overwritten.
-    pub fn new_nvram(&self, path: &std::path::Path) -> anyhow::Result<()> {
-        let mut src = std::fs::File::open(&self.vars_template)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", self.vars_template.display()))?;
+    pub fn new_nvram(&self, path: &std::path::Path) -> Result<(), BackendError> {
+        let mut src =
+            std::fs::File::open(&self.vars_template).map_err(|source| BackendError::File {
+                path: self.vars_template.clone(),
+                source,
+            })?;
         let mut dst = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(path)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        std::io::copy(&mut src, &mut dst).map_err(|e| {
-            anyhow::anyhow!(
-                "copying {} to {}: {e}",
-                self.vars_template.display(),
-                path.display()
-            )
+            .map_err(|source| BackendError::File {
+                path: path.into(),
+                source,
+            })?;
+        std::io::copy(&mut src, &mut dst).map_err(|source| BackendError::Copy {
+            from: self.vars_template.clone(),
+            to: path.into(),
+            source,
         })?;
         Ok(())
     }
@@ -237,12 +236,12 @@ impl Ovmf {
 impl PhaseSpec {
     /// The user-mode network of the NIC with this MAC: every backend builds its guest's
     /// network from this, so the guest reaches the same things under each of them.
-    pub fn net_spec(&self, mac: &str) -> anyhow::Result<usernet::NetSpec> {
+    pub fn net_spec(&self, mac: &str) -> Result<usernet::NetSpec, BackendError> {
         let mut nic = usernet::NetSpec::default();
-        nic.mac = Some(
-            mac.parse()
-                .map_err(|e| anyhow::anyhow!("NIC MAC {mac}: {e}"))?,
-        );
+        nic.mac = Some(mac.parse().map_err(|source| BackendError::Mac {
+            mac: mac.into(),
+            source,
+        })?);
         nic.allow_ports = self.host_ports.clone();
         nic.outbound = self.outbound.clone();
         Ok(nic)
@@ -293,7 +292,7 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> String;
     /// Runs one phase to its end. An `Err` means the VM could not run at all
     /// (missing program, bad disk), not that the guest failed.
-    fn run_phase(&self, spec: &PhaseSpec) -> anyhow::Result<PhaseResult>;
+    fn run_phase(&self, spec: &PhaseSpec) -> Result<PhaseResult, BackendError>;
     /// Whether the boot phase goes through firmware and the installed boot loader. When
     /// not, the runner finds the kernel, initrd and command line grub would boot on the
     /// installed disks and boots them directly.
@@ -302,7 +301,7 @@ pub trait Backend: Send + Sync {
     }
     /// Creates a fresh UEFI variable store for one test at `path` (never overwriting a
     /// file), for [`PhaseSpec::uefi_nvram`]; an error when this backend has no UEFI.
-    fn new_uefi_nvram(&self, path: &std::path::Path) -> anyhow::Result<()> {
+    fn new_uefi_nvram(&self, path: &std::path::Path) -> Result<(), BackendError> {
         Ovmf::find()?.new_nvram(path)
     }
 }
@@ -322,13 +321,13 @@ impl Backend for BuiltinBackend {
         false
     }
 
-    fn new_uefi_nvram(&self, _path: &std::path::Path) -> anyhow::Result<()> {
-        anyhow::bail!("the builtin VMM has no UEFI firmware (use --vmm qemu for UEFI tests)")
+    fn new_uefi_nvram(&self, _path: &std::path::Path) -> Result<(), BackendError> {
+        Err(BackendError::BuiltinNoUefi { what: "tests" })
     }
 
-    fn run_phase(&self, spec: &PhaseSpec) -> anyhow::Result<PhaseResult> {
+    fn run_phase(&self, spec: &PhaseSpec) -> Result<PhaseResult, BackendError> {
         if spec.uefi_nvram.is_some() {
-            anyhow::bail!("the builtin VMM has no UEFI firmware (use --vmm qemu for UEFI phases)");
+            return Err(BackendError::BuiltinNoUefi { what: "phases" });
         }
         let Boot::Direct {
             kernel,
@@ -336,9 +335,7 @@ impl Backend for BuiltinBackend {
             cmdline,
         } = &spec.boot
         else {
-            anyhow::bail!(
-                "the builtin VMM has no firmware: it boots kernels directly (use --vmm qemu for firmware boots)"
-            );
+            return Err(BackendError::BuiltinNoFirmware);
         };
         let mut cfg = vmm::VmConfig::new(kernel.clone());
         cfg.initrd = initrd.clone();
@@ -356,12 +353,11 @@ impl Backend for BuiltinBackend {
         cfg.serial.stdout = spec.interactive;
         for d in &spec.disks {
             if d.bus != DiskBus::VirtioBlk || d.paths != 1 {
-                anyhow::bail!(
-                    "disk {} is {:?} with {} path(s): the builtin microVM serves only single-path virtio-blk disks; run this test with --vmm qemu (or auto)",
-                    d.path.display(),
-                    d.bus,
-                    d.paths
-                );
+                return Err(BackendError::BuiltinDisk {
+                    path: d.path.clone(),
+                    bus: d.bus,
+                    paths: d.paths,
+                });
             }
             let mut disk = vmm::BlockConfig::new(&d.path);
             disk.serial = Some(d.serial.clone());
@@ -383,7 +379,7 @@ impl Backend for BuiltinBackend {
             let input = cfg.serial.input();
             Some(
                 crate::console::Console::attach_stdin(input, move || stop.stop())
-                    .map_err(|e| anyhow::anyhow!("cannot attach the console to stdin: {e}"))?,
+                    .map_err(BackendError::Console)?,
             )
         } else {
             None
@@ -392,7 +388,7 @@ impl Backend for BuiltinBackend {
         let reason = vmm::run(&cfg);
         let wall = start.elapsed();
         drop(console); // the terminal is restored before anything else is printed
-        let reason = reason.map_err(|e| anyhow::anyhow!("builtin VMM: {e}"))?;
+        let reason = reason.map_err(BackendError::Vmm)?;
         let outcome = match reason {
             vmm::ExitReason::PowerOff => Outcome::PowerOff,
             vmm::ExitReason::Reboot(_) => match crate::serial_log::panic_line(&spec.serial_log) {
@@ -416,14 +412,14 @@ impl Backend for BuiltinBackend {
 #[derive(Clone)]
 pub struct FakeBackend {
     #[allow(clippy::type_complexity)]
-    pub phase: Arc<dyn Fn(&PhaseSpec) -> anyhow::Result<PhaseResult> + Send + Sync>,
+    pub phase: Arc<dyn Fn(&PhaseSpec) -> Result<PhaseResult, BackendError> + Send + Sync>,
     /// Play a firmware-less VMM (boot phase booted directly).
     pub direct_boot: bool,
 }
 
 impl FakeBackend {
     pub fn new(
-        f: impl Fn(&PhaseSpec) -> anyhow::Result<PhaseResult> + Send + Sync + 'static,
+        f: impl Fn(&PhaseSpec) -> Result<PhaseResult, BackendError> + Send + Sync + 'static,
     ) -> Self {
         FakeBackend {
             phase: Arc::new(f),
@@ -436,7 +432,7 @@ impl Backend for FakeBackend {
     fn name(&self) -> String {
         "fake".into()
     }
-    fn run_phase(&self, spec: &PhaseSpec) -> anyhow::Result<PhaseResult> {
+    fn run_phase(&self, spec: &PhaseSpec) -> Result<PhaseResult, BackendError> {
         (self.phase)(spec)
     }
     fn boots_firmware(&self) -> bool {
@@ -444,13 +440,16 @@ impl Backend for FakeBackend {
     }
     /// A stand-in variable store: the fake plays the firmware, so the host's OVMF is not
     /// needed.
-    fn new_uefi_nvram(&self, path: &std::path::Path) -> anyhow::Result<()> {
+    fn new_uefi_nvram(&self, path: &std::path::Path) -> Result<(), BackendError> {
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, b"fake UEFI variables\n"))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+            .map_err(|source| BackendError::File {
+                path: path.into(),
+                source,
+            })
     }
 }
 

@@ -162,7 +162,7 @@ pub fn run_tests(tests: Vec<TestConfig>, opts: &RunOptions) -> Result<Exit, CliE
         let backend: Box<dyn Backend> = match choice {
             VmmChoice::Builtin => Box::new(BuiltinBackend),
             _ => {
-                let q = QemuBackend::detect().map_err(CliError::Infrastructure)?;
+                let q = QemuBackend::detect().map_err(CliError::infrastructure)?;
                 eprintln!("vmtest: qemu backend: {} ({})", q.name(), q.accel_reason);
                 Box::new(q)
             }

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::backend::{Backend, FakeBackend, Outcome, Phase, PhaseResult, PhaseSpec};
+use harness::backend::{
+    Backend, BackendError, FakeBackend, Outcome, Phase, PhaseResult, PhaseSpec,
+};
 use harness::cmd_run::{RunOptions, run_groups};
 use harness::config::TestConfig;
 use harness::runner::{DirImages, Progress};
@@ -22,7 +24,7 @@ use fake::{TEST, good_tar, write_output_disk};
 
 const CHILD: &str = "VMTEST_JUNIT_KILL_CHILD";
 
-fn guest(spec: &PhaseSpec) -> anyhow::Result<PhaseResult> {
+fn guest(spec: &PhaseSpec) -> Result<PhaseResult, BackendError> {
     let hang = spec.serial_log.to_string_lossy().contains("/second/");
     if spec.phase == Phase::Install {
         if hang {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use harness::backend::{FakeBackend, Outcome, Phase, PhaseResult, PhaseSpec};
+use harness::backend::{BackendError, FakeBackend, Outcome, Phase, PhaseResult, PhaseSpec};
 use harness::config::TestConfig;
 use harness::runner::{self, DirImages, Progress, RunContext, Status};
 use harness::settings::Settings;
@@ -53,7 +53,7 @@ impl Env {
     }
 }
 
-fn ok(outcome: Outcome) -> anyhow::Result<PhaseResult> {
+fn ok(outcome: Outcome) -> Result<PhaseResult, BackendError> {
     Ok(PhaseResult {
         outcome,
         wall: Duration::from_millis(1),
@@ -61,7 +61,7 @@ fn ok(outcome: Outcome) -> anyhow::Result<PhaseResult> {
 }
 
 /// A guest that installs and collects successfully.
-fn good_guest(spec: &PhaseSpec) -> anyhow::Result<PhaseResult> {
+fn good_guest(spec: &PhaseSpec) -> Result<PhaseResult, BackendError> {
     if spec.phase == Phase::Install {
         std::fs::write(
             &spec.serial_log,

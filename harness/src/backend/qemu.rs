@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Backend, Boot, Outcome, PhaseResult, PhaseSpec};
+use super::{Backend, BackendError, Boot, Outcome, PhaseResult, PhaseSpec};
 
 pub mod cmdline;
 mod serial;
@@ -64,7 +64,7 @@ pub struct QemuBackend {
 
 impl QemuBackend {
     /// KVM when it is real, TCG otherwise; `VMTEST_QEMU_ACCEL=kvm|tcg` overrides.
-    pub fn detect() -> anyhow::Result<QemuBackend> {
+    pub fn detect() -> Result<QemuBackend, BackendError> {
         let binary = std::env::var_os("VMTEST_QEMU")
             .map(PathBuf::from)
             .unwrap_or_else(|| "qemu-system-x86_64".into());
@@ -76,10 +76,7 @@ impl QemuBackend {
             .map(|s| s.success())
             .unwrap_or(false);
         if !ok {
-            anyhow::bail!(
-                "{} not found or not runnable: install the Debian package qemu-system-x86 (make vmtest-deps)",
-                binary.display()
-            );
+            return Err(BackendError::QemuMissing(binary));
         }
         let (accel, accel_reason) = match std::env::var("VMTEST_QEMU_ACCEL").ok().as_deref() {
             Some("kvm") => (Accel::Kvm, "VMTEST_QEMU_ACCEL=kvm".to_string()),
@@ -175,17 +172,20 @@ impl Backend for QemuBackend {
         }
     }
 
-    fn new_uefi_nvram(&self, path: &Path) -> anyhow::Result<()> {
+    fn new_uefi_nvram(&self, path: &Path) -> Result<(), BackendError> {
         match &self.ovmf {
             Some(ovmf) => ovmf.new_nvram(path),
             None => super::Ovmf::find()?.new_nvram(path),
         }
     }
 
-    fn run_phase(&self, spec: &PhaseSpec) -> anyhow::Result<PhaseResult> {
+    fn run_phase(&self, spec: &PhaseSpec) -> Result<PhaseResult, BackendError> {
         for d in &spec.disks {
             if !d.path.is_file() {
-                anyhow::bail!("disk {} does not exist", d.path.display());
+                return Err(BackendError::Missing {
+                    what: "disk",
+                    path: d.path.clone(),
+                });
             }
         }
         if let Some(nvram) = &spec.uefi_nvram {
@@ -194,13 +194,18 @@ impl Backend for QemuBackend {
                 super::Ovmf::find()?;
             }
             if !nvram.is_file() {
-                anyhow::bail!("UEFI variables file {} does not exist", nvram.display());
+                return Err(BackendError::Missing {
+                    what: "UEFI variables file",
+                    path: nvram.clone(),
+                });
             }
         }
         if let Boot::Direct { kernel, initrd, .. } = &spec.boot {
             for p in std::iter::once(kernel).chain(initrd.iter()) {
-                std::fs::File::open(p)
-                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+                std::fs::File::open(p).map_err(|source| BackendError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
             }
         }
         // The guest's network: one user-mode network per NIC, built from the phase exactly
@@ -215,8 +220,12 @@ impl Backend for QemuBackend {
         }
         let (qmp_ours, qmp_theirs) = UnixStream::pair()?;
         let (serial_theirs, serial) =
-            serial::SerialCopier::start(&spec.serial_log, spec.serial_log_cap)
-                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", spec.serial_log.display()))?;
+            serial::SerialCopier::start(&spec.serial_log, spec.serial_log_cap).map_err(
+                |source| BackendError::Create {
+                    path: spec.serial_log.clone(),
+                    source,
+                },
+            )?;
         let fds = PassedFds {
             qmp: qmp_theirs.as_raw_fd(),
             nics: nic_fds.iter().map(AsRawFd::as_raw_fd).collect(),
@@ -257,8 +266,11 @@ impl Backend for QemuBackend {
             let flag = interrupted.clone();
             crate::shutdown::on_shutdown(move || flag.store(true, Ordering::SeqCst))?
         };
-        let child = super::child::spawn(&mut cmd, &fds.all())
-            .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", self.binary.display()))?;
+        let child =
+            super::child::spawn(&mut cmd, &fds.all()).map_err(|source| BackendError::Spawn {
+                binary: self.binary.clone(),
+                source,
+            })?;
         let mut child = KillOnDrop(child);
         // qemu holds its ends now; ours close so that its exit reads as end of file.
         drop((qmp_theirs, nic_fds, serial_theirs));
@@ -303,11 +315,11 @@ impl Backend for QemuBackend {
         }
         if !status.success() && !qmp.running.load(Ordering::SeqCst) {
             // qemu never reached its main loop: the VM could not run at all.
-            anyhow::bail!(
-                "{} could not start the VM ({status}): {}",
-                self.binary.display(),
-                crate::serial_log::tail(&stderr_log, 5)
-            );
+            return Err(BackendError::QemuDidNotStart {
+                binary: self.binary.clone(),
+                status,
+                stderr_tail: crate::serial_log::tail(&stderr_log, 5),
+            });
         }
         let reason = qmp.reason.lock().unwrap().clone();
         let outcome = match reason.as_deref() {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::Status;
-use crate::backend::{Outcome, Phase};
+use crate::backend::{BackendError, Outcome, Phase};
 use crate::verdict::InstallProblem;
 
 /// The last lines of a phase's serial log, shown with the failure that ended the phase.
@@ -40,8 +40,8 @@ pub enum RunError {
     #[error("http server: {0}")]
     Http(std::io::Error),
     /// The test's UEFI variable store could not be made (no OVMF, a backend without UEFI).
-    #[error("UEFI variables: {0:#}")]
-    UefiVars(anyhow::Error),
+    #[error("UEFI variables: {0}")]
+    UefiVars(#[source] BackendError),
     /// The installer could not be packed.
     #[error("installer: {0:#}")]
     Installer(anyhow::Error),
@@ -55,8 +55,8 @@ pub enum RunError {
     Seed(#[from] seed::SeedError),
     /// The VM could not run at all (missing program, unusable disk), as opposed to the
     /// guest failing in it.
-    #[error("{phase} phase: {source:#}")]
-    Backend { phase: Phase, source: anyhow::Error },
+    #[error("{phase} phase: {source}")]
+    Backend { phase: Phase, source: BackendError },
     /// Ctrl-A x at an attached console stopped the phase on purpose: the test did not
     /// finish, and neither the installer nor the installed system failed.
     #[error("{0} phase {stopped}: left with Ctrl-A x, test not finished", stopped = Outcome::Stopped)]

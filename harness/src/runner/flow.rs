@@ -35,12 +35,12 @@ impl Run<'_> {
     fn run_vm(&mut self, spec: &PhaseSpec) -> Result<PhaseResult, RunError> {
         let res =
             run_phase_with_heartbeat(self.ctx, &self.test.name, spec).map_err(
-                |source| match source.downcast_ref::<crate::shutdown::Interrupted>() {
-                    Some(i) => RunError::Interrupted {
+                |source| match source {
+                    crate::backend::BackendError::Interrupted(i) => RunError::Interrupted {
                         phase: spec.phase,
                         signal: i.signal,
                     },
-                    None => RunError::Backend {
+                    source => RunError::Backend {
                         phase: spec.phase,
                         source,
                     },

@@ -15,7 +15,7 @@ pub(crate) fn run_phase_with_heartbeat(
     ctx: &RunContext,
     test: &str,
     spec: &PhaseSpec,
-) -> anyhow::Result<crate::backend::PhaseResult> {
+) -> Result<crate::backend::PhaseResult, crate::backend::BackendError> {
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|sc| {
         sc.spawn(|| {

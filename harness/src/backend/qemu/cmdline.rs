@@ -8,7 +8,7 @@ use std::os::fd::RawFd;
 use std::path::Path;
 
 use super::{Accel, Machine, QemuBackend};
-use crate::backend::{Boot, DiskBus, PhaseSpec};
+use crate::backend::{BackendError, Boot, DiskBus, FirmwareError, PhaseSpec};
 
 /// Descriptors the phase's qemu inherits (numbers as in the child).
 #[derive(Debug, Clone, Default)]
@@ -36,23 +36,14 @@ pub fn opt_value(v: &str) -> String {
     v.replace(',', ",,")
 }
 
-fn path_value(p: &Path) -> anyhow::Result<String> {
-    let s = p.to_str().ok_or_else(|| {
-        anyhow::anyhow!(
-            "{}: qemu is given paths as text, and this one is not UTF-8",
-            p.display()
-        )
-    })?;
-    Ok(opt_value(s))
+fn path_value(p: &Path) -> Result<String, BackendError> {
+    path_arg(p).map(|s| opt_value(&s))
 }
 
-fn path_arg(p: &Path) -> anyhow::Result<String> {
-    p.to_str().map(str::to_string).ok_or_else(|| {
-        anyhow::anyhow!(
-            "{}: qemu is given paths as text, and this one is not UTF-8",
-            p.display()
-        )
-    })
+fn path_arg(p: &Path) -> Result<String, BackendError> {
+    p.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| BackendError::NotUtf8(p.into()))
 }
 
 /// qemu's seccomp sandbox: no obsolete system calls, no set*id, no fork/exec, no
@@ -62,7 +53,7 @@ pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,re
 
 impl QemuBackend {
     /// The whole command line for a phase, given the descriptors qemu inherits.
-    pub fn args(&self, spec: &PhaseSpec, fds: &PassedFds) -> anyhow::Result<Vec<String>> {
+    pub fn args(&self, spec: &PhaseSpec, fds: &PassedFds) -> Result<Vec<String>, BackendError> {
         let microvm = self.machine == Machine::Microvm;
         let mut a: Vec<String> = Vec::new();
         let mut push = |s: &str| a.push(s.to_string());
@@ -113,7 +104,7 @@ impl QemuBackend {
                 push(cmdline);
             }
             Boot::Firmware { .. } if microvm => {
-                anyhow::bail!("qemu -M microvm boots kernels directly: no firmware boots")
+                return Err(BackendError::MicrovmNoFirmware);
             }
             Boot::Firmware { uefi } => {
                 if *uefi && spec.uefi_nvram.is_none() {
@@ -125,13 +116,9 @@ impl QemuBackend {
         }
         if let Some(nvram) = &spec.uefi_nvram {
             if microvm {
-                anyhow::bail!("qemu -M microvm has no UEFI firmware");
+                return Err(BackendError::MicrovmNoUefi);
             }
-            let ovmf = self.ovmf.as_ref().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no UEFI firmware: install the Debian package ovmf (make vmtest-deps) or set VMTEST_OVMF_CODE and VMTEST_OVMF_VARS"
-                )
-            })?;
+            let ovmf = self.ovmf.as_ref().ok_or(FirmwareError::NotFound)?;
             // OVMF on two flash devices: its code read-only, the test's own variables
             // writable, so boot entries written in one phase are there in the next. A
             // -kernel given too is loaded through the firmware.
@@ -161,10 +148,7 @@ impl QemuBackend {
         }
         for (i, d) in spec.disks.iter().enumerate() {
             if microvm && (d.bus != DiskBus::VirtioBlk || d.paths > 1) {
-                anyhow::bail!(
-                    "disk {}: qemu -M microvm has no PCI, so only single-path virtio-blk disks",
-                    d.path.display()
-                );
+                return Err(BackendError::MicrovmDisk(d.path.clone()));
             }
             for path in 0..d.paths.max(1) {
                 let id = if d.paths > 1 {
@@ -212,11 +196,10 @@ impl QemuBackend {
             }
         }
         if fds.nics.len() != spec.nics.len() {
-            anyhow::bail!(
-                "{} NICs but {} network sockets (a harness bug)",
-                spec.nics.len(),
-                fds.nics.len()
-            );
+            return Err(BackendError::NicSockets {
+                nics: spec.nics.len(),
+                sockets: fds.nics.len(),
+            });
         }
         for (i, (n, fd)) in spec.nics.iter().zip(&fds.nics).enumerate() {
             // The NIC's frames go to the harness's user-mode network (one frame per
