@@ -11,6 +11,19 @@ use base64::Engine;
 
 pub const MARKER: &str = "_____PAYLOAD_____";
 
+/// A tree that could not be read into the archive.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// An entry of a directory being read (its type, its permissions) could not be had.
+    #[error(transparent)]
+    Entry(#[from] std::io::Error),
+}
+
 /// An archive being assembled: files (path inside the archive, contents, mode) and the
 /// command to run from the unpacked directory.
 #[derive(Default)]
@@ -44,13 +57,14 @@ impl Pack {
 
     /// Adds every regular file under `dir` as `prefix/<relative path>` (skipping VCS
     /// metadata and Python caches), in sorted order so the archive is reproducible.
-    pub fn tree(&mut self, dir: &Path, prefix: &str) -> anyhow::Result<&mut Self> {
+    pub fn tree(&mut self, dir: &Path, prefix: &str) -> Result<&mut Self, PackError> {
         let mut stack = vec![dir.to_path_buf()];
         let mut found = Vec::new();
         while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", d.display()))?
-            {
+            for e in std::fs::read_dir(&d).map_err(|source| PackError::Read {
+                path: d.clone(),
+                source,
+            })? {
                 let e = e?;
                 let name = e.file_name();
                 let name = name.to_string_lossy();
@@ -78,8 +92,10 @@ impl Pack {
                 .to_string_lossy()
                 .to_string();
             let mode = std::fs::metadata(&p)?.permissions().mode() & 0o777;
-            let data = std::fs::read(&p)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+            let data = std::fs::read(&p).map_err(|source| PackError::Read {
+                path: p.clone(),
+                source,
+            })?;
             self.files.push((format!("{prefix}/{rel}"), data, mode));
         }
         Ok(self)
