@@ -8,6 +8,7 @@
 //! - [`types`]: the `vmtest:` section (how to run a test, what to expect);
 //! - [`storage`]: curtin's storage config as the harness reads it;
 //! - [`network`]: curtin's network config as the harness reads it (NICs, bonds, ...);
+//! - [`shapes`]: the value shapes curtin accepts (0/1 booleans, sizes as text, ...);
 //! - [`parse`]: reading a file into a [`TestConfig`] and checking it;
 //! - [`disks`]: the disks a test gets (by serial, WWN or path, sized, serials checked);
 //! - [`runnable`]: whether this host can run a test, and why not;
@@ -19,6 +20,7 @@ mod names;
 mod network;
 mod parse;
 mod runnable;
+mod shapes;
 mod storage;
 mod types;
 
