@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::addr::{Prefixed, parse_kernel_dst};
-use super::derive::Want;
 use super::facts::{Addr, Facts, FactsError, Family, Link, RouteFact};
+use super::want::Want;
 
 /// At most this many collected lines are quoted as evidence.
 const EVIDENCE_LINES: usize = 20;

@@ -10,6 +10,7 @@
 //!   domains; bond mode, members and settings; VLAN id and parent; bridge members, STP,
 //!   timers and port settings; the MACs and addresses in the rendered configuration; the
 //!   config cloud-init was handed);
+//! - [`want`]: what one such check expects, in words;
 //! - [`facts`]: the collected files, read with caps and typed errors (guest input), one
 //!   [`Artifact`] shared by every network check;
 //! - [`eval`]: each check against the facts, with the evidence on failure;
@@ -20,10 +21,11 @@ pub mod derive;
 pub mod eval;
 pub mod facts;
 pub mod script;
+pub mod want;
 
 use std::path::Path;
 
-pub use derive::{NetCheck, Want};
+pub use want::{NetCheck, Want};
 
 use super::{Artifact, Check, Collected, DataError, Probe};
 use crate::check::{CheckGroup, CheckResult};
