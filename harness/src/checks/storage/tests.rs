@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::*;
 use crate::checks::{evaluate, parse::md::MdArray};
+use crate::config::DiskDriver;
 
 fn config(storage: &str) -> TestConfig {
     let text = format!("vmtest: {{release: r}}\nstorage:\n  version: 1\n  config:\n{storage}");
