@@ -15,9 +15,9 @@
 //! An empty value is the same as an unset one, except for the proxy. Zero memory, vCPUs
 //! or timeouts are refused as the config refuses them.
 //!
-//! Here: [`Settings`] read from the variables. Beside it: [`keep`] (what a test keeps of
-//! its work dir), [`extra_config`] (CURTIN_VMTEST_EXTRA_CONFIG's file), [`topdir`] (the
-//! default TOPDIR and the rule that a run never mixes with another's), [`vars`] (the
+//! Here: [`Settings`] read from the variables. Beside it: `keep` (what a test keeps of
+//! its work dir), `extra_config` (CURTIN_VMTEST_EXTRA_CONFIG's file), `topdir` (the
+//! default TOPDIR and the rule that a run never mixes with another's), `vars` (the
 //! boolean rule and which CURTIN_VMTEST_* variables are known).
 
 mod extra_config;

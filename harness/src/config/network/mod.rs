@@ -6,7 +6,7 @@
 //! As in curtin's vmtest, the VM gets one NIC per physical interface that names a MAC,
 //! in config order, and one NIC with [`DEFAULT_MAC`] when there is none.
 //!
-//! Here: the model, which version a section is, and the NICs. [`v1`] and [`v2`] read the
+//! Here: the model, which version a section is, and the NICs. `v1` and `v2` read the
 //! two versions' shapes into it.
 
 mod v1;
