@@ -52,7 +52,9 @@ pub struct Selection {
     /// Directory holding the test configs (*.yaml).
     #[arg(long, env = "VMTEST_TESTS_DIR")]
     pub tests_dir: Option<PathBuf>,
-    /// Tests to select: names, globs (basic*, *lvm*) or regexes (^basic$); all when none.
+    /// Tests to select: names, globs (basic*, *lvm*) or regexes (^basic$) in the tests
+    /// directory, or config files by path (DIR/NAME.yaml), run in the order given; all
+    /// of the tests directory when none.
     pub tests: Vec<String>,
     /// Keep only the K-th of N parts of the selection (1-based), for a CI matrix: every
     /// test lands in exactly one part, the same on every machine.
@@ -133,29 +135,92 @@ fn tests_dir(given: Option<&Path>) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tests")
 }
 
-/// Loads every config in `dir` and picks those the patterns name (all without patterns).
-/// A pattern that matches nothing is an error, so typos do not run zero tests.
+/// A pattern that names a config file rather than a test in the tests directory: it
+/// ends in `.yaml` or `.yml` (a test name never does: names are file stems).
+fn config_file(pattern: &str) -> Option<&Path> {
+    let p = Path::new(pattern);
+    p.extension()
+        .is_some_and(|x| x == "yaml" || x == "yml")
+        .then_some(p)
+}
+
+/// The tests the patterns pick, in pattern order: a pattern ending in `.yaml`/`.yml` is a
+/// config file, loaded as it is from wherever it is (so one run can mix `examples/tests-curtin`
+/// with curtin's own `examples/tests/*.yaml`); any other is a name, glob or regex over the
+/// configs in `dir` (all of them without patterns). A pattern that matches nothing is an
+/// error, so typos do not run zero tests; so are two selected tests of one name, whose
+/// results would overwrite each other.
 pub fn select(dir: &Path, patterns: &[String]) -> anyhow::Result<Vec<TestConfig>> {
-    let files = discover(dir)?;
-    let mut all = Vec::new();
-    let mut errors: Vec<crate::config::ConfigError> = Vec::new();
-    for f in &files {
-        match TestConfig::load(f) {
-            Ok(t) => all.push(t),
-            Err(e) => errors.push(e),
+    let needs_dir = patterns.is_empty() || patterns.iter().any(|p| config_file(p).is_none());
+    let in_dir = if needs_dir {
+        InDir::load(dir)?
+    } else {
+        InDir::default()
+    };
+    let mut chosen: Vec<TestConfig> = Vec::new();
+    let push = |t: TestConfig, chosen: &mut Vec<TestConfig>| -> anyhow::Result<()> {
+        match chosen.iter().find(|c| c.name == t.name) {
+            Some(c) if c.file == t.file => Ok(()),
+            Some(c) => anyhow::bail!(
+                "{} and {} are both the test `{}`: select one (their results would overwrite each other)",
+                c.file.display(),
+                t.file.display(),
+                t.name
+            ),
+            None => {
+                chosen.push(t);
+                Ok(())
+            }
+        }
+    };
+    if patterns.is_empty() {
+        for n in in_dir.names.clone() {
+            push(in_dir.get(&n)?, &mut chosen)?;
         }
     }
-    let names: Vec<String> = files
-        .iter()
-        .filter_map(|f| f.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .collect();
-    let mut chosen: Vec<String> = Vec::new();
-    if patterns.is_empty() {
-        chosen = names.clone();
-    }
     for p in patterns {
-        let hits: Vec<String> = if names.contains(p) {
-            vec![p.clone()]
+        if let Some(file) = config_file(p) {
+            push(TestConfig::load(file)?, &mut chosen)?;
+            continue;
+        }
+        for n in in_dir.matching(dir, p)? {
+            push(in_dir.get(&n)?, &mut chosen)?;
+        }
+    }
+    Ok(chosen)
+}
+
+/// The configs of a tests directory: those that load, and the errors of those that do
+/// not (a broken config fails the run only when it is selected).
+#[derive(Default)]
+struct InDir {
+    names: Vec<String>,
+    loaded: Vec<TestConfig>,
+    errors: Vec<crate::config::ConfigError>,
+}
+
+impl InDir {
+    fn load(dir: &Path) -> anyhow::Result<InDir> {
+        let files = discover(dir)?;
+        let mut d = InDir::default();
+        for f in &files {
+            match TestConfig::load(f) {
+                Ok(t) => d.loaded.push(t),
+                Err(e) => d.errors.push(e),
+            }
+        }
+        d.names = files
+            .iter()
+            .filter_map(|f| f.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .collect();
+        Ok(d)
+    }
+
+    /// The test names a name, glob or regex picks.
+    fn matching(&self, dir: &Path, p: &str) -> anyhow::Result<Vec<String>> {
+        let names = &self.names;
+        let hits: Vec<String> = if names.iter().any(|n| n == p) {
+            vec![p.to_string()]
         } else if p.contains(['*', '?', '[']) {
             let g = glob::Pattern::new(p).map_err(|e| anyhow::anyhow!("bad glob `{p}`: {e}"))?;
             names.iter().filter(|n| g.matches(n)).cloned().collect()
@@ -171,23 +236,23 @@ pub fn select(dir: &Path, patterns: &[String]) -> anyhow::Result<Vec<TestConfig>
                 names.join(", ")
             );
         }
-        for h in hits {
-            if !chosen.contains(&h) {
-                chosen.push(h);
-            }
+        Ok(hits)
+    }
+
+    /// The selected test `name`, or the error of its broken config.
+    fn get(&self, name: &str) -> anyhow::Result<TestConfig> {
+        if let Some(t) = self.loaded.iter().find(|t| t.name == name) {
+            return Ok(t.clone());
+        }
+        match self.errors.iter().find(|e| {
+            e.file
+                .file_stem()
+                .is_some_and(|s| s.to_string_lossy() == name)
+        }) {
+            Some(e) => Err(e.clone().into()),
+            None => anyhow::bail!("test `{name}` vanished while it was being selected"),
         }
     }
-    // A broken config fails the run only when it was selected.
-    for e in errors {
-        let stem = e.file.file_stem().map(|s| s.to_string_lossy().into_owned());
-        if stem.is_some_and(|s| chosen.contains(&s)) {
-            return Err(e.into());
-        }
-    }
-    Ok(chosen
-        .iter()
-        .filter_map(|n| all.iter().find(|t| &t.name == n).cloned())
-        .collect())
 }
 
 /// The patterns' tests, then the partition's share of them.
@@ -351,6 +416,61 @@ mod tests {
         assert_eq!(names(&["lvm$", "^u"]), vec!["basic_lvm", "uefi"]);
         let e = select(d.path(), &["nope".into()]).unwrap_err().to_string();
         assert!(e.contains("no test matches `nope`"), "{e}");
+    }
+
+    /// Config files named by path join the selection where they are named, from any
+    /// directory, as curtin's own examples/tests beside this project's in one CI run.
+    #[test]
+    fn config_files_by_path_mix_with_names_in_order() {
+        let d = dir_with(&[("basic.yaml", T), ("uefi.yaml", T)]);
+        let other = dir_with(&[("raid5boot.yaml", "storage: {version: 1, config: []}\n")]);
+        let other_file = other.path().join("raid5boot.yaml");
+        let pick = |p: &[String]| -> Vec<String> {
+            select(d.path(), p)
+                .unwrap()
+                .into_iter()
+                .map(|t| t.name)
+                .collect()
+        };
+        let f = other_file.display().to_string();
+        assert_eq!(
+            pick(&["uefi".into(), f.clone(), "basic".into()]),
+            vec!["uefi", "raid5boot", "basic"]
+        );
+        // Only files: the tests directory need not exist.
+        assert_eq!(
+            select(&d.path().join("absent"), std::slice::from_ref(&f))
+                .unwrap()
+                .iter()
+                .map(|t| t.file.clone())
+                .collect::<Vec<_>>(),
+            vec![other_file.clone()]
+        );
+        // The same file twice is one test.
+        assert_eq!(pick(&[f.clone(), f.clone()]), vec!["raid5boot"]);
+        // A missing file names itself.
+        let e = select(d.path(), &["no/such.yaml".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no/such.yaml") && e.contains("cannot read"),
+            "{e}"
+        );
+    }
+
+    /// Two selected tests of one name would share a data directory and a JUnit name.
+    #[test]
+    fn two_selected_tests_of_one_name_are_refused() {
+        let d = dir_with(&[("uefi_basic.yaml", T)]);
+        let other = dir_with(&[("uefi_basic.yaml", T)]);
+        let f = other.path().join("uefi_basic.yaml").display().to_string();
+        let e = select(d.path(), &["uefi_basic".into(), f.clone()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("are both the test `uefi_basic`") && e.contains(&f),
+            "{e}"
+        );
     }
 
     #[test]
