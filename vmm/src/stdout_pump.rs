@@ -207,15 +207,21 @@ mod tests {
         pump.flush().unwrap();
         pump.drain().wait();
         assert!(t.elapsed() < FLUSH_WAIT + Duration::from_secs(1));
-        // Once stdout takes bytes again, what was queued arrives in order. A drain gives
-        // up after FLUSH_WAIT by design, so wait here for the bytes themselves: on a
-        // loaded host the writer thread may take longer than that to be scheduled.
+        // Once stdout takes bytes again, what was queued arrives in order, and what is
+        // written after it has drained is not dropped. A drain gives up after FLUSH_WAIT
+        // by design, so wait here for the bytes themselves: on a loaded host the writer
+        // thread may take longer than that to be scheduled.
         released.store(true, Ordering::SeqCst);
+        let wait_for = |pump: &StdoutPump, done: &dyn Fn(&[u8], u64) -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !done(&got.lock().unwrap(), pump.dropped()) && Instant::now() < deadline {
+                pump.drain().wait();
+            }
+        };
+        let all = 3 * PUMP_LIMIT as u64;
+        wait_for(&pump, &|g, dropped| g.len() as u64 + dropped == all);
         pump.write_all(b"end").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !got.lock().unwrap().ends_with(b"end") && Instant::now() < deadline {
-            pump.drain().wait();
-        }
+        wait_for(&pump, &|g, _| g.ends_with(b"end"));
         let got = got.lock().unwrap();
         assert!(got.ends_with(b"end"), "{} bytes", got.len());
         assert!(got.len() as u64 + pump.dropped() == 3 * PUMP_LIMIT as u64 + 3);
