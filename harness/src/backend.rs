@@ -294,8 +294,8 @@ pub trait Backend: Send + Sync {
     /// (missing program, bad disk), not that the guest failed.
     fn run_phase(&self, spec: &PhaseSpec) -> Result<PhaseResult, BackendError>;
     /// Whether the boot phase goes through firmware and the installed boot loader. When
-    /// not, the runner finds the kernel, initrd and command line grub would boot on the
-    /// installed disks and boots them directly.
+    /// not, the install phase hands off the kernel, initrd and command line grub would boot
+    /// ([`crate::handoff`]) and the boot phase boots them directly.
     fn boots_firmware(&self) -> bool {
         true
     }
@@ -309,7 +309,7 @@ pub trait Backend: Send + Sync {
 /// The builtin microVM (this project's `vmm` crate): direct kernel boot, virtio-blk disks,
 /// virtio-net on user-mode NAT where the guest may reach only the host ports the phase
 /// names, 16550 serial console, clean exit reasons. No firmware: the runner boots the
-/// installed system's grub entry directly.
+/// installed system's grub entry directly, from the install's handoff.
 pub struct BuiltinBackend;
 
 impl Backend for BuiltinBackend {

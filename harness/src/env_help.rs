@@ -37,6 +37,8 @@ Environment (curtin's vmtest names; booleans are true unless empty, 0 or false):
   VMTEST_VMM                    as --vmm: auto, builtin or qemu [default: auto]
   VMTEST_QEMU                   the qemu binary [default: qemu-system-x86_64]
   VMTEST_QEMU_ACCEL             kvm or tcg for qemu [default: kvm when it is real]
+  VMTEST_QEMU_BOOT              qemu's boot phase: firmware (installed grub) or direct (the
+                                install's handoff, as the builtin boots) [default: firmware]
   VMTEST_LOG_LEVEL              tracing filter for the harness's own logs [default: warn]
   GITHUB_ACTIONS                `true`: config errors and failed checks also as ::error annotations,
                                 failed tests' serial tails in ::group:: blocks

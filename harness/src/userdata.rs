@@ -255,18 +255,32 @@ pub fn curtin_vmtest_config(webhook: &str, apt_proxy: Option<&str>) -> serde_jso
 /// [`curtin_vmtest_config`] for one test: a UEFI test also gets
 /// `grub: {update_nvram: true}` (as curtin's vmtest gives its UEFI tests), so curtin
 /// writes its boot entry and BootOrder into the test's NVRAM; the test's own `grub:`
-/// settings, merged after, win.
+/// settings, merged after, win. With `handoff`, a last late command
+/// ([`HANDOFF_LATE_COMMAND`], sorted after the test's own) writes the handoff while
+/// curtin still has the target mounted at `$TARGET_MOUNT_POINT`.
 pub fn curtin_vmtest_config_for(
     test: &TestConfig,
     webhook: &str,
     apt_proxy: Option<&str>,
+    handoff: bool,
 ) -> serde_json::Value {
     let mut cfg = curtin_vmtest_config(webhook, apt_proxy);
     if test.vmtest.uefi {
         cfg["grub"] = json!({"update_nvram": true});
     }
+    if handoff {
+        cfg["late_commands"] =
+            json!({HANDOFF_LATE_COMMAND: ["sh", "-c", HANDOFF_SH, "vmtest-handoff"]});
+    }
     cfg
 }
+
+/// The name of the late command that writes the handoff: curtin runs late commands in
+/// the order of their names, and this sorts after any name a test is likely to use.
+pub const HANDOFF_LATE_COMMAND: &str = "zz_vmtest_handoff";
+
+/// The handoff writer (see [`crate::handoff`] for the format and its reader).
+pub const HANDOFF_SH: &str = include_str!("../installer/handoff.sh");
 
 /// Where a curtin tree keeps the config that dirties the disks before the install
 /// (`vmtest: {dirty_disks: true}`), relative to the tree.
@@ -335,6 +349,9 @@ pub struct PackInputs<'a> {
     pub apt_proxy: Option<&'a str>,
     /// CURTIN_VMTEST_EXTRA_CONFIG, handed to curtin after the test's config.
     pub extra_config: Option<&'a ExtraConfig>,
+    /// The boot phase boots directly: the installer's last step writes the handoff
+    /// ([`crate::handoff`]) onto the disk with serial [`crate::handoff::HANDOFF_DISK_SERIAL`].
+    pub handoff: bool,
 }
 
 /// Packs the installer for `test`: the script installer with its plan, or curtin from
@@ -349,6 +366,7 @@ pub fn pack_installer(test: &TestConfig, inputs: &PackInputs) -> anyhow::Result<
         webhook,
         apt_proxy,
         extra_config,
+        handoff,
     } = *inputs;
     let mut pack = Pack::new();
     match test.installer(curtin_src.is_some()) {
@@ -374,6 +392,11 @@ pub fn pack_installer(test: &TestConfig, inputs: &PackInputs) -> anyhow::Result<
                 pack.file(NETWORK_CFG, net, 0o644);
                 cmd.push(NETWORK_CFG);
             }
+            if handoff {
+                // install.sh runs it last, with the target still mounted.
+                pack.file("installer/handoff.sh", HANDOFF_SH, 0o755)
+                    .env("VMTEST_HANDOFF", "$PACK_DIR/installer/handoff.sh");
+            }
             pack.command(&cmd);
         }
         InstallerKind::Curtin => {
@@ -391,7 +414,7 @@ pub fn pack_installer(test: &TestConfig, inputs: &PackInputs) -> anyhow::Result<
             }
             pack.file(
                 "config/vmtest.yaml",
-                emit::to_string(&curtin_vmtest_config_for(test, webhook, apt_proxy)),
+                emit::to_string(&curtin_vmtest_config_for(test, webhook, apt_proxy, handoff)),
                 0o644,
             )
             // The file as the author wrote it: curtin reads it with the same YAML reader
@@ -668,6 +691,7 @@ mod tests {
                 webhook: "http://10.0.2.2:9/webhook",
                 apt_proxy: Some("http://proxy:3128"),
                 extra_config: None,
+                handoff: false,
             },
         )
         .unwrap();
@@ -752,6 +776,56 @@ mod tests {
 
     const MARKER_LINE: &str = "\n_____PAYLOAD_____\n";
 
+    /// A boot phase without firmware needs the handoff: the script installer packs its
+    /// writer and install.sh runs it (VMTEST_HANDOFF); curtin gets it as its last late
+    /// command, run with `sh -c` so nothing depends on curtin's working directory. Without
+    /// it, neither installer writes one.
+    #[test]
+    fn the_handoff_is_the_installers_last_step_when_asked_for() {
+        let with = |curtin: Option<&Path>, handoff| {
+            pack_installer(
+                &basic(),
+                &PackInputs {
+                    curtin_src: curtin,
+                    handoff,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        };
+        let p = with(None, true);
+        let files = payload_files(&p);
+        assert_eq!(files["installer/handoff.sh"], HANDOFF_SH);
+        let text = p.render().unwrap();
+        assert!(
+            text.contains("export VMTEST_HANDOFF=\"$PACK_DIR/installer/handoff.sh\""),
+            "{}",
+            &text[..text.find(MARKER_LINE).unwrap_or(text.len())]
+        );
+        assert!(INSTALL_SH.contains("sh \"$VMTEST_HANDOFF\" \"$TARGET\""));
+        let p = with(None, false);
+        assert!(!payload_files(&p).contains_key("installer/handoff.sh"));
+        assert!(!p.render().unwrap().contains("VMTEST_HANDOFF"));
+
+        let c = fake_curtin();
+        let added = read(&payload_files(&with(Some(c.path()), true))["config/vmtest.yaml"]);
+        let cmd = added
+            .get("late_commands")
+            .and_then(|l| l.get(HANDOFF_LATE_COMMAND))
+            .and_then(|c| c.as_seq())
+            .unwrap();
+        let words: Vec<&str> = cmd.iter().filter_map(|w| w.as_str()).collect();
+        assert_eq!(words, ["sh", "-c", HANDOFF_SH, "vmtest-handoff"]);
+        let added = read(&payload_files(&with(Some(c.path()), false))["config/vmtest.yaml"]);
+        assert!(added.get("late_commands").is_none());
+        // The writer is valid sh.
+        let sh = std::process::Command::new("sh")
+            .args(["-n", "-c", HANDOFF_SH])
+            .status()
+            .unwrap();
+        assert!(sh.success());
+    }
+
     #[test]
     fn uefi_with_curtin_packs_and_asks_curtin_to_update_the_nvram() {
         let c = fake_curtin();
@@ -770,7 +844,7 @@ mod tests {
             files["config/vmtest.yaml"]
         );
         // A BIOS test gets no grub settings from the harness.
-        let bios = curtin_vmtest_config_for(&basic(), "x", None);
+        let bios = curtin_vmtest_config_for(&basic(), "x", None, false);
         assert!(bios.get("grub").is_none());
         // The script installer does UEFI installs too.
         assert!(pack_installer(&t, &PackInputs::default()).is_ok());

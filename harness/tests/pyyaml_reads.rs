@@ -297,6 +297,8 @@ fn what_the_installer_gets_means_what_the_file_meant_to_pyyaml() {
                 webhook,
                 apt_proxy: Some(proxy),
                 extra_config: Some(&extra),
+                // The handoff's late command (a multi-line script) read back too.
+                handoff: true,
             },
         );
         match curtin_pack {
@@ -316,7 +318,7 @@ fn what_the_installer_gets_means_what_the_file_meant_to_pyyaml() {
                 checks.value(
                     format!("{} config/vmtest.yaml", t.name),
                     &files["config/vmtest.yaml"],
-                    &userdata::curtin_vmtest_config_for(t, webhook, Some(proxy)),
+                    &userdata::curtin_vmtest_config_for(t, webhook, Some(proxy), true),
                 );
             }
             Err(e) => panic!("{}: {e:#}", t.name),

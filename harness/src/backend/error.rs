@@ -81,6 +81,10 @@ pub enum BackendError {
         .0.display()
     )]
     QemuMissing(PathBuf),
+    #[error(
+        "VMTEST_QEMU_BOOT={0:?}: give `firmware` (the installed boot loader, the default) or `direct` (the install's handoff, as the builtin VMM boots)"
+    )]
+    QemuBoot(String),
     #[error("cannot start {}: {source}", binary.display())]
     Spawn { binary: PathBuf, source: io::Error },
     /// qemu exited before its main loop: the VM could not run at all.

@@ -60,6 +60,10 @@ pub struct QemuBackend {
     /// Why this accelerator (printed once).
     pub accel_reason: String,
     pub machine: Machine,
+    /// Boot the installed system's kernel directly from the install's handoff
+    /// (`VMTEST_QEMU_BOOT=direct`), as the builtin microVM does, instead of through firmware
+    /// and the installed grub: the builtin's boot path on a host where only qemu runs.
+    pub direct_boot: bool,
 }
 
 impl QemuBackend {
@@ -86,12 +90,18 @@ impl QemuBackend {
                 Err(why) => (Accel::Tcg, why),
             },
         };
+        let direct_boot = match std::env::var("VMTEST_QEMU_BOOT").ok().as_deref() {
+            None | Some("") | Some("firmware") => false,
+            Some("direct") => true,
+            Some(other) => return Err(BackendError::QemuBoot(other.to_string())),
+        };
         Ok(QemuBackend {
             binary,
             ovmf: super::Ovmf::find().ok(),
             accel,
             accel_reason,
             machine: Machine::Pc,
+            direct_boot,
         })
     }
 }
@@ -170,6 +180,10 @@ impl Backend for QemuBackend {
             Accel::Kvm => "qemu-kvm".into(),
             Accel::Tcg => "qemu-tcg".into(),
         }
+    }
+
+    fn boots_firmware(&self) -> bool {
+        !self.direct_boot
     }
 
     fn new_uefi_nvram(&self, path: &Path) -> Result<(), BackendError> {

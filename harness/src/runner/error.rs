@@ -80,9 +80,9 @@ pub enum RunError {
         problems: Vec<InstallProblem>,
         tail: SerialTail,
     },
-    /// A firmware-less backend found no kernel to boot on the installed disks.
-    #[error("finding the installed kernel: {0:#}")]
-    FindKernel(anyhow::Error),
+    /// A boot without firmware found no kernel to boot in the install's handoff.
+    #[error("the installed system's handoff: {0}")]
+    Handoff(#[source] crate::handoff::HandoffError),
     #[error("collect: {0:#}")]
     Collect(anyhow::Error),
     #[error("the output disk held no files (collect scripts did not run?)")]
@@ -106,7 +106,7 @@ impl RunError {
         match self {
             RunError::PhaseEnded { .. }
             | RunError::InstallVerdict { .. }
-            | RunError::FindKernel(_)
+            | RunError::Handoff(_)
             | RunError::Collect(_)
             | RunError::NothingCollected { .. } => Status::Fail,
             RunError::NotRunnableHere(_) => Status::NotRun,

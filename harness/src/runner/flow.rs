@@ -12,6 +12,7 @@ use super::timer::Timer;
 use super::{COLLECT_BUDGET, OUTPUT_DISK_SIZE, RunContext, TestResult};
 use crate::backend::{Boot, Disk, DiskBus, Nic, Outcome, Phase, PhaseResult, PhaseSpec};
 use crate::config::{DiskDriver, InstallerKind, TestConfig};
+use crate::handoff::{HANDOFF_DISK_FILE, HANDOFF_DISK_SERIAL, HANDOFF_DISK_SIZE};
 use crate::http::{Content, HttpServer};
 use crate::userdata::{self, OUTPUT_DISK_SERIAL};
 use crate::verdict;
@@ -159,6 +160,15 @@ fn curtin_failure(w: &WorkDir) -> Vec<verdict::InstallProblem> {
         .unwrap_or_default()
 }
 
+/// Whether the boot phase boots the installed kernel directly, from the handoff the
+/// install phase writes ([`crate::handoff`]), rather than through firmware and the
+/// installed boot loader: on a backend without firmware (the builtin microVM), and under
+/// BIOS for a first disk with 4 KiB sectors, which SeaBIOS cannot boot (UEFI can).
+pub fn boots_directly(test: &TestConfig, backend: &dyn crate::backend::Backend) -> bool {
+    let bios_cannot = !test.vmtest.uefi && test.disks.first().is_some_and(|d| d.block_size == 4096);
+    !backend.boots_firmware() || bios_cannot
+}
+
 /// Disks, image, HTTP server, packed installer and install seed.
 pub(super) fn prepare(run: &mut Run, w: &WorkDir) -> Result<Prepared, RunError> {
     let (test, ctx) = (run.test, run.ctx);
@@ -189,6 +199,7 @@ pub(super) fn prepare(run: &mut Run, w: &WorkDir) -> Result<Prepared, RunError> 
     let _ = http.log_posts_to(w.logs().join("webhooks-events.json"));
     let webhook = format!("http://{}:{}/webhook", userdata::HOST_IP, http.port());
     let installer = test.installer(ctx.curtin_src.is_some());
+    let handoff = boots_directly(test, ctx.backend);
     let pack = userdata::pack_installer(
         test,
         &userdata::PackInputs {
@@ -196,6 +207,7 @@ pub(super) fn prepare(run: &mut Run, w: &WorkDir) -> Result<Prepared, RunError> 
             webhook: &webhook,
             apt_proxy: s.apt_proxy.as_deref(),
             extra_config: s.extra_config.as_ref(),
+            handoff,
         },
     )
     .map_err(RunError::Installer)?;
@@ -205,7 +217,8 @@ pub(super) fn prepare(run: &mut Run, w: &WorkDir) -> Result<Prepared, RunError> 
     if installer == InstallerKind::Curtin {
         // What the harness adds to the test's config, for the developer to read (the
         // packed copy is inside install/user-data's base64 payload).
-        let added = userdata::curtin_vmtest_config_for(test, &webhook, s.apt_proxy.as_deref());
+        let added =
+            userdata::curtin_vmtest_config_for(test, &webhook, s.apt_proxy.as_deref(), handoff);
         write(
             "install/curtin-vmtest.yaml",
             w.install().join("curtin-vmtest.yaml"),
@@ -239,7 +252,17 @@ pub(super) fn prepare(run: &mut Run, w: &WorkDir) -> Result<Prepared, RunError> 
         initrd: Some(image.initrd.clone()),
         cmdline: userdata::install_cmdline(http.port(), &test.macs[0], &v.extra_kernel_args),
     };
-    let mut spec = phase_spec(run, w, Phase::Install, boot, install_disks(test, w));
+    let mut disks = install_disks(test, w);
+    if handoff {
+        // Attached last, so the storage config's disks keep the names they would have.
+        let path = w.disks().join(HANDOFF_DISK_FILE);
+        create_sparse_disk(&path, HANDOFF_DISK_SIZE).map_err(|source| RunError::Disk {
+            file: format!("disks/{HANDOFF_DISK_FILE}"),
+            source,
+        })?;
+        disks.push(Disk::virtio(path, HANDOFF_DISK_SERIAL, 512, false));
+    }
+    let mut spec = phase_spec(run, w, Phase::Install, boot, disks);
     spec.host_ports = vec![http.port()];
     run.say(&format!(
         "install: starting ({}, installer {}, image {}, {} MiB, {} vCPU, timeout {}s)",
@@ -339,32 +362,27 @@ pub(super) fn boot(
         .iter()
         .filter(|d| !d.id.starts_with("extra_disk_"))
         .count();
-    let installed = &install.disks;
-    let mut disks: Vec<Disk> = installed[..n_storage].to_vec();
+    // The installed disks, without the handoff disk (the install's alone).
+    let installed: Vec<&Disk> = install
+        .disks
+        .iter()
+        .filter(|d| d.serial != HANDOFF_DISK_SERIAL)
+        .collect();
+    let mut disks: Vec<Disk> = installed[..n_storage].iter().map(|&d| d.clone()).collect();
     disks.push(Disk::virtio(output.clone(), OUTPUT_DISK_SERIAL, 512, false));
-    disks.extend(installed[n_storage..].iter().cloned());
+    disks.extend(installed[n_storage..].iter().map(|&d| d.clone()));
     disks.push(Disk::virtio(
         seed_path,
         userdata::SEED_DISK_SERIAL,
         512,
         true,
     ));
-    // BIOS (SeaBIOS) cannot boot from a disk with 4 KiB logical sectors; UEFI can.
-    let bios_cannot = !v.uefi && installed.first().is_some_and(|d| d.block_size == 4096);
-    if ctx.backend.boots_firmware() && bios_cannot {
-        run.say(
-            "boot: SeaBIOS cannot boot a disk with 4 KiB sectors: booting the installed grub entry directly",
-        );
-    }
-    let method = if ctx.backend.boots_firmware() && !bios_cannot {
-        Boot::Firmware { uefi: v.uefi }
-    } else {
-        let on_disks: Vec<(std::path::PathBuf, u32)> = installed[..n_storage]
-            .iter()
-            .map(|d| (d.path.clone(), d.block_size))
-            .collect();
-        let entry =
-            crate::bootinfo::find_boot(&on_disks, &w.boot()).map_err(RunError::FindKernel)?;
+    let method = if boots_directly(test, ctx.backend) {
+        if ctx.backend.boots_firmware() {
+            run.say("boot: SeaBIOS cannot boot a disk with 4 KiB sectors: booting the installed grub entry directly");
+        }
+        let entry = crate::handoff::boot_entry(&w.disks().join(HANDOFF_DISK_FILE), &w.boot())
+            .map_err(RunError::Handoff)?;
         run.say(&format!(
             "boot: direct boot of {} ({})",
             entry.cmdline, entry.source
@@ -374,6 +392,8 @@ pub(super) fn boot(
             initrd: entry.initrd,
             cmdline: format!("{} panic=-1", entry.cmdline),
         }
+    } else {
+        Boot::Firmware { uefi: v.uefi }
     };
     let spec = phase_spec(run, w, Phase::Boot, method, disks);
     run.timer.lap("prepare boot");

@@ -266,6 +266,7 @@ mod tests {
             accel: Accel::Tcg,
             accel_reason: "test".into(),
             machine: Machine::Pc,
+            direct_boot: false,
         }
     }
 
