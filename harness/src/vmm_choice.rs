@@ -95,85 +95,64 @@ pub enum BuiltinExpectation {
 }
 
 /// How the builtin backend (which has no firmware) finds the kernel, initrd and command
-/// line of the installed system for a test's boot phase. When the installer hands these
-/// off itself, this grows a variant whose rule accepts every layout the installer can boot.
+/// line of the installed system for a test's boot phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BootSource {
-    /// The host reads grub's config and the files it names from the installed disks
-    /// (`bootinfo`): only a /boot on plain ext2/3/4, on a partition or a whole disk.
+    /// The install environment hands them off on a disk of its own (`handoff`), read
+    /// through the mounted target: any /boot the installed system itself boots from (plain,
+    /// RAID, LVM, xfs, btrfs, dm-crypt). The host never opens the installed disks.
     #[default]
-    HostReadsDisks,
+    Handoff,
 }
 
 impl BootSource {
     /// Ok when the builtin backend can boot `test`'s installed system this way, else why not.
     pub fn can_boot(self, test: &TestConfig) -> Result<(), String> {
         match self {
-            BootSource::HostReadsDisks => boot_readable_on_host(&test.storage),
+            BootSource::Handoff => handoff_written(test),
         }
     }
 }
 
-/// Where /boot lives (the `/boot` mount, else `/`) must be ext2/3/4 straight on a disk or
-/// a partition of one: that is all `bootinfo` reads.
-fn boot_readable_on_host(storage: &[StorageItem]) -> Result<(), String> {
-    let find = |id: &str| storage.iter().find(|i| i.id() == id);
-    let mount_at = |path: &str| {
-        storage.iter().find_map(|i| match i {
-            StorageItem::Mount(m) if m.path.as_deref() == Some(path) => Some(m),
-            _ => None,
-        })
-    };
-    let (mount, what) = match (mount_at("/boot"), mount_at("/")) {
-        (Some(m), _) => (m, "/boot"),
-        (None, Some(m)) => (m, "/ (holding /boot)"),
-        (None, None) => {
-            return Err(
-                "its storage config mounts nothing at / or /boot, so the host cannot find the installed kernel"
-                    .into(),
-            );
-        }
-    };
-    let format = match mount.device.as_deref().and_then(find) {
-        Some(StorageItem::Format(f)) => f,
-        _ => {
-            return Err(format!(
-                "{what} is not a formatted volume of the storage config (mount `{}`), so the host cannot read it",
-                mount.id
-            ));
-        }
-    };
-    if !matches!(format.fstype.as_str(), "ext2" | "ext3" | "ext4") {
-        return Err(format!(
-            "{what} is {}: the host reads only ext2/3/4 to find the installed kernel",
-            format.fstype
-        ));
+/// The installer's last step writes the handoff: there must be an installed system
+/// (something mounted at /), and for curtin its late stage must run with the target
+/// still mounted (the handoff is a late command sorted after the test's own).
+fn handoff_written(test: &TestConfig) -> Result<(), String> {
+    let root = test.storage.iter().any(|i| match i {
+        StorageItem::Mount(m) => m.path.as_deref() == Some("/"),
+        _ => false,
+    });
+    if !root {
+        return Err(
+            "its storage config mounts nothing at /, so no installed system is handed off for a direct boot"
+                .into(),
+        );
     }
-    let layer = |item: Option<&StorageItem>| -> Option<&'static str> {
-        match item {
-            Some(StorageItem::Disk(_)) => None,
-            Some(StorageItem::LvmPartition(_)) => Some("an LVM logical volume"),
-            Some(StorageItem::Raid(_)) => Some("a RAID array"),
-            Some(StorageItem::DmCrypt(_)) => Some("an encrypted volume (dm-crypt)"),
-            Some(StorageItem::Bcache(_)) => Some("bcache"),
-            Some(_) | None => Some("a volume the host cannot open"),
-        }
-    };
-    let below = match find(&format.volume) {
-        Some(StorageItem::Partition(p)) => layer(find(&p.device)),
-        other => layer(other),
-    };
-    match below {
-        None => Ok(()),
-        Some(layer) => Err(format!(
-            "{what} is on {layer}: the host reads /boot only from a plain partition or disk"
-        )),
+    if let Some(stages) = test.doc.get("stages")
+        && !stages.strings().contains(&"late")
+    {
+        return Err(
+            "its curtin `stages:` leave out `late`, where the installed system is handed off for a direct boot"
+                .into(),
+        );
     }
+    if let Some(late) = test.doc.get("late_commands")
+        && late
+            .strings()
+            .iter()
+            .any(|w| w.contains("unmount") || w.contains("umount"))
+    {
+        return Err(
+            "its late_commands unmount the target before the handoff (the last late command) can read it"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// Which backend runs `test` under `--vmm`, and why (printed). Under `auto` the builtin
 /// backend is chosen only where it can run the test end to end: the test needs nothing
-/// the microVM lacks, KVM is real, and the boot phase can find the installed kernel.
+/// the microVM lacks, KVM is real, and the installed system is handed off to boot.
 /// `host` is asked only when the choice depends on it (it may probe /dev/kvm).
 pub fn choose<'h>(
     vmm: VmmChoice,
@@ -255,7 +234,7 @@ mod tests {
     fn auto_picks_builtin_only_where_kvm_is_real() {
         let t = plain("ext4");
         for host in hosts() {
-            let (c, why) = choose(VmmChoice::Auto, &t, || &host, BootSource::HostReadsDisks);
+            let (c, why) = choose(VmmChoice::Auto, &t, || &host, BootSource::Handoff);
             if host == HostKvm::Real {
                 assert_eq!(c, VmmChoice::Builtin, "{why}");
             } else {
@@ -275,7 +254,7 @@ mod tests {
         let t = test_with(DISK, ", uefi: true");
         for host in hosts() {
             for vmm in [VmmChoice::Builtin, VmmChoice::Qemu] {
-                let b = BootSource::HostReadsDisks;
+                let b = BootSource::Handoff;
                 assert_eq!(choose(vmm, &t, || &host, b).0, vmm, "{host:?}");
             }
         }
@@ -284,50 +263,91 @@ mod tests {
     #[test]
     fn auto_sends_what_the_microvm_lacks_to_qemu_even_on_real_kvm() {
         let t = test_with(DISK, ", uefi: true");
-        let (c, why) = choose(
-            VmmChoice::Auto,
-            &t,
-            || &HostKvm::Real,
-            BootSource::HostReadsDisks,
-        );
+        let (c, why) = choose(VmmChoice::Auto, &t, || &HostKvm::Real, BootSource::Handoff);
         assert_eq!(c, VmmChoice::Qemu);
         assert!(why.contains("UEFI"), "{why}");
     }
 
+    /// /boot (here inside /) on RAID, LVM, xfs, btrfs or dm-crypt: the handoff carries
+    /// them all, so the builtin is chosen on real KVM, and qemu everywhere else.
     #[test]
-    fn auto_never_picks_builtin_for_a_boot_it_cannot_find() {
+    fn auto_picks_builtin_for_any_boot_the_handoff_carries() {
+        let part = |n: u32, d: &str| {
+            format!("    - {{id: p{n}, type: partition, device: {d}, number: 1, size: 2G}}\n")
+        };
+        let root = "    - {id: m, type: mount, device: f, path: /}\n";
         let raid = test_with(
             &format!(
-                "{DISK}    - {{id: e, type: disk, serial: s2, ptable: gpt}}\n    - {{id: p1, type: partition, device: d, number: 1, size: 2G}}\n    - {{id: p2, type: partition, device: e, number: 1, size: 2G}}\n    - {{id: md0, type: raid, name: md0, raidlevel: 1, devices: [p1, p2]}}\n    - {{id: f, type: format, volume: md0, fstype: ext4}}\n    - {{id: m, type: mount, device: f, path: /}}\n"
+                "{DISK}    - {{id: e, type: disk, serial: s2, ptable: gpt}}\n{}{}    - {{id: md0, type: raid, name: md0, raidlevel: 1, devices: [p1, p2]}}\n    - {{id: f, type: format, volume: md0, fstype: ext4}}\n{root}",
+                part(1, "d"),
+                part(2, "e")
             ),
             "",
         );
         let lvm = test_with(
             &format!(
-                "{DISK}    - {{id: p1, type: partition, device: d, number: 1, size: 2G}}\n    - {{id: vg, type: lvm_volgroup, name: vg0, devices: [p1]}}\n    - {{id: lv, type: lvm_partition, name: root, volgroup: vg}}\n    - {{id: f, type: format, volume: lv, fstype: ext4}}\n    - {{id: m, type: mount, device: f, path: /}}\n"
+                "{DISK}{}    - {{id: vg, type: lvm_volgroup, name: vg0, devices: [p1]}}\n    - {{id: lv, type: lvm_partition, name: root, volgroup: vg}}\n    - {{id: f, type: format, volume: lv, fstype: ext4}}\n{root}",
+                part(1, "d")
             ),
             "",
         );
-        let no_root = test_with(DISK, "");
-        for (t, expect) in [
-            (&raid, "RAID"),
-            (&lvm, "LVM"),
-            (&plain("xfs"), "xfs"),
-            (&plain("btrfs"), "btrfs"),
-            (&no_root, "mounts nothing"),
+        let crypt = test_with(
+            &format!(
+                "{DISK}{}    - {{id: c, type: dm_crypt, volume: p1, dm_name: cr, key: k}}\n    - {{id: f, type: format, volume: c, fstype: ext4}}\n{root}",
+                part(1, "d")
+            ),
+            "",
+        );
+        for (name, t) in [
+            ("raid", &raid),
+            ("lvm", &lvm),
+            ("dm-crypt", &crypt),
+            ("xfs", &plain("xfs")),
+            ("btrfs", &plain("btrfs")),
+            ("ext4", &plain("ext4")),
         ] {
-            let (c, why) = choose(
-                VmmChoice::Auto,
-                t,
-                || &HostKvm::Real,
-                BootSource::HostReadsDisks,
-            );
-            assert_eq!(c, VmmChoice::Qemu, "{expect}: {why}");
-            assert!(why.contains(expect), "{why}");
+            assert_eq!(BootSource::Handoff.can_boot(t), Ok(()), "{name}");
+            for host in hosts() {
+                let (c, why) = choose(VmmChoice::Auto, t, || &host, BootSource::Handoff);
+                let want = if host == HostKvm::Real {
+                    VmmChoice::Builtin
+                } else {
+                    VmmChoice::Qemu
+                };
+                assert_eq!(c, want, "{name} on {host:?}: {why}");
+            }
         }
-        for fs in ["ext2", "ext3", "ext4"] {
-            assert_eq!(BootSource::HostReadsDisks.can_boot(&plain(fs)), Ok(()));
+    }
+
+    /// Where nothing would be handed off, qemu boots through firmware instead, on every
+    /// host: no installed root, a curtin config without its late stage, late commands
+    /// that unmount the target before the handoff reads it.
+    #[test]
+    fn auto_never_picks_builtin_when_nothing_is_handed_off() {
+        let with_top = |extra: &str| {
+            let t = plain("ext4");
+            TestConfig::parse("t", Path::new("t.yaml"), &format!("{}{extra}", t.text))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let no_root = test_with(DISK, "");
+        let no_late = with_top("stages: [early, partitioning, extract, curthooks, hook]\n");
+        let unmounts = with_top("late_commands:\n  99_unmount: [curtin, unmount]\n");
+        for (t, expect) in [
+            (&no_root, "mounts nothing at /"),
+            (&no_late, "leave out `late`"),
+            (&unmounts, "unmount the target"),
+        ] {
+            for host in hosts() {
+                let (c, why) = choose(VmmChoice::Auto, t, || &host, BootSource::Handoff);
+                assert_eq!(c, VmmChoice::Qemu, "{expect} on {host:?}: {why}");
+                if host == HostKvm::Real {
+                    assert!(why.contains(expect), "{why}");
+                }
+            }
         }
+        // A late stage and late commands that leave the target mounted are fine.
+        let late = with_top("stages: [early, extract, late]\nlate_commands:\n  01: [touch, /x]\n");
+        assert_eq!(BootSource::Handoff.can_boot(&late), Ok(()));
     }
 
     #[test]
@@ -350,29 +370,10 @@ mod tests {
                 } else {
                     VmmChoice::Qemu
                 };
-                let (c, why) = choose(VmmChoice::Auto, &t, || &host, BootSource::HostReadsDisks);
+                let (c, why) = choose(VmmChoice::Auto, &t, || &host, BootSource::Handoff);
                 assert_eq!(c, want, "{name} on {host:?}: {why}");
             }
         }
-    }
-
-    #[test]
-    fn a_separate_plain_boot_makes_any_root_bootable() {
-        // / on LVM, /boot on its own ext4 partition: the host reads /boot.
-        let t = test_with(
-            &format!(
-                "{DISK}    - {{id: p1, type: partition, device: d, number: 1, size: 1G}}\n    - {{id: p2, type: partition, device: d, number: 2, size: 2G}}\n    - {{id: vg, type: lvm_volgroup, name: vg0, devices: [p2]}}\n    - {{id: lv, type: lvm_partition, name: root, volgroup: vg}}\n    - {{id: fb, type: format, volume: p1, fstype: ext4}}\n    - {{id: fr, type: format, volume: lv, fstype: xfs}}\n    - {{id: mr, type: mount, device: fr, path: /}}\n    - {{id: mb, type: mount, device: fb, path: /boot}}\n"
-            ),
-            "",
-        );
-        assert_eq!(BootSource::HostReadsDisks.can_boot(&t), Ok(()));
-        let (c, _) = choose(
-            VmmChoice::Auto,
-            &t,
-            || &HostKvm::Real,
-            BootSource::HostReadsDisks,
-        );
-        assert_eq!(c, VmmChoice::Builtin);
     }
 
     fn facts(pvm_module: bool, instructions_per_sec: f64) -> Result<KvmFacts, String> {
