@@ -14,7 +14,7 @@ pub mod exit;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum VmmChoice {
     /// Builtin where it can run the test end to end (KVM is real, the test needs nothing
-    /// the microVM lacks, its boot phase can find the installed kernel); else qemu, with
+    /// the microVM lacks, its installed system is handed off to boot); else qemu, with
     /// the reason printed.
     Auto,
     /// The builtin KVM microVM (this project's `vmm` crate).
