@@ -23,7 +23,7 @@ pub const DATA_ALIGN: u64 = 1 << 20;
 /// The first line.
 pub const MAGIC: &str = "vmtest-handoff";
 /// The version this reader reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: &str = "1";
 /// Most entries (grub.cfg plus the kernels and initrds its menu entries name).
 pub const MAX_ENTRIES: usize = 17;
 /// Longest path an entry may name (Linux's PATH_MAX is 4096; /boot paths are short).
@@ -165,7 +165,7 @@ pub fn parse(bytes: &[u8], disk_len: u64) -> Result<Header, HandoffError> {
     let mut lines = text.strip_suffix('\n').unwrap_or(text).split('\n');
     let first = lines.next().unwrap_or_default();
     match first.split_once(' ') {
-        Some((MAGIC, v)) if v == VERSION.to_string() => {}
+        Some((MAGIC, VERSION)) => {}
         Some((MAGIC, v)) => {
             return Err(HandoffError::Header(format!(
                 "format version {v:.20}; this harness reads version {VERSION}"

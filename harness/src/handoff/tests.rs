@@ -163,7 +163,7 @@ fn oversized_entries_are_refused_before_reading() {
     )
     .unwrap();
     let big = KERNEL_CAP + 1;
-    let mut text = format!("vmtest-handoff 1\n");
+    let mut text = String::from("vmtest-handoff 1\n");
     let h = read_header(&mut File::open(&disk).unwrap(), 8 << 20).unwrap();
     for e in &h.entries {
         let sum: String = e.sha256.iter().map(|b| format!("{b:02x}")).collect();
