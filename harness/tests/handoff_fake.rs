@@ -356,3 +356,32 @@ fn a_firmware_boot_gets_no_handoff() {
     let ud = std::fs::read_to_string(env.settings.topdir.join("fw/install/user-data")).unwrap();
     assert!(!ud.contains("VMTEST_HANDOFF"));
 }
+
+/// qemu through SeaBIOS cannot boot a first disk with 4 KiB sectors: a firmware backend
+/// boots such a test from the handoff too (basic_4k's way), and gets the handoff disk in
+/// its install phase for it.
+#[test]
+fn four_k_sectors_under_bios_boot_from_the_handoff_on_a_firmware_backend() {
+    let env = Env::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let layout = Layout {
+        kernel_path: "/boot/vmlinuz-6.1",
+        initrd_path: "/boot/initrd.img-6.1",
+        args: "root=UUID=4k ro",
+    };
+    let mut b = guest(Some(entries_for(&layout)), seen.clone());
+    b.direct_boot = false;
+    let text = format!(
+        "vmtest:\n  release: bookworm\n  derive_checks: false\n  block_size: 4096\n  disks: {{sda: {{size: 64M}}}}\nstorage:\n  version: 1\n  config:{LVM_BOOT}"
+    );
+    let t = TestConfig::parse("k4", Path::new("k4.yaml"), &text).unwrap();
+    assert_eq!(t.disks[0].block_size, 4096);
+    let r = env.run(b, t, None);
+    assert_eq!(r.status, Status::Pass, "{:?}", r.errors());
+    let seen = seen.lock().unwrap();
+    assert!(
+        matches!(&seen[1].boot, Boot::Direct { cmdline, .. } if cmdline == "BOOT_IMAGE=/boot/vmlinuz-6.1 root=UUID=4k ro panic=-1"),
+        "{:?}",
+        seen[1].boot
+    );
+}
