@@ -32,6 +32,7 @@ pub mod console;
 pub mod curtin_events;
 pub mod handoff;
 pub mod http;
+pub mod installer;
 pub mod pack;
 pub mod partition;
 pub mod plan;

@@ -254,7 +254,7 @@ fn raid_boot_with_curtin_boots_from_the_handoff() {
     )
     .unwrap();
     assert!(
-        added.contains(harness::userdata::HANDOFF_LATE_COMMAND),
+        added.contains(harness::installer::HANDOFF_LATE_COMMAND),
         "{added}"
     );
 }

@@ -19,8 +19,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use harness::config::{TestConfig, discover};
+use harness::installer::{self, PackInputs};
 use harness::settings::ExtraConfig;
-use harness::userdata::{self, PackInputs, Part};
+use harness::userdata::{self, Part};
 use harness::yaml::{self, Kind, Node, Scalar, emit};
 use serde_json::{Value, json};
 
@@ -290,7 +291,7 @@ fn what_the_installer_gets_means_what_the_file_meant_to_pyyaml() {
     for t in &tests {
         // The harness reads the file as PyYAML does.
         checks.ours(format!("{} (harness's reading)", t.name), &t.text, &t.doc);
-        let curtin_pack = userdata::pack_installer(
+        let curtin_pack = installer::pack_installer(
             t,
             &PackInputs {
                 curtin_src: Some(&curtin),
@@ -318,12 +319,12 @@ fn what_the_installer_gets_means_what_the_file_meant_to_pyyaml() {
                 checks.value(
                     format!("{} config/vmtest.yaml", t.name),
                     &files["config/vmtest.yaml"],
-                    &userdata::curtin_vmtest_config_for(t, webhook, Some(proxy), true),
+                    &installer::curtin_vmtest_config_for(t, webhook, Some(proxy), true),
                 );
             }
             Err(e) => panic!("{}: {e:#}", t.name),
         }
-        if let Ok(p) = userdata::pack_installer(t, &PackInputs::default()) {
+        if let Ok(p) = installer::pack_installer(t, &PackInputs::default()) {
             script_packs += 1;
             let files = pack_files(&p);
             checks.same(

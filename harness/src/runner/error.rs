@@ -43,8 +43,8 @@ pub enum RunError {
     #[error("UEFI variables: {0}")]
     UefiVars(#[source] BackendError),
     /// The installer could not be packed.
-    #[error("installer: {0:#}")]
-    Installer(anyhow::Error),
+    #[error("installer: {0}")]
+    Installer(crate::installer::InstallerError),
     /// A file of the work dir (`install/user-data`, ...) could not be written.
     #[error("{file}: {source}")]
     Write {

@@ -14,6 +14,7 @@ use crate::backend::{Boot, Disk, DiskBus, Nic, Outcome, Phase, PhaseResult, Phas
 use crate::config::{DiskDriver, InstallerKind, TestConfig};
 use crate::handoff::{HANDOFF_DISK_FILE, HANDOFF_DISK_SERIAL, HANDOFF_DISK_SIZE};
 use crate::http::{Content, HttpServer};
+use crate::installer;
 use crate::userdata::{self, OUTPUT_DISK_SERIAL};
 use crate::verdict;
 use crate::workdir::{WorkDir, create_sparse_disk};
@@ -200,9 +201,9 @@ pub(super) fn prepare(run: &mut Run, w: &WorkDir) -> Result<Prepared, RunError> 
     let webhook = format!("http://{}:{}/webhook", userdata::HOST_IP, http.port());
     let installer = test.installer(ctx.curtin_src.is_some());
     let handoff = boots_directly(test, ctx.backend);
-    let pack = userdata::pack_installer(
+    let pack = installer::pack_installer(
         test,
-        &userdata::PackInputs {
+        &installer::PackInputs {
             curtin_src: ctx.curtin_src,
             webhook: &webhook,
             apt_proxy: s.apt_proxy.as_deref(),
@@ -213,12 +214,12 @@ pub(super) fn prepare(run: &mut Run, w: &WorkDir) -> Result<Prepared, RunError> 
     .map_err(RunError::Installer)?;
     let packed = pack
         .render()
-        .map_err(|e| RunError::Installer(anyhow::Error::new(e)))?;
+        .map_err(|e| RunError::Installer(installer::InstallerError::Render(e)))?;
     if installer == InstallerKind::Curtin {
         // What the harness adds to the test's config, for the developer to read (the
         // packed copy is inside install/user-data's base64 payload).
         let added =
-            userdata::curtin_vmtest_config_for(test, &webhook, s.apt_proxy.as_deref(), handoff);
+            installer::curtin_vmtest_config_for(test, &webhook, s.apt_proxy.as_deref(), handoff);
         write(
             "install/curtin-vmtest.yaml",
             w.install().join("curtin-vmtest.yaml"),

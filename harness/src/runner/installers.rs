@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::config::{InstallerKind, TestConfig};
-use crate::userdata;
+use crate::installer::{self, NotACurtinTree};
 
 /// Why the selected tests' installers cannot be packed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,7 +16,7 @@ pub enum InstallersError {
     NoCurtinTree { tests: Vec<String> },
     /// The tree given is not one (the reason names the missing file).
     #[error("--curtin / CURTIN_SRC: {0}")]
-    NotACurtinTree(String),
+    NotACurtinTree(NotACurtinTree),
 }
 
 /// Checks, before any VM starts, that every test's installer can be packed: a test
@@ -36,7 +36,6 @@ pub fn check_installers(
     }
     match curtin_src {
         None => Err(InstallersError::NoCurtinTree { tests: need }),
-        Some(src) => userdata::check_curtin_tree(src)
-            .map_err(|e| InstallersError::NotACurtinTree(format!("{e:#}"))),
+        Some(src) => installer::check_curtin_tree(src).map_err(InstallersError::NotACurtinTree),
     }
 }
