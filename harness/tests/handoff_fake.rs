@@ -79,11 +79,6 @@ struct Env {
 impl Env {
     fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let img = dir.path().join("image");
-        std::fs::create_dir(&img).unwrap();
-        for f in ["kernel", "initrd", "squashfs"] {
-            std::fs::write(img.join(f), format!("fake {f}")).unwrap();
-        }
         let m: HashMap<String, String> = [
             (
                 "CURTIN_VMTEST_TOPDIR".to_string(),
@@ -98,7 +93,7 @@ impl Env {
         let settings = Settings::from_lookup(|k| m.get(k).cloned(), false).unwrap();
         settings.prepare_topdir().unwrap();
         Env {
-            images: DirImages(img),
+            images: fake::fake_images(dir.path()),
             dir,
             settings,
         }

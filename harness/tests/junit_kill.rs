@@ -16,7 +16,7 @@ use harness::backend::{
 };
 use harness::cmd_run::{RunOptions, run_groups};
 use harness::config::TestConfig;
-use harness::runner::{DirImages, Progress};
+use harness::runner::Progress;
 use harness::settings::Settings;
 
 mod fake;
@@ -45,11 +45,7 @@ fn guest(spec: &PhaseSpec) -> Result<PhaseResult, BackendError> {
 
 /// The child: runs `first` then `second` (which never ends), JUnit to DIR/junit.xml.
 fn child(dir: &Path) {
-    let img = dir.join("image");
-    std::fs::create_dir_all(&img).unwrap();
-    for f in ["kernel", "initrd", "squashfs"] {
-        std::fs::write(img.join(f), f).unwrap();
-    }
+    let images = fake::fake_images(dir);
     let m: HashMap<&str, String> = [(
         "CURTIN_VMTEST_TOPDIR",
         dir.join("top").display().to_string(),
@@ -76,7 +72,7 @@ fn child(dir: &Path) {
     let results = run_groups(
         &tests,
         &groups,
-        &DirImages(img),
+        &images,
         &settings,
         &Progress::new(None, true),
         &opts,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use harness::backend::{FakeBackend, Outcome, Phase, PhaseResult, PhaseSpec};
 use harness::check::CheckGroup;
 use harness::config::TestConfig;
-use harness::runner::{self, DirImages, Progress, RunContext, Status};
+use harness::runner::{self, Progress, RunContext, Status};
 use harness::settings::Settings;
 
 // Only its output-disk writer is used here.
@@ -67,11 +67,7 @@ fn collect_tar(change: &dyn Fn(&str, Vec<u8>) -> Vec<u8>) -> Vec<u8> {
 /// result, what each phase was given, and the JUnit text.
 fn run_with(tar: Vec<u8>) -> (runner::TestResult, Vec<PhaseSpec>, String) {
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("image");
-    std::fs::create_dir(&img).unwrap();
-    for f in ["kernel", "initrd", "squashfs"] {
-        std::fs::write(img.join(f), format!("fake {f}")).unwrap();
-    }
+    let images = fake::fake_images(dir.path());
     let mut env: HashMap<String, String> = HashMap::new();
     env.insert(
         "CURTIN_VMTEST_TOPDIR".into(),
@@ -97,7 +93,7 @@ fn run_with(tar: Vec<u8>) -> (runner::TestResult, Vec<PhaseSpec>, String) {
     let ctx = RunContext {
         settings: &s,
         backend: &backend,
-        images: &DirImages(img),
+        images: &images,
         curtin_src: None,
         progress: Progress::new(None, true),
         console: None,

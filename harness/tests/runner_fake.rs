@@ -23,13 +23,8 @@ struct Env {
 impl Env {
     fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let img = dir.path().join("image");
-        std::fs::create_dir(&img).unwrap();
-        for f in ["kernel", "initrd", "squashfs"] {
-            std::fs::write(img.join(f), format!("fake {f}")).unwrap();
-        }
         Env {
-            images: DirImages(img),
+            images: fake::fake_images(dir.path()),
             dir,
         }
     }

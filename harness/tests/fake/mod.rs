@@ -2,8 +2,10 @@
 //! what its "guest" writes onto the output disk.
 
 use std::io::Write;
+use std::path::Path;
 
 use harness::backend::PhaseSpec;
+use harness::runner::DirImages;
 
 /// One msdos disk with an ext4 root; checks `fstab` is collected and mounts `/`. The
 /// flow is what these tests are about: the checks derived from the storage config are
@@ -49,4 +51,16 @@ pub fn write_output_disk(spec: &PhaseSpec, tar: &[u8]) {
         .open(&d.path)
         .unwrap();
     f.write_all(tar).unwrap();
+}
+
+/// An image directory under `dir` whose kernel, initrd and squashfs are placeholders: the
+/// fake backend never boots them.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn fake_images(dir: &Path) -> DirImages {
+    let img = dir.join("image");
+    std::fs::create_dir_all(&img).unwrap();
+    for f in ["kernel", "initrd", "squashfs"] {
+        std::fs::write(img.join(f), format!("fake {f}")).unwrap();
+    }
+    DirImages(img)
 }
