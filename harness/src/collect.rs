@@ -61,14 +61,28 @@ pub struct CollectReport {
 
 /// Longest name kept in a rejection record.
 const SHOWN_NAME_CHARS: usize = 200;
+/// Longest reason kept in a rejection record (the tar reader's errors quote the entry's
+/// name, which the guest chose).
+const SHOWN_REASON_CHARS: usize = 400;
 
 /// An entry name for the rejection list: control characters escaped (one record per
 /// line in logs/collect-rejected.txt) and at most [`SHOWN_NAME_CHARS`] characters.
 fn shown_name(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(SHOWN_NAME_CHARS * 4)]);
+    shown(bytes, SHOWN_NAME_CHARS)
+}
+
+/// A reason for the rejection list, made printable and short the same way.
+fn shown_reason(why: &str) -> String {
+    shown(why.as_bytes(), SHOWN_REASON_CHARS)
+}
+
+/// `bytes` as one printable line of at most `max_chars` characters (plus a note of the
+/// full length when cut).
+fn shown(bytes: &[u8], max_chars: usize) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(max_chars * 4)]);
     let mut out = String::new();
     for (i, c) in text.chars().enumerate() {
-        if i == SHOWN_NAME_CHARS {
+        if i == max_chars {
             out.push_str(&format!("... ({} bytes)", bytes.len()));
             break;
         }
@@ -248,14 +262,16 @@ pub fn extract_tar_with<R: Read>(
             Ok(e) => e,
             Err(e) => {
                 // A truncated or garbled stream ends extraction; what came before stays.
-                rep.rejected
-                    .push(("<stream>".into(), format!("unreadable tar data: {e}")));
+                rep.rejected.push((
+                    "<stream>".into(),
+                    shown_reason(&format!("unreadable tar data: {e}")),
+                ));
                 break;
             }
         };
         let raw = entry.path_bytes().into_owned();
         if let Err(why) = extract_entry(&mut entry, &raw, &mut cursor, limits, &mut rep) {
-            rep.rejected.push((shown_name(&raw), why));
+            rep.rejected.push((shown_name(&raw), shown_reason(&why)));
         }
     }
     Ok(rep)
@@ -545,6 +561,27 @@ mod tests {
             long.len() < 250 && long.ends_with("(10000 bytes)"),
             "{long}"
         );
+    }
+
+    /// The tar reader's errors quote the entry's name: a name with a newline in a header
+    /// whose checksum is not a number forged a second line of collect-rejected.txt
+    /// (found by the collect_tar fuzz target).
+    #[test]
+    fn stream_errors_quoting_a_name_stay_one_line() {
+        let mut h = tar::Header::new_ustar();
+        let name = b"evil\nforged line\t";
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.as_old_mut().cksum = [0; 8];
+        let mut tar = h.as_bytes().to_vec();
+        tar.extend_from_slice(&[0u8; 1024]);
+        let (_d, rep) = extract(&tar, &CollectLimits::with_budget(1 << 20));
+        assert_eq!(rep.rejected.len(), 1, "{:?}", rep.rejected);
+        let (name, why) = &rep.rejected[0];
+        assert_eq!(name, "<stream>");
+        assert!(why.contains("evil\\nforged line\\t"), "{why}");
+        assert!(!why.contains('\n') && !why.contains('\t'), "{why:?}");
+        let long = shown_reason(&"y".repeat(10_000));
+        assert!(long.len() < 450 && long.ends_with("(10000 bytes)"), "{long}");
     }
 
     fn walk(d: &Path) -> Vec<String> {
