@@ -30,6 +30,7 @@ pub mod collect;
 pub mod config;
 pub mod console;
 pub mod curtin_events;
+pub mod fuzzing;
 pub mod handoff;
 pub mod http;
 pub mod installer;

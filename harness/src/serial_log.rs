@@ -27,15 +27,26 @@ fn clean(bytes: &[u8]) -> String {
     strip_ansi_escapes::strip_str(text.as_ref())
 }
 
-/// The last [`TAIL_WINDOW`] bytes of `path` as cleaned lines, starting at a line boundary
-/// when the window does not reach the start of the file. `None` when it cannot be read.
+/// The last [`TAIL_WINDOW`] bytes of `path` as cleaned lines (see [`window_lines_in`]).
+/// `None` when it cannot be read.
 fn window_lines(path: &Path) -> Option<Vec<String>> {
     let mut f = File::open(path).ok()?;
     let len = f.metadata().ok()?.len();
-    let start = len.saturating_sub(TAIL_WINDOW);
-    f.seek(SeekFrom::Start(start)).ok()?;
-    let mut buf = Vec::with_capacity((len - start) as usize);
-    f.take(TAIL_WINDOW).read_to_end(&mut buf).ok()?;
+    window_lines_in(&mut f, len, TAIL_WINDOW)
+}
+
+/// The last `window` bytes of a log of `len` bytes as cleaned lines, starting at a line
+/// boundary when the window does not reach the start of the log. Holds at most `window`
+/// bytes whatever `len` says.
+pub(crate) fn window_lines_in<R: Read + Seek>(
+    r: &mut R,
+    len: u64,
+    window: u64,
+) -> Option<Vec<String>> {
+    let start = len.saturating_sub(window);
+    r.seek(SeekFrom::Start(start)).ok()?;
+    let mut buf = Vec::with_capacity((len - start).min(window) as usize);
+    r.take(window).read_to_end(&mut buf).ok()?;
     let mut body = &buf[..];
     if start > 0 {
         // The window began mid-line: drop that partial line unless it is all there is.
@@ -46,10 +57,8 @@ fn window_lines(path: &Path) -> Option<Vec<String>> {
     Some(body.split(|&b| b == b'\n').map(clean).collect())
 }
 
-/// The last `lines` lines of a log, for error messages; says so when the guest printed
-/// nothing (or the file is missing).
-pub fn tail(path: &Path, lines: usize) -> String {
-    let v = window_lines(path).unwrap_or_default();
+/// The last `lines` of a window's lines joined, or None when they are all blank.
+pub(crate) fn tail_of(v: &[String], lines: usize) -> Option<String> {
     let mut end = v.len();
     // A final newline leaves one empty piece; it is not a line.
     if v.last().is_some_and(String::is_empty) {
@@ -57,36 +66,60 @@ pub fn tail(path: &Path, lines: usize) -> String {
     }
     let v = &v[..end];
     if v.iter().all(|l| l.trim().is_empty()) {
-        return format!("({} is empty: the guest printed nothing)", path.display());
+        return None;
     }
-    v[v.len().saturating_sub(lines)..].join("\n")
+    Some(v[v.len().saturating_sub(lines)..].join("\n"))
+}
+
+/// The last line of a window's lines that is not blank, trimmed.
+pub(crate) fn last_of(v: &[String]) -> String {
+    v.iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| !l.is_empty())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The last `lines` lines of a log, for error messages; says so when the guest printed
+/// nothing (or the file is missing).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let v = window_lines(path).unwrap_or_default();
+    tail_of(&v, lines)
+        .unwrap_or_else(|| format!("({} is empty: the guest printed nothing)", path.display()))
 }
 
 /// The last non-empty line, trimmed (empty when there is none): for progress lines and
 /// for how a console session ended.
 pub fn last_line(path: &Path) -> String {
-    window_lines(path)
-        .unwrap_or_default()
-        .into_iter()
-        .rev()
-        .map(|l| l.trim().to_string())
-        .find(|l| !l.is_empty())
-        .unwrap_or_default()
+    last_of(&window_lines(path).unwrap_or_default())
 }
 
 /// Calls `f` with every line of the log in order (cleaned, at most [`MAX_LINE`] bytes
 /// each before cleaning) until it breaks; reads [`CHUNK`] bytes at a time, so memory stays
 /// bounded whatever the file's size. A missing file has no lines.
-pub fn for_each_line(path: &Path, mut f: impl FnMut(&str) -> ControlFlow<()>) {
-    let Ok(mut file) = File::open(path) else {
+pub fn for_each_line(path: &Path, f: impl FnMut(&str) -> ControlFlow<()>) {
+    let Ok(file) = File::open(path) else {
         return;
     };
-    let mut chunk = vec![0u8; CHUNK];
-    let mut line: Vec<u8> = Vec::with_capacity(MAX_LINE);
-    // Past MAX_LINE: skip to the next newline.
+    lines_in(file, CHUNK, MAX_LINE, f);
+}
+
+/// [`for_each_line`] over any reader: reads `chunk` bytes at a time and hands over at
+/// most `max_line` bytes of each line (before cleaning). How the reader splits the data
+/// does not change the lines.
+pub(crate) fn lines_in<R: Read>(
+    mut r: R,
+    chunk: usize,
+    max_line: usize,
+    mut f: impl FnMut(&str) -> ControlFlow<()>,
+) {
+    let mut chunk = vec![0u8; chunk.max(1)];
+    let mut line: Vec<u8> = Vec::with_capacity(max_line);
+    // Past max_line: skip to the next newline.
     let mut skipping = false;
     loop {
-        let n = match file.read(&mut chunk) {
+        let n = match r.read(&mut chunk) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
@@ -96,7 +129,7 @@ pub fn for_each_line(path: &Path, mut f: impl FnMut(&str) -> ControlFlow<()>) {
                 _ => (piece, false),
             };
             if !skipping {
-                let take = body.len().min(MAX_LINE - line.len());
+                let take = body.len().min(max_line - line.len());
                 line.extend_from_slice(&body[..take]);
                 if take < body.len() {
                     // Too long: hand over what fits now, skip the rest of this line.

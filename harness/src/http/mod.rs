@@ -20,7 +20,7 @@ mod events;
 mod request;
 
 pub use events::{Appended, EVENTS_CAP, EventLog};
-pub use request::{HeadError, MAX_HEAD, RequestHead, head_end, parse_range};
+pub use request::{HeadError, MAX_HEAD, MAX_HEADERS, RequestHead, head_end, parse_range};
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};

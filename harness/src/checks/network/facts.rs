@@ -64,8 +64,18 @@ fn json<T: serde::de::DeserializeOwned>(
     rel: &str,
     cmd: &'static str,
 ) -> Result<T, FactsError> {
-    let bytes = read_capped(collect, rel, FILE_CAP)?;
-    serde_json::from_slice(&bytes).map_err(|e| FactsError::Malformed {
+    parse_json(rel, cmd, &read_capped(collect, rel, FILE_CAP)?)
+}
+
+/// `bytes` (collected file `rel`, the output of `cmd`) as JSON of type `T`. serde_json
+/// stops at 128 levels of nesting, and every collection it builds is no bigger than the
+/// capped file.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    rel: &str,
+    cmd: &'static str,
+    bytes: &[u8],
+) -> Result<T, FactsError> {
+    serde_json::from_slice(bytes).map_err(|e| FactsError::Malformed {
         file: rel.to_string(),
         cmd,
         why: e.to_string(),
@@ -376,8 +386,16 @@ fn links(collect: &Path, rel: &str, cmd: &'static str) -> Result<Vec<Link>, Fact
 }
 
 fn addrs(collect: &Path) -> Result<Vec<Addr>, FactsError> {
-    let rel = "vmtest/net/ip-addr.json";
-    let raw: Vec<IpAddrLink> = json(collect, rel, "ip -j addr show")?;
+    parse_addrs(&read_capped(collect, ADDRS, FILE_CAP)?)
+}
+
+/// Where `ip -j addr show` was collected.
+const ADDRS: &str = "vmtest/net/ip-addr.json";
+
+/// The addresses in the output of `ip -j addr show`.
+pub fn parse_addrs(bytes: &[u8]) -> Result<Vec<Addr>, FactsError> {
+    let rel = ADDRS;
+    let raw: Vec<IpAddrLink> = parse_json(rel, "ip -j addr show", bytes)?;
     let mut out = Vec::new();
     for l in raw {
         for a in l.addr_info {
