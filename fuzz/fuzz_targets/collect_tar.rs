@@ -58,7 +58,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(files <= rep.files);
         for (name, why) in &rep.rejected {
             assert!(name.len() <= 1200 && why.len() <= 1200, "{name}: {why}");
-            assert!(!name.contains('\n') && !why.contains('\n'), "{name:?}: {why:?}");
+            assert!(
+                !name.contains('\n') && !why.contains('\n'),
+                "{name:?}: {why:?}"
+            );
         }
     }
     parent.close().expect("temporary directory removed");

@@ -114,8 +114,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         10 => {
-            if let Ok(links) = parse_json::<Vec<Link>>("ip-link.json", "ip -d -j link show", rest)
-            {
+            if let Ok(links) = parse_json::<Vec<Link>>("ip-link.json", "ip -d -j link show", rest) {
                 for l in &links {
                     let _ = (l.is_up(), l.kind(), l.summary(), l.data("mode"));
                     let _ = l.port_data("state");

@@ -8,7 +8,9 @@
 
 use std::io::Read;
 
-use harness::http::{Appended, EventLog, MAX_HEAD, MAX_HEADERS, RequestHead, head_end, parse_range};
+use harness::http::{
+    Appended, EventLog, MAX_HEAD, MAX_HEADERS, RequestHead, head_end, parse_range,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// The events log's cap here: small, so inputs reach it.

@@ -24,9 +24,6 @@ fuzz_target!(|data: &[u8]| {
     let most = (4 + MAX_LOGICAL_PARTITIONS).max((MAX_GPT_ARRAY_BYTES / 128) as usize);
     assert!(parts.len() <= most, "{} partitions", parts.len());
     for p in &parts {
-        assert!(
-            p.start.checked_add(p.len).is_some(),
-            "{p:?} ends past 2^64"
-        );
+        assert!(p.start.checked_add(p.len).is_some(), "{p:?} ends past 2^64");
     }
 });

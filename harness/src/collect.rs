@@ -581,7 +581,10 @@ mod tests {
         assert!(why.contains("evil\\nforged line\\t"), "{why}");
         assert!(!why.contains('\n') && !why.contains('\t'), "{why:?}");
         let long = shown_reason(&"y".repeat(10_000));
-        assert!(long.len() < 450 && long.ends_with("(10000 bytes)"), "{long}");
+        assert!(
+            long.len() < 450 && long.ends_with("(10000 bytes)"),
+            "{long}"
+        );
     }
 
     fn walk(d: &Path) -> Vec<String> {
