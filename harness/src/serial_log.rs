@@ -254,6 +254,40 @@ mod tests {
         assert_eq!(panic_line(&d.path().join("none")), None);
     }
 
+    /// Streaming gives the same lines whatever sizes the reads return, right at the line
+    /// cap included (the property the serial_log fuzz target checks on any input).
+    #[test]
+    fn lines_do_not_depend_on_read_sizes() {
+        struct Drip<'a>(&'a [u8], usize);
+        impl Read for Drip<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.1.min(buf.len()).min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let log = b"12345678\n123456789\n\x1b[1mab\x1b[0m\n\n1234567890123\ntail";
+        let all = |r: &mut dyn Read, chunk| {
+            let mut v = Vec::new();
+            lines_in(r, chunk, 8, |l| {
+                v.push(l.to_string());
+                ControlFlow::Continue(())
+            });
+            v
+        };
+        let whole = all(&mut &log[..], log.len());
+        assert_eq!(
+            whole,
+            ["12345678", "12345678", "ab", "", "12345678", "tail"]
+        );
+        for read in 1..10 {
+            for chunk in 1..10 {
+                assert_eq!(all(&mut Drip(log, read), chunk), whole, "{read} {chunk}");
+            }
+        }
+    }
+
     /// A line of megabytes without a newline is cut at MAX_LINE; the lines after it are
     /// still seen.
     #[test]
