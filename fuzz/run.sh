@@ -27,8 +27,14 @@ fi
 export RUSTC_BOOTSTRAP=1
 targets=${*:-$(cargo fuzz list)}
 target_dir=${CARGO_TARGET_DIR:-target}/fuzz
-# The collect and events targets create (and remove) a directory per input: on tmpfs.
-[ -d /dev/shm ] && [ -w /dev/shm ] && export TMPDIR=/dev/shm
+# Temporary files of the targets (a directory per input for collect and events, disk
+# images for the block devices) go to a directory of this run, on tmpfs when there is
+# one, removed when the run ends.
+tmp_parent=/tmp
+[ -d /dev/shm ] && [ -w /dev/shm ] && tmp_parent=/dev/shm
+TMPDIR=$(mktemp -d "$tmp_parent/vmtest-fuzz.XXXXXX")
+export TMPDIR
+trap 'rm -rf "$TMPDIR"' EXIT
 cargo fuzz build --target-dir "$target_dir"
 if [ -n "${FUZZ_RUNS:-}" ] && [ "$secs" -eq 0 ]; then
     bound="-runs=$FUZZ_RUNS"
