@@ -2,7 +2,7 @@
 """Writes the seed inputs under fuzz/seeds/<target>/: well-formed examples of what each
 harness target parses, so libFuzzer starts from inputs that pass checksums and JSON
 syntax instead of having to find them. Run from anywhere; rewrites the seed files."""
-import base64, io, json, os, struct, tarfile, zlib
+import base64, io, json, os, tarfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -146,37 +146,3 @@ with open(os.path.join(NET, "network_advanced/vmtest/net/etc-resolv.conf"), "rb"
 cd(15, "dst", "10.0.0.0/8")
 cd(31, "dst6", "fd00::/64")
 
-
-# partition_table: sector-size byte, then a disk: MBR with an extended chain, and GPT.
-def mbr_entry(sys, start, sectors):
-    return struct.pack("<B3sB3sII", 0, b"\0" * 3, sys, b"\0" * 3, start, sectors)
-
-
-def sector(entries):
-    s = bytearray(512)
-    for i, e in enumerate(entries):
-        s[446 + 16 * i: 446 + 16 * (i + 1)] = e
-    s[510:512] = b"\x55\xaa"
-    return bytes(s)
-
-
-disk = bytearray(512 * 8)
-disk[0:512] = sector([mbr_entry(0x83, 1, 2), mbr_entry(0x05, 3, 5)])
-disk[3 * 512:4 * 512] = sector([mbr_entry(0x83, 1, 1), mbr_entry(0x05, 2, 3)])
-disk[5 * 512:6 * 512] = sector([mbr_entry(0x83, 1, 1)])
-put("partition_table", "mbr", b"\0" + bytes(disk))
-
-entries = bytearray(4 * 128)
-entries[0:16] = bytes(range(1, 17))
-entries[32:48] = struct.pack("<QQ", 4, 6)
-entries[128:144] = bytes(range(2, 18))
-entries[160:176] = struct.pack("<QQ", 7, 7)
-hdr = bytearray(92)
-struct.pack_into("<8sIII", hdr, 0, b"EFI PART", 0x10000, 92, 0)
-struct.pack_into("<QQQQ16sQIII", hdr, 24, 1, 7, 3, 6, b"g" * 16, 2, 4, 128, zlib.crc32(entries))
-struct.pack_into("<I", hdr, 16, zlib.crc32(hdr))
-gpt = bytearray(512 * 8)
-gpt[0:512] = sector([mbr_entry(0xEE, 1, 7)])
-gpt[512:512 + 92] = hdr
-gpt[1024:1024 + 512] = entries
-put("partition_table", "gpt", b"\0" + bytes(gpt))
