@@ -9,7 +9,10 @@ use usernet::filter::{HostFilter, Verdict, tcp_reset_for};
 fuzz_target!(|frame: &[u8]| {
     let f = HostFilter::new(
         &[8080, 443],
-        vec![(Ipv4Addr::LOCALHOST, 8), (Ipv4Addr::new(192, 168, 1, 2), 24)],
+        vec![
+            (Ipv4Addr::LOCALHOST, 8),
+            (Ipv4Addr::new(192, 168, 1, 2), 24),
+        ],
         "internet,192.168.1.5:3142".parse().unwrap(),
     );
     if f.check(frame) == Verdict::Reject {
