@@ -83,8 +83,8 @@ pub enum RunError {
     /// A boot without firmware found no kernel to boot in the install's handoff.
     #[error("the installed system's handoff: {0}")]
     Handoff(#[source] crate::handoff::HandoffError),
-    #[error("collect: {0:#}")]
-    Collect(anyhow::Error),
+    #[error("collect: {0}")]
+    Collect(crate::collect::CollectError),
     #[error("the output disk held no files (collect scripts did not run?)")]
     NothingCollected { tail: SerialTail },
     /// CURTIN_VMTEST_REUSE_TOPDIR, but the test's kept data has no collect/.

@@ -2,6 +2,9 @@
 //! script wrote under `vmtest/net/` (see [`super::script`]). These files are written by
 //! the guest: every read is capped, every parser returns a typed error naming the file,
 //! and nothing here panics or allocates beyond the caps on what the guest wrote.
+//!
+//! One job (the collected network files into typed facts); past 600 lines only by its
+//! tests.
 
 use std::collections::BTreeMap;
 use std::io::Read;
