@@ -20,9 +20,11 @@
 //! ask about it), `probe` (each check against the collected data), `resolve` (which
 //! device of the booted system an entry is).
 
+mod lookup;
 mod model;
 mod probe;
 mod resolve;
+mod what;
 
 use std::sync::Arc;
 
@@ -31,7 +33,8 @@ use crate::check::CheckGroup;
 use crate::config::{PartitionItem, StorageItem, TestConfig};
 pub(crate) use model::{Model, kernel_fstype, mounted_at_boot};
 pub use model::{dm_name, sanitize_dname};
-use probe::{PartType, StorageProbe, What};
+use probe::StorageProbe;
+use what::{PartType, What};
 
 /// A size in words: `3221225472 bytes (3 GiB)`.
 pub(crate) fn size_words(bytes: u64) -> String {

@@ -1,130 +1,28 @@
 //! How each storage check is evaluated against the collected data, and the evidence it
 //! gives when the installed system shows something else.
 //!
-//! One job, and so one file past 600 lines: the probe is one exhaustive match over
-//! [`What`] (28 kinds of check, about 480 lines), so a new kind of check does not compile
-//! until it is probed; the look-ups its arms share follow it.
+//! The probe is one exhaustive match over [`What`] (28 kinds of check), so a new kind of
+//! check does not compile until it is probed; the look-ups its arms share are in
+//! `lookup`, the vocabulary of checks in `what`.
 
 use std::sync::Arc;
 
+use super::lookup::*;
 use super::resolve::{by_id_names, device, raid_name_matches, spec_device};
+use super::what::{PartType, What};
 use super::{Model, kernel_fstype};
-use crate::checks::parse::block::{Blkid, Links, Lsblk, PartTables};
+use crate::checks::parse::block::{Links, Lsblk, PartTables};
 use crate::checks::parse::evidence_lines;
 use crate::checks::parse::lvm::{DmTable, Lvm};
-use crate::checks::parse::md::{Bcaches, MdArray, MdArrays};
-use crate::checks::parse::mounts::{Crypttab, Findmnt, Fstab, FstabEntry, Swaps};
-use crate::checks::{Collected, DataError, Probe};
+use crate::checks::parse::md::Bcaches;
+use crate::checks::parse::mounts::{Crypttab, Findmnt, Swaps};
+use crate::checks::{Collected, Probe};
 use crate::config::StorageItem;
 
 /// At most this many collected lines are quoted as evidence.
-const EVIDENCE: usize = 20;
+pub(super) const EVIDENCE: usize = 20;
 /// How far a partition's size may be from the config's: one alignment unit.
 const PART_SLACK: u64 = 1 << 20;
-
-/// What a partition's type must be.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum PartType {
-    /// One of these types (GPT GUIDs or MBR hex codes, upper case).
-    Type(Vec<String>),
-    /// The MBR boot indicator set.
-    Bootable,
-    /// A logical partition (number 5 and up).
-    Logical,
-}
-
-/// Which aspect of which entry a check looks at.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum What {
-    DiskSerial {
-        id: String,
-    },
-    DiskPath {
-        id: String,
-    },
-    Ptable {
-        id: String,
-        label: &'static str,
-    },
-    /// `/dev/disk/by-dname/<link>` names the entry's device.
-    Dname {
-        id: String,
-        link: String,
-    },
-    PartNumber {
-        id: String,
-    },
-    PartSize {
-        id: String,
-    },
-    PartType {
-        id: String,
-        want: PartType,
-    },
-    PartById {
-        id: String,
-    },
-    FsType {
-        id: String,
-    },
-    FsLabel {
-        id: String,
-    },
-    FsUuid {
-        id: String,
-    },
-    Fstab {
-        id: String,
-    },
-    FstabSpec {
-        id: String,
-    },
-    Mounted {
-        id: String,
-    },
-    SwapInUse {
-        id: String,
-    },
-    RaidLevel {
-        id: String,
-    },
-    RaidMembers {
-        id: String,
-    },
-    RaidSpares {
-        id: String,
-    },
-    RaidName {
-        id: String,
-    },
-    RaidActive {
-        id: String,
-    },
-    VgPvs {
-        id: String,
-    },
-    LvSize {
-        id: String,
-    },
-    Crypttab {
-        id: String,
-    },
-    CryptLuks {
-        id: String,
-    },
-    CryptOpen {
-        id: String,
-    },
-    BcacheBacking {
-        id: String,
-    },
-    BcacheCache {
-        id: String,
-    },
-    BcacheMode {
-        id: String,
-    },
-}
 
 #[derive(Debug)]
 pub(crate) struct StorageProbe {
@@ -138,21 +36,6 @@ pub(crate) fn fstab_options(options: Option<&str>, swap: bool) -> String {
         Some(o) => o.to_string(),
         None if swap => "sw".into(),
         None => "defaults".into(),
-    }
-}
-
-fn data<A: crate::checks::Artifact>(d: &Collected) -> Result<std::rc::Rc<A>, String> {
-    d.get::<A>().map_err(|e: DataError| e.to_string())
-}
-
-/// One line about device `kname` from lsblk, for evidence.
-fn about(d: &Collected, kname: &str) -> String {
-    match d.get::<Lsblk>() {
-        Ok(l) => l
-            .get(kname)
-            .map(|b| b.describe())
-            .unwrap_or_else(|| format!("{kname} (not in lsblk)")),
-        Err(e) => format!("{kname} ({e})"),
     }
 }
 
@@ -639,133 +522,4 @@ impl Probe for StorageProbe {
             }
         }
     }
-}
-
-/// A partition's size in bytes: from its table, else lsblk.
-fn part_size(d: &Collected, m: &Model, disk_id: &str, k: &str) -> Result<u64, String> {
-    let parent = device(m, d, disk_id)?;
-    if let Ok(t) = d.get::<PartTables>()
-        && let Some(Ok(t)) = t.tables.get(&parent)
-        && let Some(e) = t.parts.iter().find(|e| e.kname == k)
-    {
-        return Ok(e.size_bytes);
-    }
-    data::<Lsblk>(d)?
-        .get(k)
-        .and_then(|b| b.size)
-        .ok_or_else(|| format!("{k}: size not collected"))
-}
-
-enum FsTag {
-    Type,
-    Label,
-    Uuid,
-}
-
-/// A filesystem fact of a device: lsblk's (from udev), else blkid's.
-fn fs_tag(d: &Collected, k: &str, tag: FsTag) -> Option<String> {
-    let from_lsblk = d.get::<Lsblk>().ok().and_then(|l| {
-        let b = l.get(k)?;
-        match tag {
-            FsTag::Type => b.fstype.clone(),
-            FsTag::Label => b.label.clone(),
-            FsTag::Uuid => b.uuid.clone(),
-        }
-    });
-    from_lsblk.or_else(|| {
-        let b = d.get::<Blkid>().ok()?;
-        let t = match tag {
-            FsTag::Type => "TYPE",
-            FsTag::Label => "LABEL",
-            FsTag::Uuid => "UUID",
-        };
-        b.tag(k, t).map(str::to_string)
-    })
-}
-
-/// The type a mount's fstab entry carries.
-fn mount_fstype(m: &Model, id: &str) -> String {
-    let Some(mt) = m.mount(id) else {
-        return String::new();
-    };
-    let t = mt
-        .fstype
-        .clone()
-        .or_else(|| {
-            mt.device
-                .as_deref()
-                .and_then(|x| m.format(x))
-                .map(|f| f.fstype.clone())
-        })
-        .unwrap_or_default();
-    kernel_fstype(&t).to_string()
-}
-
-/// The fstab entry of mount `id`: at its path (swap: `none`), and among several (swaps)
-/// the one naming its device.
-fn fstab_entry(
-    m: &Model,
-    d: &Collected,
-    id: &str,
-) -> Result<(FstabEntry, std::rc::Rc<Fstab>), String> {
-    let mt = m.mount(id).ok_or("not a mount")?;
-    let fstab = data::<Fstab>(d)?;
-    let swap = mount_fstype(m, id) == "swap";
-    let path = mt
-        .path
-        .clone()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "none".into());
-    let at: Vec<&FstabEntry> = fstab
-        .entries
-        .iter()
-        .filter(|e| e.file == path || (swap && path == "none" && e.vfstype == "swap"))
-        .collect();
-    if at.is_empty() {
-        return Err(evidence_lines(
-            &format!("no entry for {path}; fstab has"),
-            &fstab.lines(),
-            EVIDENCE,
-        ));
-    }
-    let mine = mt
-        .device
-        .as_deref()
-        .and_then(|x| m.format(x))
-        .and_then(|f| device(m, d, &f.volume).ok());
-    let pick = at
-        .iter()
-        .find(|e| mine.is_some() && spec_device(d, &e.spec) == mine)
-        .unwrap_or(&at[0]);
-    Ok(((*pick).clone(), fstab.clone()))
-}
-
-/// The config's raid entry and the array the installed system made of it.
-fn raid<'m>(
-    m: &'m Model,
-    d: &Collected,
-    id: &str,
-) -> Result<(&'m crate::config::RaidItem, MdArray), String> {
-    let Some(StorageItem::Raid(r)) = m.get(id) else {
-        return Err("not a raid".into());
-    };
-    let k = device(m, d, id)?;
-    let arrays = data::<MdArrays>(d)?;
-    let a = arrays
-        .arrays
-        .iter()
-        .find(|a| a.kname == k)
-        .cloned()
-        .ok_or_else(|| format!("{k}: no mdadm facts collected"))?;
-    Ok((r, a))
-}
-
-/// The sorted kernel names of config entries.
-fn knames(m: &Model, d: &Collected, ids: &[String]) -> Result<Vec<String>, String> {
-    let mut v = ids
-        .iter()
-        .map(|i| device(m, d, i))
-        .collect::<Result<Vec<_>, _>>()?;
-    v.sort();
-    Ok(v)
 }
