@@ -35,7 +35,7 @@ fail() {
 i=0
 while [ ! -b "$DEV" ] && [ ! -f "$DEV" ] && [ $i -lt 10 ]; do
     sleep 1
-    udevadm settle 2>/dev/null || true
+    udevadm settle --timeout=5 2>/dev/null || true
     i=$((i + 1))
 done
 [ -b "$DEV" ] || [ -f "$DEV" ] || fail "the handoff disk $DEV is not attached"
