@@ -4,7 +4,7 @@
 //! install environment's writer would, in the boot phase it checks what it was given.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -112,20 +112,6 @@ impl Env {
     }
 }
 
-fn fake_curtin_tree(dir: &Path) -> PathBuf {
-    let c = dir.join("curtin-src");
-    for p in [
-        "curtin/__init__.py",
-        "curtin/commands/main.py",
-        "bin/curtin",
-        "helpers/common",
-    ] {
-        std::fs::create_dir_all(c.join(p).parent().unwrap()).unwrap();
-        std::fs::write(c.join(p), "").unwrap();
-    }
-    c
-}
-
 fn powered_off() -> Result<PhaseResult, harness::backend::BackendError> {
     Ok(PhaseResult {
         outcome: Outcome::PowerOff,
@@ -186,7 +172,7 @@ fn entries_for(l: &Layout) -> Vec<(Kind, String, Vec<u8>)> {
 /// disk attached.
 fn boots_from_the_handoff(t: TestConfig, layout: Layout, curtin: bool) -> (Env, String) {
     let env = Env::new();
-    let tree = fake_curtin_tree(env.dir.path());
+    let tree = fake::fake_curtin_tree(env.dir.path());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let name = t.name.clone();
     let storage_serials: Vec<String> = t.disks.iter().map(|d| d.serial.clone()).collect();

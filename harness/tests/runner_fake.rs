@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -556,21 +556,6 @@ fn pinned(env: &Env, name: &str, installer: &str) -> TestConfig {
     TestConfig::parse(name, Path::new(&format!("{name}.yaml")), &text).unwrap()
 }
 
-/// A directory with curtin's layout: enough for the harness to pack it.
-fn fake_curtin_tree(dir: &Path) -> PathBuf {
-    let c = dir.join("curtin-src");
-    for p in [
-        "curtin/__init__.py",
-        "curtin/commands/main.py",
-        "bin/curtin",
-        "helpers/common",
-    ] {
-        std::fs::create_dir_all(c.join(p).parent().unwrap()).unwrap();
-        std::fs::write(c.join(p), "").unwrap();
-    }
-    c
-}
-
 #[test]
 fn curtin_test_without_a_tree_is_one_error_before_any_vm() {
     let env = Env::new();
@@ -609,7 +594,7 @@ fn curtin_test_without_a_tree_is_one_error_before_any_vm() {
 fn a_curtin_tree_makes_curtin_the_installer_unless_a_test_pins_script() {
     let env = Env::new();
     let s = env.settings(&[("CURTIN_VMTEST_KEEP_DATA_PASS", "install,logs")]);
-    let tree = fake_curtin_tree(env.dir.path());
+    let tree = fake::fake_curtin_tree(env.dir.path());
     let b = FakeBackend::new(good_guest);
     let tests = [env.test("follows"), pinned(&env, "pinned_script", "script")];
     let rs = run_with_curtin(&env, &s, b, &tests, Some(&tree));
@@ -728,7 +713,7 @@ fn keep_data_touches_only_work_dirs_this_run_created() {
 fn a_uefi_test_keeps_one_nvram_from_install_to_boot() {
     let env = Env::new();
     let s = env.settings(&[("CURTIN_VMTEST_KEEP_DATA_PASS", "all")]);
-    let tree = fake_curtin_tree(env.dir.path());
+    let tree = fake::fake_curtin_tree(env.dir.path());
     let text = TEST
         .replace("  release: bookworm", "  release: bookworm\n  uefi: true")
         .replace("ptable: msdos", "ptable: gpt");
@@ -774,7 +759,7 @@ fn a_uefi_test_keeps_one_nvram_from_install_to_boot() {
 fn a_failed_curtin_install_names_its_failing_step_and_keeps_the_data() {
     let env = Env::new();
     let s = env.settings(&[("CURTIN_VMTEST_KEEP_DATA_FAIL", "logs,disks")]);
-    let tree = fake_curtin_tree(env.dir.path());
+    let tree = fake::fake_curtin_tree(env.dir.path());
     // The fake curtin fails in block-meta: its events reach the webhook, the console shows
     // curtin's failure line.
     let b = FakeBackend::new(|spec| {

@@ -2,7 +2,7 @@
 //! what its "guest" writes onto the output disk.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use harness::backend::PhaseSpec;
 use harness::runner::DirImages;
@@ -63,4 +63,20 @@ pub fn fake_images(dir: &Path) -> DirImages {
         std::fs::write(img.join(f), format!("fake {f}")).unwrap();
     }
     DirImages(img)
+}
+
+/// A directory with curtin's layout under `dir`: enough for the harness to pack it.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn fake_curtin_tree(dir: &Path) -> PathBuf {
+    let c = dir.join("curtin-src");
+    for p in [
+        "curtin/__init__.py",
+        "curtin/commands/main.py",
+        "bin/curtin",
+        "helpers/common",
+    ] {
+        std::fs::create_dir_all(c.join(p).parent().unwrap()).unwrap();
+        std::fs::write(c.join(p), "").unwrap();
+    }
+    c
 }
