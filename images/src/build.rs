@@ -502,6 +502,18 @@ pub fn check_root(rootfs: &Path) -> Result<()> {
             );
         }
     }
+    let leftover_debs = fs::read_dir(rootfs.join("var/cache/apt/archives"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".deb"))
+        .count();
+    if leftover_debs > 0 {
+        bail!(
+            "{leftover_debs} downloaded .deb files remain in /var/cache/apt/archives: \
+             rootfs/customize.sh must remove them (every install would copy them)"
+        );
+    }
     let shadow = fs::read_to_string(rootfs.join("etc/shadow")).context("reading /etc/shadow")?;
     for line in shadow.lines() {
         let mut f = line.split(':');
