@@ -74,15 +74,15 @@ pub fn render(
     if let Some(why) = test.not_runnable(&HostFacts::this_host()) {
         let _ = writeln!(s, "NOT RUNNABLE HERE: {why}");
     }
-    let bus = match v.disk_driver {
+    let bus = |d: &crate::config::DiskSpec| match d.attached_as(v) {
         DiskDriver::VirtioBlk => "virtio-blk",
         DiskDriver::Nvme => "nvme",
+        DiskDriver::Scsi if v.multipath => "scsi, two paths",
         DiskDriver::Scsi => "scsi",
     };
     let _ = writeln!(s, "\ndisks, in the order attached:");
     let w = test.disks.iter().map(|d| d.id.len()).max().unwrap_or(0);
     for d in &test.disks {
-        let extra = d.id.starts_with("extra_disk_");
         let _ = write!(
             s,
             "  {:<w$}  serial {:<20}  {:>9}  {}-byte sectors  {}",
@@ -90,7 +90,7 @@ pub fn render(
             d.serial,
             size(d.size),
             d.block_size,
-            if extra { "virtio-blk" } else { bus }
+            bus(d)
         );
         if let Some(wwn) = &d.wwn {
             let _ = write!(s, "  wwn {wwn}");

@@ -118,7 +118,28 @@ impl DiskSpec {
     /// `nvme-a`, `nvme-b`) as an NVMe drive and every other disk on the test's driver, so
     /// one test has NVMe and virtio disks side by side.
     pub fn is_nvme(&self) -> bool {
-        !self.id.starts_with("extra_disk_") && self.serial.starts_with("nvme")
+        !self.is_extra() && self.serial.starts_with("nvme")
+    }
+
+    /// Whether this is one of `extra_disks`, which the storage config does not name.
+    pub fn is_extra(&self) -> bool {
+        self.id.starts_with("extra_disk_")
+    }
+
+    /// The bus this disk is attached on in a test with section `v`: extra disks are
+    /// virtio; the storage config's take the test's `disk_driver`, except those curtin's
+    /// vmtest makes NVMe ([`DiskSpec::is_nvme`]); a multipath test puts them all on SCSI,
+    /// where each is seen twice. One answer for what runs and what `vmtest show` says.
+    pub fn attached_as(&self, v: &VmtestSection) -> DiskDriver {
+        if self.is_extra() {
+            DiskDriver::VirtioBlk
+        } else if v.multipath {
+            DiskDriver::Scsi
+        } else if self.is_nvme() {
+            DiskDriver::Nvme
+        } else {
+            v.disk_driver
+        }
     }
 }
 

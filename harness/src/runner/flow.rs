@@ -91,21 +91,15 @@ fn install_disks(test: &TestConfig, w: &WorkDir) -> Vec<Disk> {
         .map(|d| {
             let mut disk =
                 Disk::virtio(w.disks().join(&d.file_name), &d.serial, d.block_size, false);
-            // The storage config's disks take the test's driver; extra disks stay virtio.
-            if !d.id.starts_with("extra_disk_") {
-                disk.bus = match v.disk_driver {
-                    DiskDriver::VirtioBlk => DiskBus::VirtioBlk,
-                    DiskDriver::Nvme => DiskBus::Nvme,
-                    DiskDriver::Scsi => DiskBus::Scsi,
-                };
+            disk.bus = match d.attached_as(v) {
+                DiskDriver::VirtioBlk => DiskBus::VirtioBlk,
+                DiskDriver::Nvme => DiskBus::Nvme,
+                DiskDriver::Scsi => DiskBus::Scsi,
+            };
+            if !d.is_extra() {
                 disk.wwn = d.wwn.clone();
-                if d.is_nvme() {
-                    disk.bus = DiskBus::Nvme;
-                }
                 if v.multipath {
-                    // Multipath needs a path identity (WWN/serial) the guest sees twice:
-                    // that is SCSI, as in curtin's multipath tests.
-                    disk.bus = DiskBus::Scsi;
+                    // Multipath needs a path identity (WWN/serial) the guest sees twice.
                     disk.paths = 2;
                 }
             }
@@ -358,11 +352,7 @@ pub(super) fn boot(
         .file("user-data", boot_ud.into_bytes())
         .file("meta-data", boot_meta.into_bytes())
         .write_vfat(&seed_path)?;
-    let n_storage = test
-        .disks
-        .iter()
-        .filter(|d| !d.id.starts_with("extra_disk_"))
-        .count();
+    let n_storage = test.disks.iter().filter(|d| !d.is_extra()).count();
     // The installed disks, without the handoff disk (the install's alone).
     let installed: Vec<&Disk> = install
         .disks

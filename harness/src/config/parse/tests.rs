@@ -50,6 +50,59 @@ fn good_config() {
 }
 
 #[test]
+fn each_disk_is_attached_on_the_bus_curtins_vmtest_would_choose() {
+    use crate::config::types::DiskDriver;
+    let nvme = GOOD
+        .replace(
+            "    sda: {size: 4G}\n",
+            "    sda: {size: 4G}\n    n1: {size: 1G}\n",
+        )
+        .replace(
+            "    - {id: sda1, type",
+            "    - {id: n1, type: disk, ptable: gpt, serial: nvme-a}\n    - {id: sda1, type",
+        );
+    let c = parse(&nvme).unwrap();
+    let buses: Vec<_> = c
+        .disks
+        .iter()
+        .map(|d| (d.id.as_str(), d.attached_as(&c.vmtest)))
+        .collect();
+    assert_eq!(
+        buses,
+        [
+            ("sda", DiskDriver::VirtioBlk),
+            ("n1", DiskDriver::Nvme),
+            ("extra_disk_0", DiskDriver::VirtioBlk)
+        ]
+    );
+    assert!(c.needs_qemu().is_some());
+
+    let scsi = parse(&nvme.replace("vmtest:\n", "vmtest:\n  disk_driver: scsi\n")).unwrap();
+    let buses: Vec<_> = scsi
+        .disks
+        .iter()
+        .map(|d| d.attached_as(&scsi.vmtest))
+        .collect();
+    assert_eq!(
+        buses,
+        [DiskDriver::Scsi, DiskDriver::Nvme, DiskDriver::VirtioBlk],
+        "an nvme serial is NVMe whatever the test's driver; extra disks stay virtio"
+    );
+
+    let multipath = parse(&nvme.replace("vmtest:\n", "vmtest:\n  multipath: true\n")).unwrap();
+    let buses: Vec<_> = multipath
+        .disks
+        .iter()
+        .map(|d| d.attached_as(&multipath.vmtest))
+        .collect();
+    assert_eq!(
+        buses,
+        [DiskDriver::Scsi, DiskDriver::Scsi, DiskDriver::VirtioBlk],
+        "multipath needs each storage disk seen twice, which is SCSI"
+    );
+}
+
+#[test]
 fn top_level_keys_belong_to_the_installer() {
     let c = parse(&format!(
         "{GOOD}late_commands: {{a: [true]}}\n-placeholder_simple_install: x\nnetwrok: 1\n"
