@@ -61,42 +61,31 @@ fn each_disk_is_attached_on_the_bus_curtins_vmtest_would_choose() {
             "    - {id: sda1, type",
             "    - {id: n1, type: disk, ptable: gpt, serial: nvme-a}\n    - {id: sda1, type",
         );
-    let c = parse(&nvme).unwrap();
-    let buses: Vec<_> = c
-        .disks
-        .iter()
-        .map(|d| (d.id.as_str(), d.attached_as(&c.vmtest)))
-        .collect();
+    // The bus of each disk, in the order attached, for the config `text`.
+    let buses = |text: &str| {
+        let c = parse(text).unwrap();
+        let buses: Vec<_> = c.disks.iter().map(|d| d.attached_as(&c.vmtest)).collect();
+        (buses, c)
+    };
+    let (plain, c) = buses(&nvme);
+    let ids: Vec<_> = c.disks.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["sda", "n1", "extra_disk_0"]);
     assert_eq!(
-        buses,
+        plain,
         [
-            ("sda", DiskDriver::VirtioBlk),
-            ("n1", DiskDriver::Nvme),
-            ("extra_disk_0", DiskDriver::VirtioBlk)
+            DiskDriver::VirtioBlk,
+            DiskDriver::Nvme,
+            DiskDriver::VirtioBlk
         ]
     );
     assert!(c.needs_qemu().is_some());
-
-    let scsi = parse(&nvme.replace("vmtest:\n", "vmtest:\n  disk_driver: scsi\n")).unwrap();
-    let buses: Vec<_> = scsi
-        .disks
-        .iter()
-        .map(|d| d.attached_as(&scsi.vmtest))
-        .collect();
     assert_eq!(
-        buses,
+        buses(&nvme.replace("vmtest:\n", "vmtest:\n  disk_driver: scsi\n")).0,
         [DiskDriver::Scsi, DiskDriver::Nvme, DiskDriver::VirtioBlk],
         "an nvme serial is NVMe whatever the test's driver; extra disks stay virtio"
     );
-
-    let multipath = parse(&nvme.replace("vmtest:\n", "vmtest:\n  multipath: true\n")).unwrap();
-    let buses: Vec<_> = multipath
-        .disks
-        .iter()
-        .map(|d| d.attached_as(&multipath.vmtest))
-        .collect();
     assert_eq!(
-        buses,
+        buses(&nvme.replace("vmtest:\n", "vmtest:\n  multipath: true\n")).0,
         [DiskDriver::Scsi, DiskDriver::Scsi, DiskDriver::VirtioBlk],
         "multipath needs each storage disk seen twice, which is SCSI"
     );
