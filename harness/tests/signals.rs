@@ -57,6 +57,7 @@ fn probe_image_store(dir: &Path) -> PathBuf {
         source_date_epoch: 0,
         mirrors: vec![],
         builder: "test".into(),
+        recipe: images::build::IMAGE_RECIPE,
         items,
     };
     slot.publish(&out, index).unwrap();

@@ -123,16 +123,24 @@ pub fn run(args: ImagesArgs) -> Result<()> {
                 store.wait_for_build(&b.release, &b.arch)?;
             }
             let have = store.has_valid(&b.release, &b.arch)?;
-            let missing = if have {
-                store.missing_packages(&b.release, &b.arch, &b.options().carried())?
+            let (missing, old_recipe) = if have {
+                (
+                    store.missing_packages(&b.release, &b.arch, &b.options().carried())?,
+                    store.outdated_recipe(&b.release, &b.arch, crate::build::IMAGE_RECIPE)?,
+                )
             } else {
-                Vec::new()
+                (Vec::new(), None)
             };
-            if want || !have || !missing.is_empty() {
+            if want || !have || !missing.is_empty() || old_recipe.is_some() {
                 let why = if want {
                     "CURTIN_VMTEST_IMAGE_SYNC is set".to_string()
                 } else if !have {
                     "no usable image".to_string()
+                } else if let Some(old) = old_recipe {
+                    format!(
+                        "the newest image is of recipe {old}, this builder makes recipe {} (see IMAGE_RECIPE in images/src/build.rs)",
+                        crate::build::IMAGE_RECIPE
+                    )
                 } else {
                     let more = match missing.len() {
                         n if n > 4 => format!(" and {} more", n - 4),

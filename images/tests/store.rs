@@ -489,3 +489,36 @@ fn missing_packages_reads_the_newest_images_manifest() {
         Err(StoreError::NoImage { .. })
     ));
 }
+
+#[test]
+fn an_image_of_an_older_recipe_is_outdated() {
+    use images::build::IMAGE_RECIPE;
+    let (_t, store) = store();
+    let dir = fake_image(&store, "bookworm", "a");
+    assert_eq!(
+        store
+            .outdated_recipe("bookworm", "amd64", IMAGE_RECIPE)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .outdated_recipe("bookworm", "amd64", IMAGE_RECIPE + 1)
+            .unwrap(),
+        Some(IMAGE_RECIPE)
+    );
+    // An index written before the field existed is recipe 1.
+    let index = dir.join(images::store::INDEX_FILE);
+    let mut json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&index).unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("recipe");
+    fs::write(&index, serde_json::to_string(&json).unwrap()).unwrap();
+    assert_eq!(
+        store.outdated_recipe("bookworm", "amd64", 2).unwrap(),
+        Some(1)
+    );
+    assert!(matches!(
+        store.outdated_recipe("trixie", "amd64", 2),
+        Err(StoreError::NoImage { .. })
+    ));
+}

@@ -16,6 +16,7 @@
 //!   "source_date_epoch": 1764028800,
 //!   "mirrors": [],
 //!   "builder": "vmtest images build 0.1.0",
+//!   "recipe": 2,
 //!   "items": {
 //!     "boot-kernel": {"path": "6.1.0-56-cloud-amd64/cloud/boot-kernel", "size": 7456, "sha256": "<64 hex>"},
 //!     "boot-initrd": {"path": "6.1.0-56-cloud-amd64/cloud/boot-initrd", "size": 1234, "sha256": "..."},
@@ -30,6 +31,8 @@
 //! checked the same way. `mirrors` is empty when mmdebstrap's default (deb.debian.org with
 //! updates and security) was used. `source_date_epoch` is the `SOURCE_DATE_EPOCH` the build
 //! used: building again with it and the same package versions gives the same files.
+//! `recipe` is the revision of what the build puts into the root; `images sync` rebuilds
+//! when the newest image's is older than the builder's (absent: 1).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -71,7 +74,15 @@ pub struct ImageIndex {
     #[serde(default)]
     pub mirrors: Vec<String>,
     pub builder: String,
+    /// Revision of what the build puts into the root ([`crate::build::IMAGE_RECIPE`]);
+    /// 1 for indexes written before the field existed.
+    #[serde(default = "first_recipe")]
+    pub recipe: u32,
     pub items: BTreeMap<String, IndexItem>,
+}
+
+fn first_recipe() -> u32 {
+    1
 }
 
 pub(super) fn load_vmtest(

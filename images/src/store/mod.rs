@@ -310,6 +310,27 @@ impl ImageStore {
         })
     }
 
+    /// The recipe revision of the newest valid image built here when it is older than
+    /// `current` (see [`crate::build::IMAGE_RECIPE`]); None when it is not, or when the
+    /// image comes from a simplestreams tree, which is not ours to judge.
+    pub fn outdated_recipe(
+        &self,
+        release: &str,
+        arch: &str,
+        current: u32,
+    ) -> Result<Option<u32>, StoreError> {
+        let img = self.find_newest(release, arch)?;
+        let ImageOrigin::Vmtest { dir } = &img.origin else {
+            return Ok(None);
+        };
+        let path = dir.join(INDEX_FILE);
+        let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+        // find_newest has read this index already; a file that changed since reads as
+        // the oldest recipe, so sync builds afresh.
+        let recipe = serde_json::from_str::<ImageIndex>(&text).map_or(1, |i| i.recipe);
+        Ok((recipe < current).then_some(recipe))
+    }
+
     /// Which of `wanted` the newest valid image built here lacks, read from its
     /// `squashfs.manifest` and [`LOCAL_DEBS_MANIFEST`] ("package<TAB>version" per line). An image built by an older
     /// builder can miss a package the installer now relies on (grub-efi-amd64-bin for UEFI

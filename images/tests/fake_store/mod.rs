@@ -65,6 +65,7 @@ pub fn publish_fake(slot: BuildSlot, release: &str, tag: &str) -> std::path::Pat
         source_date_epoch: 0,
         mirrors: vec![],
         builder: "test".into(),
+        recipe: images::build::IMAGE_RECIPE,
         items,
     };
     slot.publish(&out, index).unwrap()
