@@ -102,11 +102,7 @@ fn part_type(p: &PartitionItem, ptable: &str) -> Option<(PartType, String)> {
 
 /// Every storage check `test`'s config implies, in config order.
 pub fn derive(test: &TestConfig) -> Vec<Check> {
-    let m = Arc::new(Model {
-        items: test.storage.clone(),
-        disks: test.disks.clone(),
-        driver: test.vmtest.disk_driver,
-    });
+    let m = Arc::new(Model::new(test));
     let mut out = Vec::new();
     // The line of the item being derived from: each of its checks points there.
     let line = std::cell::Cell::new(None);

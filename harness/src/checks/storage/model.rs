@@ -2,17 +2,42 @@
 //! of them (partition numbers, device-mapper and dnames, the filesystem type the kernel
 //! reports), and which of them the booted system shows (mounts, open dm-crypt mappings).
 
-use crate::config::{DiskDriver, DiskSpec, FormatItem, MountItem, PartitionItem, StorageItem};
+use crate::config::{
+    DiskDriver, DiskSpec, FormatItem, MountItem, PartitionItem, StorageItem, TestConfig,
+};
 
 /// What the probes need of the config: its entries and the disks as attached.
 #[derive(Debug)]
 pub(crate) struct Model {
     pub items: Vec<StorageItem>,
     pub disks: Vec<DiskSpec>,
-    pub driver: DiskDriver,
+    /// The bus each of `disks` is attached on, in the same order: one test can have
+    /// NVMe and virtio disks side by side, and udev names their links differently.
+    buses: Vec<DiskDriver>,
 }
 
 impl Model {
+    pub fn new(test: &TestConfig) -> Model {
+        Model {
+            items: test.storage.clone(),
+            disks: test.disks.clone(),
+            buses: test
+                .disks
+                .iter()
+                .map(|d| d.attached_as(&test.vmtest))
+                .collect(),
+        }
+    }
+
+    /// The bus of the attached disk with `serial` (virtio-blk for one not attached).
+    pub fn bus(&self, serial: &str) -> DiskDriver {
+        self.disks
+            .iter()
+            .zip(&self.buses)
+            .find(|(d, _)| d.serial == serial)
+            .map_or(DiskDriver::VirtioBlk, |(_, b)| *b)
+    }
+
     pub fn get(&self, id: &str) -> Option<&StorageItem> {
         self.items.iter().find(|i| i.id() == id)
     }

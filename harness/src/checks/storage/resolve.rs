@@ -224,11 +224,11 @@ pub fn raid_name_matches(name: &str, a: &crate::checks::parse::md::MdArray) -> b
         || digits.is_some_and(|n| short == Some(n) || a.kname == name)
 }
 
-/// The /dev/disk/by-id names udev gives a disk with `serial` on the test's bus.
+/// The /dev/disk/by-id names udev gives the disk with `serial` on the bus it is attached on.
 pub fn by_id_names(m: &Model, serial: &str) -> Vec<String> {
     use crate::config::DiskDriver;
     let s = serial.replace(' ', "_");
-    match m.driver {
+    match m.bus(serial) {
         DiskDriver::VirtioBlk => vec![format!("virtio-{s}")],
         DiskDriver::Nvme => vec![format!("nvme-QEMU_NVMe_Ctrl_{s}"), format!("nvme-{s}")],
         DiskDriver::Scsi => vec![format!("scsi-0QEMU_QEMU_HARDDISK_{s}"), format!("scsi-{s}")],

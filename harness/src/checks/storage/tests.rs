@@ -5,7 +5,6 @@ use std::path::Path;
 
 use super::*;
 use crate::checks::{evaluate, parse::md::MdArray};
-use crate::config::DiskDriver;
 
 fn config(storage: &str) -> TestConfig {
     let text = format!("vmtest: {{release: r}}\nstorage:\n  version: 1\n  config:\n{storage}");
@@ -29,11 +28,7 @@ fn partition_numbers_as_curtin_assigns_them() {
     let t = config(
         "    - {id: d, type: disk, serial: s, ptable: msdos}\n    - {id: p1, type: partition, device: d, size: 1G}\n    - {id: ext, type: partition, device: d, size: 3G, flag: extended}\n    - {id: l1, type: partition, device: d, size: 1G, flag: logical}\n    - {id: l2, type: partition, device: d, size: 1G, flag: logical}\n    - {id: p9, type: partition, device: d, size: 1G, number: 9}\n",
     );
-    let m = Model {
-        items: t.storage.clone(),
-        disks: t.disks.clone(),
-        driver: DiskDriver::VirtioBlk,
-    };
+    let m = Model::new(&t);
     let n = |id: &str| m.partition_number(m.partition(id).unwrap());
     assert_eq!(
         (n("p1"), n("ext"), n("l1"), n("l2"), n("p9")),
@@ -304,5 +299,45 @@ fn checks_carry_the_line_of_their_item() {
             .filter(|(n, _)| n.starts_with("partition p1"))
             .all(|(_, l)| *l == Some(6)),
         "{lines:?}"
+    );
+}
+
+/// An NVMe drive beside a virtio disk (a serial starting with `nvme` makes it NVMe, as in
+/// curtin's vmtest): each partition's by-id link is looked for under its own bus's name.
+#[test]
+fn partition_by_id_links_follow_each_disks_bus() {
+    let t = config(
+        "    - {id: v, type: disk, serial: disk-a, ptable: gpt}\n    - {id: vp, type: partition, device: v, number: 1, size: 1G}\n    - {id: n, type: disk, serial: nvme-a, ptable: gpt}\n    - {id: np, type: partition, device: n, number: 1, size: 1G}\n",
+    );
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        &[
+            (
+                "vmtest/lsblk.json",
+                r#"{"blockdevices": [
+                  {"kname": "vda", "type": "disk", "serial": "disk-a", "children": [{"kname": "vda1", "type": "part"}]},
+                  {"kname": "nvme0n1", "type": "disk", "serial": "nvme-a", "children": [{"kname": "nvme0n1p1", "type": "part"}]}]}"#,
+            ),
+            (
+                "vmtest/links.txt",
+                "/dev/disk/by-id/virtio-disk-a-part1\t../../vda1\n/dev/disk/by-id/nvme-QEMU_NVMe_Ctrl_nvme-a-part1\t../../nvme0n1p1\n",
+            ),
+        ],
+    );
+    let checks: Vec<_> = derive(&t)
+        .into_iter()
+        .filter(|c| c.name.ends_with("by-id"))
+        .collect();
+    let verdicts: Vec<(String, bool)> = evaluate(&checks, d.path())
+        .into_iter()
+        .map(|r| (r.name.clone(), r.passed()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("partition vp by-id".to_string(), true),
+            ("partition np by-id".to_string(), true)
+        ]
     );
 }
