@@ -7,11 +7,17 @@ use std::path::Path;
 
 use super::parse::{err, item_key, value_at};
 use super::*;
+use crate::handoff::HANDOFF_DISK_SERIAL;
 use crate::userdata::{OUTPUT_DISK_SERIAL, SEED_DISK_SERIAL};
 use crate::yaml::Mark;
 
 /// Serials the harness gives its own disks; a storage disk may not take them.
-const HARNESS_SERIALS: [&str; 3] = [OUTPUT_DISK_SERIAL, SEED_DISK_SERIAL, "install_disk"];
+const HARNESS_SERIALS: [&str; 4] = [
+    OUTPUT_DISK_SERIAL,
+    SEED_DISK_SERIAL,
+    HANDOFF_DISK_SERIAL,
+    "install_disk",
+];
 
 /// Most bytes of a virtio-blk or NVMe serial (what the guest can read back).
 const MAX_SERIAL: usize = 20;

@@ -253,7 +253,7 @@ storage:
 
 #[test]
 fn serials_of_the_harness_disks_are_refused() {
-    for s in ["output_disk.img", "seed", "install_disk"] {
+    for s in ["output_disk.img", "seed", "vmtest-handoff", "install_disk"] {
         let e = parse(&GOOD.replace("serial: disk-a", &format!("serial: {s}"))).unwrap_err();
         assert!(e.msg.contains("harness's own disks"), "{e}");
         assert_eq!(e.key.as_deref(), Some("storage.config[0].serial"));
