@@ -50,6 +50,27 @@ mod tests {
     use std::io::Read;
     use std::os::fd::AsRawFd;
 
+    /// The child's exit status within `secs` seconds; else it is killed and the test fails
+    /// with `why`.
+    fn wait_at_most(
+        child: &mut std::process::Child,
+        secs: u64,
+        why: &str,
+    ) -> std::process::ExitStatus {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            if start.elapsed() > std::time::Duration::from_secs(secs) {
+                let _ = child.kill();
+                let _ = child.wait(); // reaping a killed child returns at once
+                panic!("{why} (waited {secs} s)");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     #[test]
     fn the_child_is_killed_when_the_thread_that_started_it_ends() {
         use std::os::unix::process::ExitStatusExt;
@@ -62,17 +83,7 @@ mod tests {
         })
         .join()
         .unwrap();
-        let start = std::time::Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if start.elapsed() > std::time::Duration::from_secs(10) {
-                let _ = child.kill();
-                panic!("the child outlived its parent by 10 s");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
+        let status = wait_at_most(&mut child, 10, "the child outlived its parent");
         assert_eq!(status.signal(), Some(libc::SIGKILL));
     }
 
@@ -89,7 +100,7 @@ mod tests {
         cmd.args(["-c", &script]);
         let mut child = spawn(&mut cmd, &[theirs.as_raw_fd()]).unwrap();
         drop(theirs);
-        assert!(child.wait().unwrap().success());
+        assert!(wait_at_most(&mut child, 10, "sh did not end").success());
         let mut got = String::new();
         ours.read_to_string(&mut got).unwrap();
         assert_eq!(got, "hi\n");

@@ -297,6 +297,18 @@ fn the_default_entry_must_be_in_the_handoff_with_a_plain_command_line() {
     assert_eq!((r.kernel.path.as_str(), r.initrd), ("/k", None));
 }
 
+/// Runs `harness/installer/handoff.sh` on the host for `target`, writing to the image
+/// `disk`; `timeout` bounds it (the script waits for udev and devices in a guest).
+fn run_writer(target: &Path, disk: &Path) -> std::process::Output {
+    std::process::Command::new("timeout")
+        .args(["--kill-after=5", "120", "sh"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("installer/handoff.sh"))
+        .arg(target)
+        .env("VMTEST_HANDOFF_DEV", disk)
+        .output()
+        .expect("timeout sh handoff.sh")
+}
+
 /// The install environment's writer (`harness/installer/handoff.sh`) and this reader
 /// agree: the script run on the host against a target tree whose /boot is in its root
 /// (VMTEST_HANDOFF_DEV: an image file for the disk), then read back.
@@ -312,12 +324,7 @@ fn the_shell_writer_and_this_reader_agree() {
     std::fs::write(t.join("boot/initrd.img-6.1"), b"INITRD").unwrap();
     let disk = d.path().join("handoff.img");
     File::create(&disk).unwrap().set_len(64 << 20).unwrap();
-    let out = std::process::Command::new("sh")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("installer/handoff.sh"))
-        .arg(&t)
-        .env("VMTEST_HANDOFF_DEV", &disk)
-        .output()
-        .expect("sh");
+    let out = run_writer(&t, &disk);
     let log =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
@@ -338,12 +345,7 @@ fn the_shell_writer_and_this_reader_agree() {
     );
     // No grub.cfg in the target: the writer fails and says why.
     std::fs::remove_file(t.join("boot/grub/grub.cfg")).unwrap();
-    let out = std::process::Command::new("sh")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("installer/handoff.sh"))
-        .arg(&t)
-        .env("VMTEST_HANDOFF_DEV", &disk)
-        .output()
-        .expect("sh");
+    let out = run_writer(&t, &disk);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no /boot/grub/grub.cfg")
