@@ -360,7 +360,7 @@ pub fn run(cmd: HarnessCommand, vmm: VmmChoice) -> Result<Exit, CliError> {
             };
             // The host is probed (a tiny guest, no test VM) only when the choice depends on it.
             let host = std::cell::LazyCell::new(crate::vmm_choice::HostKvm::detect);
-            let backend = crate::vmm_choice::choose(vmm, test, || &*host, Default::default());
+            let backend = crate::vmm_choice::choose(vmm, test, || &*host);
             let derive_on = crate::checks::derivation_on(
                 test,
                 !a.no_derive_checks

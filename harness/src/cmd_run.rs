@@ -14,7 +14,7 @@ use crate::exit::{CliError, Exit};
 use crate::report::{self, github};
 use crate::runner::{self, ImageProvider, Progress, RunContext, StoreImages, TestResult};
 use crate::settings::Settings;
-use crate::vmm_choice::{BootSource, HostKvm, choose};
+use crate::vmm_choice::{HostKvm, choose};
 
 /// How a run was asked for, besides its tests.
 pub struct RunOptions<'a> {
@@ -150,7 +150,7 @@ pub fn run_tests(tests: Vec<TestConfig>, opts: &RunOptions) -> Result<Exit, CliE
     // Probed (a tiny VM) once, and only when a choice depends on it.
     let host = std::cell::LazyCell::new(HostKvm::detect);
     for (i, t) in tests.iter().enumerate() {
-        let (c, why) = choose(opts.vmm, t, || &*host, BootSource::default());
+        let (c, why) = choose(opts.vmm, t, || &*host);
         reasons.push(format!("vmm {}: {why}", format!("{c:?}").to_lowercase()));
         match groups.iter_mut().find(|(g, _)| *g == c) {
             Some((_, v)) => v.push(i),

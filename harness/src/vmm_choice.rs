@@ -94,30 +94,14 @@ pub enum BuiltinExpectation {
     No(String),
 }
 
-/// How the builtin backend (which has no firmware) finds the kernel, initrd and command
-/// line of the installed system for a test's boot phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BootSource {
-    /// The install environment hands them off on a disk of its own (`handoff`), read
-    /// through the mounted target: any /boot the installed system itself boots from (plain,
-    /// RAID, LVM, xfs, btrfs, dm-crypt). The host never opens the installed disks.
-    #[default]
-    Handoff,
-}
-
-impl BootSource {
-    /// Ok when the builtin backend can boot `test`'s installed system this way, else why not.
-    pub fn can_boot(self, test: &TestConfig) -> Result<(), String> {
-        match self {
-            BootSource::Handoff => handoff_written(test),
-        }
-    }
-}
-
-/// The installer's last step writes the handoff: there must be an installed system
-/// (something mounted at /), and for curtin its late stage must run with the target
-/// still mounted (the handoff is a late command sorted after the test's own).
-fn handoff_written(test: &TestConfig) -> Result<(), String> {
+/// Ok when the builtin backend (which has no firmware) can boot `test`'s installed system,
+/// else why not. It boots what the install environment hands off on a disk of its own
+/// ([`crate::handoff`], read through the mounted target: any /boot the installed system
+/// itself boots from, plain, RAID, LVM, xfs, btrfs or dm-crypt), and the installer's last
+/// step writes that: there must be an installed system (something mounted at /), and for
+/// curtin its late stage must run with the target still mounted (the handoff is a late
+/// command sorted after the test's own).
+pub fn handoff_written(test: &TestConfig) -> Result<(), String> {
     let root = test.storage.iter().any(|i| match i {
         StorageItem::Mount(m) => m.path.as_deref() == Some("/"),
         _ => false,
@@ -158,7 +142,6 @@ pub fn choose<'h>(
     vmm: VmmChoice,
     test: &TestConfig,
     host: impl FnOnce() -> &'h HostKvm,
-    boot: BootSource,
 ) -> (VmmChoice, String) {
     match vmm {
         VmmChoice::Qemu => (VmmChoice::Qemu, "--vmm qemu".into()),
@@ -179,7 +162,7 @@ pub fn choose<'h>(
                     return (VmmChoice::Qemu, format!("no usable KVM ({why})"));
                 }
             }
-            match boot.can_boot(test) {
+            match handoff_written(test) {
                 Err(why) => (VmmChoice::Qemu, why),
                 Ok(()) => (
                     VmmChoice::Builtin,
@@ -234,7 +217,7 @@ mod tests {
     fn auto_picks_builtin_only_where_kvm_is_real() {
         let t = plain("ext4");
         for host in hosts() {
-            let (c, why) = choose(VmmChoice::Auto, &t, || &host, BootSource::Handoff);
+            let (c, why) = choose(VmmChoice::Auto, &t, || &host);
             if host == HostKvm::Real {
                 assert_eq!(c, VmmChoice::Builtin, "{why}");
             } else {
@@ -254,8 +237,7 @@ mod tests {
         let t = test_with(DISK, ", uefi: true");
         for host in hosts() {
             for vmm in [VmmChoice::Builtin, VmmChoice::Qemu] {
-                let b = BootSource::Handoff;
-                assert_eq!(choose(vmm, &t, || &host, b).0, vmm, "{host:?}");
+                assert_eq!(choose(vmm, &t, || &host).0, vmm, "{host:?}");
             }
         }
     }
@@ -263,7 +245,7 @@ mod tests {
     #[test]
     fn auto_sends_what_the_microvm_lacks_to_qemu_even_on_real_kvm() {
         let t = test_with(DISK, ", uefi: true");
-        let (c, why) = choose(VmmChoice::Auto, &t, || &HostKvm::Real, BootSource::Handoff);
+        let (c, why) = choose(VmmChoice::Auto, &t, || &HostKvm::Real);
         assert_eq!(c, VmmChoice::Qemu);
         assert!(why.contains("UEFI"), "{why}");
     }
@@ -306,9 +288,9 @@ mod tests {
             ("btrfs", &plain("btrfs")),
             ("ext4", &plain("ext4")),
         ] {
-            assert_eq!(BootSource::Handoff.can_boot(t), Ok(()), "{name}");
+            assert_eq!(handoff_written(t), Ok(()), "{name}");
             for host in hosts() {
-                let (c, why) = choose(VmmChoice::Auto, t, || &host, BootSource::Handoff);
+                let (c, why) = choose(VmmChoice::Auto, t, || &host);
                 let want = if host == HostKvm::Real {
                     VmmChoice::Builtin
                 } else {
@@ -338,7 +320,7 @@ mod tests {
             (&unmounts, "unmount the target"),
         ] {
             for host in hosts() {
-                let (c, why) = choose(VmmChoice::Auto, t, || &host, BootSource::Handoff);
+                let (c, why) = choose(VmmChoice::Auto, t, || &host);
                 assert_eq!(c, VmmChoice::Qemu, "{expect} on {host:?}: {why}");
                 if host == HostKvm::Real {
                     assert!(why.contains(expect), "{why}");
@@ -347,7 +329,7 @@ mod tests {
         }
         // A late stage and late commands that leave the target mounted are fine.
         let late = with_top("stages: [early, extract, late]\nlate_commands:\n  01: [touch, /x]\n");
-        assert_eq!(BootSource::Handoff.can_boot(&late), Ok(()));
+        assert_eq!(handoff_written(&late), Ok(()));
     }
 
     #[test]
@@ -370,7 +352,7 @@ mod tests {
                 } else {
                     VmmChoice::Qemu
                 };
-                let (c, why) = choose(VmmChoice::Auto, &t, || &host, BootSource::Handoff);
+                let (c, why) = choose(VmmChoice::Auto, &t, || &host);
                 assert_eq!(c, want, "{name} on {host:?}: {why}");
             }
         }
