@@ -59,6 +59,10 @@ pub const CURTIN_PACK_DIR: &str = "curtin";
 /// ephemeral image's read-only root, the way curtin's vmtest installs the same release.
 pub const CURTIN_SOURCE: &str = "cp:///media/root-ro";
 
+/// Where the pack keeps what the harness adds to the test's config for curtin
+/// ([`curtin_vmtest_config_for`]); curtin reads it first, so the test's own config wins.
+pub const CURTIN_VMTEST_CFG: &str = "config/vmtest.yaml";
+
 /// Checks that `src` is a curtin source tree the harness can pack.
 pub fn check_curtin_tree(src: &Path) -> Result<(), NotACurtinTree> {
     for (p, what) in [
@@ -141,17 +145,12 @@ pub const CURTIN_DIRTY_DISKS_CONFIG: &str = "examples/tests/dirty_disks_config.y
 /// CURTIN_VMTEST_EXTRA_CONFIG's when `extra` (curtin merges them in order, the last
 /// winning, as curtin's vmtest orders them).
 pub fn curtin_command(test: &TestConfig, extra: bool) -> Vec<String> {
-    let mut cmd: Vec<String> = [
-        "sh",
-        "curtin/bin/curtin",
-        "-vv",
-        "install",
-        "--config=config/vmtest.yaml",
-        "--config=config/test.yaml",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut cmd: Vec<String> = ["sh", "curtin/bin/curtin", "-vv", "install"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    cmd.push(format!("--config={CURTIN_VMTEST_CFG}"));
+    cmd.push("--config=config/test.yaml".into());
     if test.vmtest.dirty_disks {
         cmd.push("--config=config/dirty-disks.yaml".into());
     }
@@ -259,7 +258,7 @@ pub fn pack_installer(test: &TestConfig, inputs: &PackInputs) -> Result<Pack, In
                 pack.tree(&src.join(sub), &format!("{CURTIN_PACK_DIR}/{sub}"))?;
             }
             pack.file(
-                "config/vmtest.yaml",
+                CURTIN_VMTEST_CFG,
                 emit::to_string(&curtin_vmtest_config_for(test, webhook, apt_proxy, handoff)),
                 0o644,
             )

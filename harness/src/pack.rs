@@ -55,6 +55,14 @@ impl Pack {
         self
     }
 
+    /// The contents of the file added as `path`, if one was.
+    pub fn get(&self, path: &str) -> Option<&[u8]> {
+        self.files
+            .iter()
+            .find(|(p, _, _)| p == path)
+            .map(|(_, data, _)| data.as_slice())
+    }
+
     /// Adds every regular file under `dir` as `prefix/<relative path>` (skipping VCS
     /// metadata and Python caches), in sorted order so the archive is reproducible.
     pub fn tree(&mut self, dir: &Path, prefix: &str) -> Result<&mut Self, PackError> {

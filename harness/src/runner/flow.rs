@@ -209,15 +209,13 @@ pub(super) fn prepare(run: &mut Run, w: &WorkDir) -> Result<Prepared, RunError> 
     let packed = pack
         .render()
         .map_err(|e| RunError::Installer(installer::InstallerError::Render(e)))?;
-    if installer == InstallerKind::Curtin {
-        // What the harness adds to the test's config, for the developer to read (the
-        // packed copy is inside install/user-data's base64 payload).
-        let added =
-            installer::curtin_vmtest_config_for(test, &webhook, s.apt_proxy.as_deref(), handoff);
+    if let Some(added) = pack.get(installer::CURTIN_VMTEST_CFG) {
+        // What the harness adds to the test's config for curtin, for the developer to
+        // read (the packed copy is inside install/user-data's base64 payload).
         write(
             "install/curtin-vmtest.yaml",
             w.install().join("curtin-vmtest.yaml"),
-            crate::yaml::emit::to_string(&added).as_bytes(),
+            added,
         )?;
     }
     run.timer.lap("pack");
