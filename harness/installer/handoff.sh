@@ -25,9 +25,10 @@ DEV=${VMTEST_HANDOFF_DEV:-/dev/disk/by-id/virtio-vmtest-handoff}
 MAX_FILES=16
 
 say() { echo "vmtest-handoff: $*"; }
+# A failure is reported once, by the installer running this: install.sh's own `fail`, or
+# curtin's failed late command (each prints the failure line the verdict looks for).
 fail() {
     echo "vmtest-handoff: ERROR: $*" >&2
-    echo "curtin: Installation failed: vmtest handoff: $*" >&2
     exit 1
 }
 

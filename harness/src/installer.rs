@@ -120,11 +120,20 @@ pub fn curtin_vmtest_config_for(
         cfg["grub"] = json!({"update_nvram": true});
     }
     if handoff {
-        cfg["late_commands"] =
-            json!({HANDOFF_LATE_COMMAND: ["sh", "-c", HANDOFF_SH, "vmtest-handoff"]});
+        cfg["late_commands"] = json!({HANDOFF_LATE_COMMAND: ["sh", "-c", HANDOFF_CURTIN_RUN]});
     }
     cfg
 }
+
+/// Where the pack carries the handoff writer, for either installer.
+pub const HANDOFF_SH_PATH: &str = "installer/handoff.sh";
+
+/// How curtin's late command runs the packed writer. curtin runs late commands from the
+/// unpacked pack with its environment ($PACK_DIR, $TARGET_MOUNT_POINT), and with `-vv`
+/// prints each command it runs: naming the file rather than inlining the script keeps the
+/// writer's text, including its own error messages, out of the serial log the verdict
+/// reads.
+pub const HANDOFF_CURTIN_RUN: &str = "exec sh \"$PACK_DIR/installer/handoff.sh\"";
 
 /// The name of the late command that writes the handoff: curtin runs late commands in
 /// the order of their names, and this sorts after any name a test is likely to use.
@@ -239,8 +248,8 @@ pub fn pack_installer(test: &TestConfig, inputs: &PackInputs) -> Result<Pack, In
             }
             if handoff {
                 // install.sh runs it last, with the target still mounted.
-                pack.file("installer/handoff.sh", HANDOFF_SH, 0o755)
-                    .env("VMTEST_HANDOFF", "$PACK_DIR/installer/handoff.sh");
+                pack.file(HANDOFF_SH_PATH, HANDOFF_SH, 0o755)
+                    .env("VMTEST_HANDOFF", &format!("$PACK_DIR/{HANDOFF_SH_PATH}"));
             }
             pack.command(&cmd);
         }
@@ -262,6 +271,10 @@ pub fn pack_installer(test: &TestConfig, inputs: &PackInputs) -> Result<Pack, In
             // The file as the author wrote it: curtin reads it with the same YAML reader
             // it would read the file with, and ignores the `vmtest:` key.
             .file("config/test.yaml", test.text.as_str(), 0o644);
+            if handoff {
+                // The late command curtin_vmtest_config_for adds runs it.
+                pack.file(HANDOFF_SH_PATH, HANDOFF_SH, 0o755);
+            }
             if test.vmtest.dirty_disks {
                 let dirty = src.join(CURTIN_DIRTY_DISKS_CONFIG);
                 let text =

@@ -255,7 +255,15 @@ fn the_handoff_is_the_installers_last_step_when_asked_for() {
         .and_then(|c| c.as_seq())
         .unwrap();
     let words: Vec<&str> = cmd.iter().filter_map(|w| w.as_str()).collect();
-    assert_eq!(words, ["sh", "-c", HANDOFF_SH, "vmtest-handoff"]);
+    assert_eq!(words, ["sh", "-c", HANDOFF_CURTIN_RUN]);
+    // It runs the writer packed beside curtin, by name: curtin -vv prints the commands
+    // it runs, and the script's text must stay out of the serial log the verdict reads.
+    assert!(HANDOFF_CURTIN_RUN.contains(&format!("\"$PACK_DIR/{HANDOFF_SH_PATH}\"")));
+    let curtin_files = payload_files(&with(Some(c.path()), true));
+    assert_eq!(curtin_files[HANDOFF_SH_PATH], HANDOFF_SH);
+    assert!(!payload_files(&with(Some(c.path()), false)).contains_key(HANDOFF_SH_PATH));
+    // Nothing in the writer reads as an install failure, should it reach a log.
+    assert!(!HANDOFF_SH.contains("Installation failed"));
     let added = read(&payload_files(&with(Some(c.path()), false))["config/vmtest.yaml"]);
     assert!(added.get("late_commands").is_none());
     // The writer is valid sh.
