@@ -27,7 +27,11 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::build_step::run_logged;
+
+mod root;
 use crate::store::{INDEX_FORMAT, ImageIndex, ImageStore, IndexItem};
+pub use root::{check_root, kernel_release};
+use root::{dpkg_manifest, local_debs_manifest};
 
 /// Packages in the root filesystem besides mmdebstrap's `apt` variant (Essential + apt).
 /// Why each is there: see images/README.md.
@@ -449,137 +453,6 @@ pub fn build(store: &ImageStore, opts: &BuildOptions) -> Result<Built> {
         index: published,
         seconds: progress.start.elapsed().as_secs_f64(),
     })
-}
-
-/// The kernel release installed in the root: exactly one /lib/modules/<krel> with a
-/// matching /boot/vmlinuz-<krel>.
-pub fn kernel_release(rootfs: &Path) -> Result<String> {
-    let moddir = rootfs.join("lib/modules");
-    let mut krels: Vec<String> = fs::read_dir(&moddir)
-        .with_context(|| format!("{}: no kernel installed in the root", moddir.display()))?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|k| rootfs.join("boot").join(format!("vmlinuz-{k}")).exists())
-        .collect();
-    krels.sort();
-    match krels.as_slice() {
-        [k] => Ok(k.clone()),
-        [] => bail!(
-            "no kernel (/boot/vmlinuz-* with /lib/modules) in {}",
-            rootfs.display()
-        ),
-        many => bail!(
-            "several kernels in the root ({}): expected one",
-            many.join(", ")
-        ),
-    }
-}
-
-/// Refuses roots that would be unsafe or useless as install environments.
-pub fn check_root(rootfs: &Path) -> Result<()> {
-    let status =
-        fs::read_to_string(rootfs.join("var/lib/dpkg/status")).context("reading dpkg status")?;
-    let installed = |pkg: &str| {
-        status.split("\n\n").any(|stanza| {
-            stanza.lines().any(|l| l == format!("Package: {pkg}"))
-                && stanza.contains("Status: install ok installed")
-        })
-    };
-    if installed("snapd") {
-        bail!("snapd is installed in the root; the image must not contain it");
-    }
-    for pkg in [
-        "cloud-init",
-        "systemd",
-        "python3",
-        "linux-image-cloud-amd64",
-        "busybox-static",
-    ] {
-        if !installed(pkg) {
-            bail!("{pkg} is not installed in the root");
-        }
-    }
-    let repo = rootfs.join("var/lib/vmtest/debs");
-    let packages = fs::read_to_string(repo.join("Packages")).unwrap_or_default();
-    for pkg in OFFLINE_DEBS {
-        if !packages.lines().any(|l| l == format!("Package: {pkg}")) {
-            bail!(
-                "{pkg} is missing from the local repository {} (rootfs/offline-repo.sh)",
-                repo.display()
-            );
-        }
-    }
-    let leftover_debs = fs::read_dir(rootfs.join("var/cache/apt/archives"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".deb"))
-        .count();
-    if leftover_debs > 0 {
-        bail!(
-            "{leftover_debs} downloaded .deb files remain in /var/cache/apt/archives: \
-             rootfs/customize.sh must remove them (every install would copy them)"
-        );
-    }
-    let shadow = fs::read_to_string(rootfs.join("etc/shadow")).context("reading /etc/shadow")?;
-    for line in shadow.lines() {
-        let mut f = line.split(':');
-        let (user, pw) = (f.next().unwrap_or(""), f.next().unwrap_or("x"));
-        if pw.is_empty() {
-            bail!("account {user} has an empty password: password-less logins must be disabled");
-        }
-    }
-    let passwd = fs::read_to_string(rootfs.join("etc/passwd")).context("reading /etc/passwd")?;
-    for line in passwd.lines() {
-        let mut f = line.split(':');
-        let (user, pw) = (f.next().unwrap_or(""), f.next().unwrap_or("x"));
-        if pw.is_empty() {
-            bail!("account {user} has an empty password field in /etc/passwd");
-        }
-    }
-    Ok(())
-}
-
-/// "package<TAB>version" of the local repository's .debs, sorted, from its Packages index.
-fn local_debs_manifest(rootfs: &Path) -> Result<String> {
-    let index = rootfs.join("var/lib/vmtest/debs/Packages");
-    let text =
-        fs::read_to_string(&index).with_context(|| format!("reading {}", index.display()))?;
-    let mut lines: Vec<String> = text
-        .split("\n\n")
-        .filter_map(|stanza| {
-            let field = |k: &str| {
-                stanza
-                    .lines()
-                    .find_map(|l| l.strip_prefix(k))
-                    .map(str::trim)
-            };
-            Some(format!("{}\t{}", field("Package:")?, field("Version:")?))
-        })
-        .collect();
-    lines.sort();
-    Ok(lines.join("\n") + "\n")
-}
-
-/// "package<TAB>version" lines, sorted (like MAAS's squashfs.manifest).
-fn dpkg_manifest(rootfs: &Path) -> Result<String> {
-    let out = Command::new("dpkg-query")
-        .arg(format!(
-            "--admindir={}",
-            rootfs.join("var/lib/dpkg").display()
-        ))
-        .args(["-W", "-f", "${binary:Package}\t${Version}\n"])
-        .output()
-        .context("running dpkg-query")?;
-    if !out.status.success() {
-        bail!(
-            "dpkg-query failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let mut lines: Vec<&str> = std::str::from_utf8(&out.stdout)?.lines().collect();
-    lines.sort();
-    Ok(lines.join("\n") + "\n")
 }
 
 fn du(p: &Path) -> u64 {
