@@ -156,12 +156,13 @@ vmtest-ci-curtin:
 		--curtin $(CURTIN_SRC) --junit $(CURTIN_CI_TOPDIR).xml $(CURTIN_CI_TESTS)
 
 ## Opt-in, slow under TCG: curtin itself (CURTIN_SRC=/path/to/curtin, a source tree)
-## installs basic, basic_lvm and a RAID1 root through qemu (harness/tests/e2e_curtin.rs),
+## installs basic, basic_lvm, a RAID1 root and curtin's raid5boot booted from its handoff
+## through qemu (harness/tests/e2e_curtin.rs),
 ## then every config in examples/tests-curtin, one VM at a time (see harness/README.md,
 ## "Running curtin itself").
 CURTIN_TOPDIR = target/vmtest-curtin
 vmtest-curtin: curtin-src-given vmtest-deps
-	CURTIN_SRC=$(abspath $(CURTIN_SRC)) timeout --kill-after=60 3600 \
+	CURTIN_SRC=$(abspath $(CURTIN_SRC)) timeout --kill-after=60 4800 \
 		$(CARGO) test -p harness --test e2e_curtin -- --ignored --test-threads=1 --nocapture
 	rm -rf $(CURTIN_TOPDIR) $(CURTIN_TOPDIR).xml
 	CURTIN_VMTEST_TOPDIR=$(CURDIR)/$(CURTIN_TOPDIR) CURTIN_VMTEST_PARALLEL=1 \
