@@ -46,3 +46,29 @@ pub fn run_with_limit(mut cmd: Command, limit: Duration, what: &str) -> (i32, St
     println!("{out}");
     (status.code().unwrap_or(-1), out)
 }
+
+/// Asserts from a test's logs/ that its install wrote the handoff and its boot phase ran
+/// the handed-off kernel directly: the kernel's command line holds each of `cmdline_has`,
+/// and neither firmware nor grub printed anything. Returns that command line.
+pub fn assert_booted_from_the_handoff(logs: &std::path::Path, cmdline_has: &[&str]) -> String {
+    let read = |f: &str| std::fs::read_to_string(logs.join(f)).unwrap_or_default();
+    assert!(
+        read("install-serial.log").contains("vmtest-handoff: wrote grub.cfg and"),
+        "the install wrote the handoff ({})",
+        logs.display()
+    );
+    let boot = read("boot-serial.log");
+    let cmdline = boot
+        .lines()
+        .find(|l| l.contains("Command line: "))
+        .map(str::trim_end)
+        .unwrap_or_else(|| panic!("no kernel command line in the boot serial log"));
+    for want in cmdline_has {
+        assert!(cmdline.contains(want), "{want} not in {cmdline}");
+    }
+    assert!(
+        !boot.contains("SeaBIOS") && !boot.contains("GNU GRUB"),
+        "no firmware or grub in a direct boot"
+    );
+    cmdline.to_string()
+}
