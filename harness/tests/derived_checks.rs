@@ -130,6 +130,47 @@ fn raid5boot_as_test_mdadm_bcache_test_raid5boot_abs_asserts() {
     assert_eq!(names(&t), want);
 }
 
+/// raid6boot names its array twice: `name: md0` (the device curtin creates) and
+/// `mdname: foobar` (the name mdadm records). The installed system assembles it as md127
+/// under `<hostname>:foobar`; curtin's class checks that name in `mdadm --detail --scan`.
+/// The fixture is the real collect/ of a curtin install of raid6boot.yaml through qemu.
+#[test]
+fn raid6boot_as_test_mdadm_bcache_test_raid6boot_abs_asserts() {
+    // tests/vmtests/test_mdadm_bcache.py, TestRaid6bootAbs (and TestMdadmAbs).
+    let covers = [
+        Covers {
+            curtin: "TestRaid6bootAbs.test_mdadm_custom_name (ubuntu:foobar in mdadm_detail)",
+            checks: &["raid md0 name"],
+        },
+        Covers {
+            curtin: "TestRaid6bootAbs.get_fstab_expected (md-uuid of md0 at / with defaults) via VMBaseClass.test_fstab",
+            checks: &["mount / fstab", "mount / spec"],
+        },
+        Covers {
+            curtin: "TestRaid6bootAbs.disk_to_check via VMBaseClass.test_dname",
+            checks: &[
+                "partition bios_boot_partition dname",
+                "partition sda1 dname",
+                "partition sdb1 dname",
+                "partition sdc1 dname",
+                "partition sdd1 dname",
+                "raid md0 dname",
+            ],
+        },
+        Covers {
+            curtin: "TestMdadmAbs.test_mdadm_status (one array active)",
+            checks: &["raid md0 active", "raid md0 level"],
+        },
+    ];
+    assert_covers_and_passes("raid6boot", &covers, 43);
+    let t = curtin_config("raid6boot");
+    let name = checks::derive(&t)
+        .into_iter()
+        .find(|c| c.name == "raid md0 name")
+        .unwrap();
+    assert_eq!(name.expects, "the array named foobar");
+}
+
 #[test]
 fn lvmoverraid_as_test_lvm_raid_test_lvm_over_raid_abs_asserts() {
     // tests/vmtests/test_lvm_raid.py, TestLvmOverRaidAbs (TestMdadmAbs, TestLvmAbs).

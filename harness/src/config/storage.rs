@@ -189,6 +189,7 @@ pub struct RaidItem {
     /// Superblock version (`1.2`, `0.90`, `imsm`), as written.
     #[serde(default, deserialize_with = "de_text_opt")]
     pub metadata: Option<String>,
+    /// The name mdadm records in the superblock (curtin's `--name`), when not `name`.
     #[serde(default)]
     pub mdname: Option<String>,
     #[serde(default)]
@@ -211,6 +212,15 @@ pub enum RaidLevel {
     Raid6,
     Raid10,
     Container,
+}
+
+impl RaidItem {
+    /// The array's name in its superblock: `mdname` when the config gives one (curtin
+    /// creates the array with `mdadm --name=<mdname>`, and the installed system may then
+    /// assemble it under another kernel name, md127), else the device name.
+    pub fn array_name(&self) -> &str {
+        self.mdname.as_deref().unwrap_or(&self.name)
+    }
 }
 
 impl RaidLevel {

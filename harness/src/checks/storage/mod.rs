@@ -380,7 +380,7 @@ pub fn derive(test: &TestConfig) -> Vec<Check> {
                 }
                 add(
                     format!("{l} name"),
-                    format!("the array named {}", r.name),
+                    format!("the array named {}", r.array_name()),
                     What::RaidName { id: id.clone() },
                 );
                 add(

@@ -332,7 +332,7 @@ impl Probe for StorageProbe {
             }
             What::RaidName { id } => {
                 let (r, a) = raid(m, d, id)?;
-                if raid_name_matches(&r.name, &a) {
+                if raid_name_matches(r.array_name(), &a) {
                     Ok(())
                 } else {
                     Err(a.describe())

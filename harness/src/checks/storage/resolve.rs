@@ -122,7 +122,7 @@ fn device_depth(m: &Model, d: &Collected, id: &str, depth: usize) -> Result<Stri
             arrays
                 .arrays
                 .iter()
-                .find(|a| raid_name_matches(&r.name, a))
+                .find(|a| raid_name_matches(r.array_name(), a) || raid_name_matches(&r.name, a))
                 .map(|a| a.kname.clone())
                 .ok_or_else(|| {
                     let seen: Vec<String> = arrays.arrays.iter().map(|a| a.describe()).collect();

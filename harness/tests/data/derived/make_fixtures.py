@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Writes the hand-made collect/ fixtures of harness/tests/derived_checks.rs.
 
-raid5boot/ is real: the collect/ of a curtin install of curtin's raid5boot.yaml through
-qemu (see that test). The others are made here, in the same formats (lsblk's full column
-set, sfdisk -J, mdadm --detail --export plus sysfs, LVM's JSON reports, ...), describing
-what curtin makes of curtin's lvmoverraid.yaml, allindata.yaml and basic.yaml on this
-harness's disks: disks attached in config order as vda, vdb, ..., then the output disk and
-the seed; arrays assembled in the installed system as md127, md126, ... (the install's
-hostname, the test name, in their superblock names); fstab specs as curtin writes them
-(by-uuid for partitions and whole disks, md-uuid for arrays, dm-uuid for LVM).
+raid5boot/ and raid6boot/ are real: the collect/ of curtin installs of curtin's
+raid5boot.yaml and raid6boot.yaml through qemu (see their tests). The others are made
+here, in the same formats (lsblk's full column set, sfdisk -J, mdadm --detail --export
+plus sysfs, LVM's JSON reports, ...), describing what curtin makes of curtin's
+lvmoverraid.yaml, allindata.yaml and basic.yaml on this harness's disks: disks attached
+in config order as vda, vdb, ..., then the output disk and the seed; arrays assembled in
+the installed system as md127, md126, ... (the install's hostname, the test name, in
+their superblock names); fstab specs as curtin writes them (by-uuid for partitions and
+whole disks, md-uuid for arrays, dm-uuid for LVM).
 
 Run it from this directory; it rewrites lvmoverraid/, allindata/ and basic/.
 """
