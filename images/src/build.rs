@@ -30,7 +30,7 @@ use crate::build_step::run_logged;
 
 mod root;
 use crate::store::{INDEX_FORMAT, ImageIndex, ImageStore, IndexItem};
-pub use root::{check_root, kernel_release};
+pub use root::{BCACHE_LINKS_HELPER, BCACHE_LINKS_RULE, check_root, kernel_release};
 use root::{dpkg_manifest, local_debs_manifest};
 
 /// Packages in the root filesystem besides mmdebstrap's `apt` variant (Essential + apt).
@@ -109,6 +109,14 @@ pub const PACKAGES: &[&str] = &[
     "gpg",
 ];
 
+/// Revision of what a build puts into the root filesystem. Bump it when an image built
+/// before would make tests behave differently or take longer, so `images sync` rebuilds
+/// instead of keeping it: 2 dropped the 90 MB of downloaded .debs from
+/// /var/cache/apt/archives (every install copied them; about half a minute per test);
+/// 3 added the udev rule that keeps /dev/bcache/by-uuid links through coldplug (an
+/// installed system whose fstab names them dropped to emergency mode).
+pub const IMAGE_RECIPE: u32 = 3;
+
 /// Packages kept as .deb files (with what they need beyond the root) in a local apt
 /// repository inside the image (`/var/lib/vmtest/debs`, listed in
 /// `/etc/apt/sources.list.d/vmtest-local.list`) instead of being installed. grub-efi-amd64
@@ -116,12 +124,6 @@ pub const PACKAGES: &[&str] = &[
 /// boot packages into a UEFI target itself (`apt-get install` in the target, a copy of
 /// this root: grub-efi-amd64, and the signed grub and shim because the image's apt lists
 /// know them), and with the .debs at hand that needs no network.
-/// Revision of what a build puts into the root filesystem. Bump it when an image built
-/// before would make tests behave differently or take longer, so `images sync` rebuilds
-/// instead of keeping it: 2 dropped the 90 MB of downloaded .debs from
-/// /var/cache/apt/archives (every install copied them; about half a minute per test).
-pub const IMAGE_RECIPE: u32 = 2;
-
 pub const OFFLINE_DEBS: &[&str] = &["grub-efi-amd64", "grub-efi-amd64-signed", "shim-signed"];
 
 /// dpkg path filters: documentation and translations are not needed to install systems.

@@ -10,6 +10,11 @@ use anyhow::{Context, Result, bail};
 
 use super::OFFLINE_DEBS;
 
+/// What rootfs/customize.sh adds so /dev/bcache/by-uuid links survive coldplug.
+pub const BCACHE_LINKS_RULE: &str = "usr/lib/udev/rules.d/70-vmtest-bcache-links.rules";
+/// The rule's helper, which reads the backing device's uuid and label.
+pub const BCACHE_LINKS_HELPER: &str = "usr/lib/udev/vmtest-bcache-export";
+
 /// The kernel release installed in the root: exactly one /lib/modules/<krel> with a
 /// matching /boot/vmlinuz-<krel>.
 pub fn kernel_release(rootfs: &Path) -> Result<String> {
@@ -79,6 +84,18 @@ pub fn check_root(rootfs: &Path) -> Result<()> {
             "{leftover_debs} downloaded .deb files remain in /var/cache/apt/archives: \
              rootfs/customize.sh must remove them (every install would copy them)"
         );
+    }
+    for (path, what) in [
+        (BCACHE_LINKS_RULE, "the udev rule"),
+        (BCACHE_LINKS_HELPER, "its helper"),
+    ] {
+        if !rootfs.join(path).is_file() {
+            bail!(
+                "/{path} ({what} keeping /dev/bcache/by-uuid links through coldplug) is missing: \
+                 rootfs/customize.sh writes it, and an installed system whose fstab names \
+                 such a link needs it to boot"
+            );
+        }
     }
     let shadow = fs::read_to_string(rootfs.join("etc/shadow")).context("reading /etc/shadow")?;
     for line in shadow.lines() {
