@@ -10,7 +10,7 @@ use crate::VmmChoice;
 use crate::backend::Phase;
 use crate::cmd_list::{self, ListFormat};
 use crate::cmd_run::{RunOptions, run_tests};
-use crate::config::{TestConfig, discover};
+use crate::config::{ConfReplace, TestConfig, discover};
 use crate::env_help::ENV_HELP;
 use crate::exit::{CliError, Exit};
 use crate::partition::{self, Durations, Partition, durations_from_junit};
@@ -45,6 +45,9 @@ pub struct ShowArgs {
     /// Show the checks as `run --no-derive-checks` would make them.
     #[arg(long)]
     pub no_derive_checks: bool,
+    /// As `run --conf-replace`: a placeholder's value, applied to the config's text.
+    #[arg(long, value_name = "__KEY__=VALUE")]
+    pub conf_replace: Vec<ConfReplace>,
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +67,11 @@ pub struct Selection {
     /// balanced by its test durations instead of by count.
     #[arg(long, value_name = "FILE", requires = "partition")]
     pub durations: Vec<PathBuf>,
+    /// Replace a placeholder in every selected config's text before it is read, as curtin's
+    /// vmtest does per test class (repeatable): curtin's lvmroot.yaml and uefi_lvmroot.yaml
+    /// need `__ROOTFS_FORMAT__` (and `__BOOTFS_FORMAT__`), ext4 or xfs.
+    #[arg(long, value_name = "__KEY__=VALUE")]
+    pub conf_replace: Vec<ConfReplace>,
 }
 
 #[derive(Debug, Args)]
@@ -151,9 +159,18 @@ fn config_file(pattern: &str) -> Option<&Path> {
 /// error, so typos do not run zero tests; so are two selected tests of one name, whose
 /// results would overwrite each other.
 pub fn select(dir: &Path, patterns: &[String]) -> anyhow::Result<Vec<TestConfig>> {
+    select_with(dir, patterns, &[])
+}
+
+/// [`select`], each config's text with `replace` applied first (`--conf-replace`).
+pub fn select_with(
+    dir: &Path,
+    patterns: &[String],
+    replace: &[ConfReplace],
+) -> anyhow::Result<Vec<TestConfig>> {
     let needs_dir = patterns.is_empty() || patterns.iter().any(|p| config_file(p).is_none());
     let in_dir = if needs_dir {
-        InDir::load(dir)?
+        InDir::load(dir, replace)?
     } else {
         InDir::default()
     };
@@ -180,7 +197,7 @@ pub fn select(dir: &Path, patterns: &[String]) -> anyhow::Result<Vec<TestConfig>
     }
     for p in patterns {
         if let Some(file) = config_file(p) {
-            push(TestConfig::load(file)?, &mut chosen)?;
+            push(TestConfig::load_with(file, replace)?, &mut chosen)?;
             continue;
         }
         for n in in_dir.matching(dir, p)? {
@@ -200,11 +217,11 @@ struct InDir {
 }
 
 impl InDir {
-    fn load(dir: &Path) -> anyhow::Result<InDir> {
+    fn load(dir: &Path, replace: &[ConfReplace]) -> anyhow::Result<InDir> {
         let files = discover(dir)?;
         let mut d = InDir::default();
         for f in &files {
-            match TestConfig::load(f) {
+            match TestConfig::load_with(f, replace) {
                 Ok(t) => d.loaded.push(t),
                 Err(e) => d.errors.push(e),
             }
@@ -258,7 +275,7 @@ impl InDir {
 /// The patterns' tests, then the partition's share of them.
 fn select_part(sel: &Selection) -> Result<Vec<TestConfig>, CliError> {
     let dir = tests_dir(sel.tests_dir.as_deref());
-    let tests = select(&dir, &sel.tests).map_err(CliError::usage)?;
+    let tests = select_with(&dir, &sel.tests, &sel.conf_replace).map_err(CliError::usage)?;
     let Some(p) = sel.partition else {
         return Ok(tests);
     };
@@ -350,7 +367,8 @@ pub fn run(cmd: HarnessCommand, vmm: VmmChoice) -> Result<Exit, CliError> {
         HarnessCommand::JunitMerge(a) => junit_merge(&a),
         HarnessCommand::Show(a) => {
             let dir = tests_dir(a.tests_dir.as_deref());
-            let tests = select(&dir, std::slice::from_ref(&a.test)).map_err(CliError::usage)?;
+            let tests = select_with(&dir, std::slice::from_ref(&a.test), &a.conf_replace)
+                .map_err(CliError::usage)?;
             let [test] = tests.as_slice() else {
                 return Err(CliError::Usage(anyhow::anyhow!(
                     "`{}` selects {} tests; show takes exactly one",

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use harness::config::{HostFacts, TestConfig, discover};
+use harness::config::{ConfReplace, HostFacts, TestConfig, discover};
 
 #[path = "support/curtin_tree.rs"]
 mod support;
@@ -47,4 +47,36 @@ fn every_curtin_example_loads_or_says_why_it_cannot_run_here() {
         "configs that did not load:\n{}",
         errors.join("\n")
     );
+}
+
+/// curtin's two templates run with the values curtin's own classes give them
+/// (`conf_replace` in tests/vmtests/test_lvm_root.py: ext4 or xfs), and what the
+/// installer gets is the filled-in text.
+#[test]
+fn curtin_templates_run_with_their_placeholders_given() {
+    let dir = curtin_tree().join("examples/tests");
+    let host = HostFacts::this_host();
+    for (name, keys) in [
+        ("lvmroot", &["__ROOTFS_FORMAT__"][..]),
+        ("uefi_lvmroot", &["__ROOTFS_FORMAT__", "__BOOTFS_FORMAT__"]),
+    ] {
+        let file = dir.join(format!("{name}.yaml"));
+        let bare = TestConfig::load(&file).unwrap();
+        let why = bare.not_runnable(&host).unwrap();
+        assert!(
+            why.contains("it is a template") && why.contains(keys[0]),
+            "{why}"
+        );
+        for fs in ["ext4", "xfs"] {
+            let replace: Vec<ConfReplace> = keys
+                .iter()
+                .map(|k| format!("{k}={fs}").parse().unwrap())
+                .collect();
+            let t = TestConfig::load_with(&file, &replace).unwrap();
+            assert_eq!(t.not_runnable(&host), None, "{name} with {fs}");
+            assert!(
+                !t.text.contains("__ROOTFS_FORMAT__") && t.text.contains(&format!("fstype: {fs}"))
+            );
+        }
+    }
 }

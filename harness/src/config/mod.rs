@@ -12,6 +12,7 @@
 //! - [`parse`]: reading a file into a [`TestConfig`] and checking it;
 //! - [`disks`]: the disks a test gets (by serial, WWN or path, sized, serials checked);
 //! - [`runnable`]: whether this host can run a test, and why not;
+//! - [`template`]: curtin's config templates (`__ROOTFS_FORMAT__`) and `--conf-replace`;
 //! - [`names`]: test names (they become directories) and finding test files.
 
 mod disks;
@@ -22,6 +23,7 @@ mod parse;
 mod runnable;
 mod shapes;
 mod storage;
+mod template;
 mod types;
 
 use std::fmt;
@@ -34,6 +36,7 @@ pub use network::*;
 pub use parse::MAX_CONFIG_BYTES;
 pub use runnable::HostFacts;
 pub use storage::*;
+pub use template::ConfReplace;
 pub use types::*;
 
 /// A config that cannot be used: where (file, line, column, key path) and why. It stays

@@ -57,6 +57,13 @@ impl TestConfig {
     /// Loads and checks one test config file. The test's name (the file name without
     /// `.yaml`) is checked before anything else.
     pub fn load(path: &Path) -> Result<TestConfig, ConfigError> {
+        Self::load_with(path, &[])
+    }
+
+    /// [`TestConfig::load`], with `replace` applied to the file's text first, as curtin's
+    /// vmtest applies a test class's `conf_replace` (see [`super::template`]); the installer
+    /// gets the replaced text.
+    pub fn load_with(path: &Path, replace: &[ConfReplace]) -> Result<TestConfig, ConfigError> {
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -76,7 +83,7 @@ impl TestConfig {
                 format!("larger than {MAX_CONFIG_BYTES} bytes: not a test config"),
             ));
         }
-        Self::parse(&name, path, &text)
+        Self::parse(&name, path, &super::template::apply(&text, replace))
     }
 
     /// Parses a test config from text (`file` is used in errors).
@@ -263,6 +270,7 @@ impl TestConfig {
         let (disks, disk_unrunnable) = disks::build(file, &v, vnode_or_empty, &storage, &entries)?;
         let unrunnable = runnable::unrunnable_storage(&storage)
             .or_else(|| runnable::unrunnable_target(&doc))
+            .or_else(|| super::template::unfilled(&doc))
             .or(disk_unrunnable);
         for e in &v.expect {
             let (Expectation::Matches { regex, .. } | Expectation::NotMatches { regex, .. }) = e
