@@ -34,19 +34,21 @@ datasource_list: [ NoCloud, None ]
 locale: C.UTF-8
 CFG
 
-# bcache: links for a bcache device by its backing device's uuid and label, at every udev
-# event, coldplug included. curtin writes fstab entries as /dev/bcache/by-uuid/UUID when
-# the install environment has that link (curtin's get_volume_spec). Debian's 69-bcache.rules
-# make it only from the kernel's change event at attach time (CACHED_UUID), and an installed
-# system attaches its bcache devices in the initramfs: after the switch to the real root,
-# coldplug's add events carry no CACHED_UUID, the links never appear, and every such mount
-# waits 90 s and drops the boot to emergency mode. (Ubuntu's bcache-tools carries a
-# bcache-export-cached helper for this; Debian's does not.) An installed system is a copy of
-# this root, so the rule and its helper travel with it.
+# bcache: CACHED_UUID and CACHED_LABEL (the backing device's uuid and label) on every udev
+# event of a bcache device, coldplug included, and the links made from them. The kernel
+# sets them only on its change event at attach time, and an installed system attaches its
+# bcache devices in the initramfs: after the switch to the real root, coldplug's add events
+# carry neither. Then Debian's 69-bcache.rules make no /dev/bcache/by-uuid link, and
+# curtin's fstab entries name those links (curtin's get_volume_spec), so every such mount
+# waits 90 s and drops the boot to emergency mode; and curtin's by-dname rules, which match
+# ENV{CACHED_UUID}, make no /dev/disk/by-dname link. (Ubuntu's bcache-tools carries a
+# bcache-export-cached helper for this; Debian's does not.) This file sorts before curtin's
+# /etc/udev/rules.d/<name>.rules, so those see the variables. An installed system is a copy
+# of this root, so the rule and its helper travel with it.
 cat >"$R/usr/lib/udev/vmtest-bcache-export" <<'BCACHE'
 #!/bin/sh
-# Prints VMTEST_BCACHE_UUID= and VMTEST_BCACHE_LABEL= for the bcache device $1, read from
-# the superblock of its backing device (among its slaves, beside any cache device).
+# Prints CACHED_UUID= and CACHED_LABEL= (the kernel's names) for the bcache device $1, read
+# from the superblock of its backing device (among its slaves, beside any cache device).
 n=${1##*/}
 for s in /sys/block/"$n"/slaves/*; do
 	[ -e "$s" ] || continue
@@ -54,23 +56,24 @@ for s in /sys/block/"$n"/slaves/*; do
 	printf '%s\n' "$sb" | grep -q '^sb\.version.*\[backing device\]' || continue
 	uuid=$(printf '%s\n' "$sb" | sed -n 's/^dev\.uuid[[:space:]]*//p')
 	label=$(printf '%s\n' "$sb" | sed -n 's/^dev\.label[[:space:]]*//p')
-	case "$uuid" in *[!0-9a-f-]* | "") ;; *) echo "VMTEST_BCACHE_UUID=$uuid" ;; esac
-	case "$label" in "(empty)" | *[!A-Za-z0-9._-]* | "") ;; *) echo "VMTEST_BCACHE_LABEL=$label" ;; esac
+	case "$uuid" in *[!0-9a-f-]* | "") ;; *) echo "CACHED_UUID=$uuid" ;; esac
+	case "$label" in "(empty)" | *[!A-Za-z0-9._-]* | "") ;; *) echo "CACHED_LABEL=$label" ;; esac
 	exit 0
 done
 exit 0
 BCACHE
 chmod 755 "$R/usr/lib/udev/vmtest-bcache-export"
 cat >"$R/usr/lib/udev/rules.d/70-vmtest-bcache-links.rules" <<'BCACHE'
-# vmtest image: /dev/bcache/by-uuid and by-label links on every event, coldplug included
-# (see images/rootfs/customize.sh in the vmtest tree).
+# vmtest image: CACHED_UUID/CACHED_LABEL and the /dev/bcache/by-uuid and by-label links on
+# every event of a bcache device, coldplug included (see images/rootfs/customize.sh in the
+# vmtest tree).
 SUBSYSTEM!="block", GOTO="vmtest_bcache_end"
 ACTION=="remove", GOTO="vmtest_bcache_end"
 KERNEL!="bcache[0-9]*", GOTO="vmtest_bcache_end"
 ENV{DEVTYPE}!="disk", GOTO="vmtest_bcache_end"
 IMPORT{program}="vmtest-bcache-export $devnode"
-ENV{VMTEST_BCACHE_UUID}=="?*", SYMLINK+="bcache/by-uuid/$env{VMTEST_BCACHE_UUID}"
-ENV{VMTEST_BCACHE_LABEL}=="?*", SYMLINK+="bcache/by-label/$env{VMTEST_BCACHE_LABEL}"
+ENV{CACHED_UUID}=="?*", SYMLINK+="bcache/by-uuid/$env{CACHED_UUID}"
+ENV{CACHED_LABEL}=="?*", SYMLINK+="bcache/by-label/$env{CACHED_LABEL}"
 LABEL="vmtest_bcache_end"
 BCACHE
 

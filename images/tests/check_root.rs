@@ -80,8 +80,8 @@ fn a_root_without_the_bcache_link_rule_is_refused() {
     );
 }
 
-/// The rule's helper, as customize.sh writes it, finds the backing device's uuid among a
-/// bcache device's slaves (a cache device beside it is passed over). Run on the host with a
+/// The rule's helper, as customize.sh writes it, finds the backing device's uuid and label
+/// (as the kernel's CACHED_UUID and CACHED_LABEL) among a bcache device's slaves (a cache device beside it is passed over). Run on the host with a
 /// stand-in for bcache-super-show and for /sys/block.
 #[test]
 fn the_bcache_link_helper_reads_the_backing_devices_uuid() {
@@ -121,6 +121,6 @@ fn the_bcache_link_helper_reads_the_backing_devices_uuid() {
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "VMTEST_BCACHE_UUID=46d9d15c-6783-4b8b-9b40-239061b38da1\nVMTEST_BCACHE_LABEL=cached_array\n"
+        "CACHED_UUID=46d9d15c-6783-4b8b-9b40-239061b38da1\nCACHED_LABEL=cached_array\n"
     );
 }
