@@ -5,7 +5,7 @@
 //! |---|---|
 //! | disk | `serial` (or `wwn`, or `path`) visible; `ptable`; `dname` when named |
 //! | partition | `number` on its disk; `size` within 1 MiB; `flag` (type or boot flag); `by-id` link; `dname` |
-//! | format | `fstype`; `label` and `uuid` when given |
+//! | format | `fstype`; `label` when given; `uuid` when given and curtin's mkfs can set it |
 //! | mount | `fstab` entry with type and options; its `spec` resolves to the device; `mounted` now with that type (swap: `in use`) |
 //! | raid | `level`; `members`; `spares`; `name`; `active`; `dname` |
 //! | lvm_volgroup / lvm_partition | `pvs` of the VG; the LV's `size`; `dname` |
@@ -31,7 +31,7 @@ use std::sync::Arc;
 use super::Check;
 use crate::check::CheckGroup;
 use crate::config::{PartitionItem, StorageItem, TestConfig};
-pub(crate) use model::{Model, kernel_fstype, mounted_at_boot};
+pub(crate) use model::{Model, kernel_fstype, mkfs_sets_uuid, mounted_at_boot};
 pub use model::{dm_name, sanitize_dname};
 use probe::StorageProbe;
 use what::{PartType, What};
@@ -269,7 +269,11 @@ pub fn derive(test: &TestConfig) -> Vec<Check> {
                         What::FsLabel { id: id.clone() },
                     );
                 }
-                if let Some(u) = f.uuid.as_deref().filter(|u| !u.is_empty()) {
+                if let Some(u) = f
+                    .uuid
+                    .as_deref()
+                    .filter(|u| !u.is_empty() && mkfs_sets_uuid(&f.fstype))
+                {
                     add(
                         format!("format {id} uuid"),
                         format!("UUID {u}"),

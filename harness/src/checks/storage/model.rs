@@ -172,6 +172,16 @@ pub(crate) fn kernel_fstype(fstype: &str) -> &str {
     }
 }
 
+/// Whether curtin's mkfs can give a filesystem of `fstype` the UUID the config names
+/// (curtin's flag table has a UUID flag for these families only: a vfat volume id, for
+/// one, is 32 bits, so curtin formats it without and the config's `uuid:` is not seen).
+pub(crate) fn mkfs_sets_uuid(fstype: &str) -> bool {
+    matches!(
+        fstype,
+        "ext2" | "ext3" | "ext4" | "btrfs" | "f2fs" | "reiserfs" | "swap" | "xfs"
+    )
+}
+
 /// curtin's dname of a name: letters, digits, `-` and `_`, anything else `-`.
 pub fn sanitize_dname(name: &str) -> String {
     name.chars()

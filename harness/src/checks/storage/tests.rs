@@ -341,3 +341,16 @@ fn partition_by_id_links_follow_each_disks_bus() {
         ]
     );
 }
+
+/// A `uuid:` on a format is checked only where curtin's mkfs can set it (curtin's
+/// uefi_lvmroot.yaml gives one to its vfat ESP, which curtin formats without it).
+#[test]
+fn a_format_uuid_is_checked_only_where_curtin_can_set_it() {
+    let t = config(
+        "    - {id: d, type: disk, serial: s, ptable: gpt}\n    - {id: esp, type: partition, device: d, size: 100M, flag: boot}\n    - {id: root, type: partition, device: d, size: 1G}\n    - {id: esp_fs, type: format, volume: esp, fstype: fat32, uuid: 0bea118f-558e-4235-8547-644c76078066}\n    - {id: root_fs, type: format, volume: root, fstype: xfs, uuid: 04836770-e989-460f-8774-8e277ddcb40f}\n",
+    );
+    let all = names(&t);
+    assert!(all.contains(&"format root_fs uuid".to_string()), "{all:?}");
+    assert!(!all.contains(&"format esp_fs uuid".to_string()), "{all:?}");
+    assert!(mkfs_sets_uuid("ext4") && mkfs_sets_uuid("swap") && !mkfs_sets_uuid("fat32"));
+}
