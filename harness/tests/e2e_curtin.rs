@@ -38,18 +38,9 @@ fn curtin_src() -> PathBuf {
     src
 }
 
-/// Runs vmtest with curtin; past [`LIMIT`] it is killed with its VMs.
-fn run_vmtest(args: &[&str], curtin: &Path, topdir: &Path) -> (i32, String) {
-    run_vmtest_with(args, curtin, topdir, &[])
-}
-
-/// [`run_vmtest`] with more environment for vmtest.
-fn run_vmtest_with(
-    args: &[&str],
-    curtin: &Path,
-    topdir: &Path,
-    env: &[(&str, &str)],
-) -> (i32, String) {
+/// Runs vmtest with curtin, and `env` added to its environment; past [`LIMIT`] it is
+/// killed with its VMs.
+fn run_vmtest(args: &[&str], curtin: &Path, topdir: &Path, env: &[(&str, &str)]) -> (i32, String) {
     let mut cmd = common::vmtest();
     cmd.envs(env.iter().copied());
     cmd.args(["--vmm", "qemu", "run"])
@@ -76,7 +67,7 @@ fn installs_with_curtin_and_passes(test: &str, tests_dir: Option<&Path>) {
     };
     let mut args: Vec<&str> = dir_args.iter().map(String::as_str).collect();
     args.push(test);
-    let (code, out) = run_vmtest(&args, &curtin, &topdir);
+    let (code, out) = run_vmtest(&args, &curtin, &topdir, &[]);
     let w = topdir.join(test);
     assert_eq!(
         code,
@@ -203,7 +194,7 @@ fn raid5boot_boots_the_handoff_curtin_wrote() {
     let _ = std::fs::remove_dir_all(&topdir);
     let config = curtin.join("examples/tests/raid5boot.yaml");
     let config = config.to_str().expect("a UTF-8 path");
-    let (code, out) = run_vmtest_with(
+    let (code, out) = run_vmtest(
         &[config],
         &curtin,
         &topdir,
