@@ -104,14 +104,17 @@ fn the_bcache_link_helper_reads_the_backing_devices_uuid() {
         */vdc1) printf 'sb.magic\\t\\tok\\nsb.version\\t\\t1 [backing device]\\n\\ndev.label\\t\\tcached_array\\ndev.uuid\\t\\t46d9d15c-6783-4b8b-9b40-239061b38da1\\n' ;;\n\
         *) exit 1 ;;\nesac\n";
     fs::write(bin.join("bcache-super-show"), fake).unwrap();
-    std::process::Command::new("chmod")
-        .arg("755")
-        .arg(bin.join("bcache-super-show"))
-        .status()
-        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(
+        bin.join("bcache-super-show"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     let helper = helper.replace("/sys/block/", &format!("{}/", sys.display()));
-    let out = std::process::Command::new("sh")
-        .args(["-c", &helper, "vmtest-bcache-export", "/dev/bcache0"])
+    // Bounded: udev would kill a hung helper, and a hung one must not hang the test.
+    let out = std::process::Command::new("timeout")
+        .args(["--kill-after=5", "60", "sh", "-c", &helper])
+        .args(["vmtest-bcache-export", "/dev/bcache0"])
         .env(
             "PATH",
             format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
